@@ -1,0 +1,80 @@
+// Documents stored for every kind. Spec and status types are generated from crds/*.yaml
+// (api/generated/types.ts); this file only adds the Kubernetes envelope around them.
+import type * as gen from './generated/types';
+
+export const GROUP = 'n0stack.io';
+export const VERSION = 'v1alpha1';
+export const API_VERSION = `${GROUP}/${VERSION}` as const;
+
+export const KINDS = ['Node', 'Network', 'BlockStorage', 'Image', 'VirtualMachine'] as const;
+export type Kind = (typeof KINDS)[number];
+
+export interface ObjectMeta {
+  name: string;
+  uid?: string;
+  generation?: number;
+  /** Opaque to clients; compare only for equality and pass back in updates. */
+  resourceVersion?: string;
+  creationTimestamp?: string;
+  deletionTimestamp?: string;
+  labels?: Record<string, string>;
+  annotations?: Record<string, string>;
+  finalizers?: string[];
+}
+
+export type Condition = NonNullable<gen.NodeStatus['conditions']>[number];
+
+export interface Resource<K extends Kind = Kind, S = unknown, T = unknown> {
+  apiVersion: typeof API_VERSION;
+  kind: K;
+  metadata: ObjectMeta;
+  spec: S;
+  status?: T;
+}
+
+export type NodeSpec = gen.NodeSpec;
+export type NodeStatus = gen.NodeStatus;
+export type NetworkSpec = gen.NetworkSpec;
+export type NetworkStatus = gen.NetworkStatus;
+export type BlockStorageSpec = gen.BlockStorageSpec;
+export type BlockStorageStatus = gen.BlockStorageStatus;
+export type ImageSpec = gen.ImageSpec;
+export type ImageStatus = gen.ImageStatus;
+export type VirtualMachineSpec = gen.VirtualMachineSpec;
+export type VirtualMachineStatus = gen.VirtualMachineStatus;
+
+export type Node = Resource<'Node', NodeSpec, NodeStatus>;
+export type Network = Resource<'Network', NetworkSpec, NetworkStatus>;
+export type BlockStorage = Resource<'BlockStorage', BlockStorageSpec, BlockStorageStatus>;
+export type Image = Resource<'Image', ImageSpec, ImageStatus>;
+export type VirtualMachine = Resource<'VirtualMachine', VirtualMachineSpec, VirtualMachineStatus>;
+
+export interface KindMap {
+  Node: Node;
+  Network: Network;
+  BlockStorage: BlockStorage;
+  Image: Image;
+  VirtualMachine: VirtualMachine;
+}
+export type AnyResource = KindMap[Kind];
+
+/** Plural resource names, as in the CRDs and the Kubernetes REST paths. */
+export const PLURALS: Record<Kind, string> = {
+  Node: 'nodes',
+  Network: 'networks',
+  BlockStorage: 'blockstorages',
+  Image: 'images',
+  VirtualMachine: 'virtualmachines',
+};
+
+export function isKind(value: unknown): value is Kind {
+  return typeof value === 'string' && (KINDS as readonly string[]).includes(value);
+}
+
+/** The seed's annotation keys, which keep their meaning. */
+export const ANNOTATIONS = {
+  vmRequestNodeName: 'n0core/provisioning/virtual_machine/request_node_name',
+  blockStorageRequestNodeName: 'n0core/provisioning/block_storage/request_node_name',
+  vlanId: 'n0core/provisioning/virtual_machine/vlan_id',
+  agentVersion: 'github.com/n0stack/n0stack/n0core/agent_version',
+} as const;

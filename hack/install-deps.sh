@@ -1,0 +1,33 @@
+#!/usr/bin/env bash
+# Installs what n0stack needs on a Debian machine with Node.js 20 and root: the Debian packages
+# of the real tools, then the npm dependencies (npm ci) and the build. Idempotent and quiet when
+# everything is already there.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+packages=(qemu-system-x86 qemu-utils genisoimage iproute2 etcd-server)
+# The test tiers also boot a tiny guest: Debian's kernel plus a busybox initramfs built by the tests.
+if [[ "${1:-}" == "--test" ]]; then packages+=(linux-image-amd64 busybox-static cpio openssh-client); fi
+
+missing=()
+for p in "${packages[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+if ((${#missing[@]})); then
+  echo "==> installing Debian packages: ${missing[*]}"
+  SUDO=""; [[ $(id -u) -ne 0 ]] && SUDO="sudo"
+  $SUDO apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+fi
+
+# etcd-server's package starts a system etcd on 2379; n0stack never uses it (tests start their own).
+if command -v systemctl >/dev/null 2>&1 && systemctl is-active --quiet etcd 2>/dev/null; then
+  systemctl stop etcd || true
+fi
+
+if [[ ! -d node_modules ]] || [[ package-lock.json -nt node_modules/.package-lock.json ]]; then
+  echo "==> npm ci"
+  npm ci --no-audit --no-fund --loglevel=error
+fi
+echo "==> build"
+npm run --silent build
