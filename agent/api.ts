@@ -1,0 +1,111 @@
+// The agent's RPC surface as TypeScript types. proto/agent.proto mirrors it field by field;
+// agent/client.ts implements AgentApi over gRPC (mTLS) and agent/service.ts implements it on the
+// host with the drivers. Controllers depend only on this interface, so the simulated agent used
+// by the scale benchmarks (agent/drivers/simulated.ts) plugs in the same way.
+import type { Accelerator, DiskInfo, NetworkState, Progress, VmRunState } from './drivers/types';
+
+export interface EnsureBlockStorageRequest {
+  name: string;
+  limitBytes: number;
+  /** Exactly one or none of these: none makes an empty qcow2. */
+  sourceUrl?: string;
+  sourceSha256?: string;
+  /** Full copy of another block storage on this node. */
+  copyFrom?: string;
+  /** Copy-on-write overlay on another block storage on this node. */
+  backingFrom?: string;
+}
+
+export interface BlockStorageObservation {
+  name: string;
+  present: boolean;
+  /** A fetch/copy still running: its progress. */
+  inProgress?: Progress;
+  /** The last failure of an operation on it (e.g. fetch 404), until the next ensure. */
+  error?: string;
+  info?: DiskInfo;
+}
+
+export interface EnsureNetworkRequest {
+  name: string;
+  segmentId: number;
+  /** Underlay addresses of the other nodes that carry this network. */
+  peers: string[];
+  gatewayCidr?: string;
+  vlanId?: number;
+}
+
+export interface VmNic {
+  networkName: string;
+  hardwareAddress: string;
+  ipv4Address?: string;
+  /** prefix length of the network's IPv4 cidr */
+  ipv4PrefixLength?: number;
+  ipv4Gateway?: string;
+  ipv6Address?: string;
+  ipv6PrefixLength?: number;
+}
+
+export interface EnsureVmRequest {
+  name: string;
+  uuid: string;
+  vcpus: number;
+  memoryBytes: number;
+  blockStorageNames: string[];
+  nics: VmNic[];
+  loginUsername?: string;
+  loginPassword?: string;
+  sshAuthorizedKeys: string[];
+  /** Desired power state; the agent starts/stops/pauses to match. */
+  runState: 'RUNNING' | 'SHUTDOWN' | 'PAUSED';
+  /** Test guests only: direct kernel boot. */
+  kernel?: string;
+  initrd?: string;
+  kernelArgs?: string;
+}
+
+export interface VmObservation {
+  name: string;
+  present: boolean;
+  runState: VmRunState;
+  pid?: number;
+  accelerator?: Accelerator;
+  uuid?: string;
+}
+
+export type VmAction = 'REBOOT' | 'HARD_REBOOT' | 'SHUTDOWN' | 'HARD_SHUTDOWN' | 'PAUSE' | 'RESUME' | 'BOOT';
+
+export interface NodeObservation {
+  nodeName: string;
+  accelerator: Accelerator;
+  agentVersion: string;
+  blockStorages: BlockStorageObservation[];
+  networks: NetworkState[];
+  vms: VmObservation[];
+}
+
+export interface ConsoleStream {
+  /** bytes from the VM's serial console / VNC socket */
+  onData(listener: (chunk: Buffer) => void): void;
+  onEnd(listener: (error?: Error) => void): void;
+  write(chunk: Buffer): void;
+  close(): void;
+}
+
+export interface AgentApi {
+  /** Idempotent; returns when the disk exists, or at once with inProgress for long fetches/copies. */
+  ensureBlockStorage(req: EnsureBlockStorageRequest): Promise<BlockStorageObservation>;
+  /** Grow only. */
+  resizeBlockStorage(name: string, limitBytes: number): Promise<BlockStorageObservation>;
+  deleteBlockStorage(name: string): Promise<void>;
+  ensureNetwork(req: EnsureNetworkRequest): Promise<NetworkState>;
+  deleteNetwork(name: string): Promise<void>;
+  /** Creates taps, the cloud-init seed ISO and the QEMU process as needed; idempotent. */
+  ensureVm(req: EnsureVmRequest): Promise<VmObservation>;
+  vmAction(name: string, action: VmAction): Promise<VmObservation>;
+  /** Stops QEMU, removes taps, seed ISO and run dir; idempotent. */
+  deleteVm(name: string): Promise<void>;
+  observe(): Promise<NodeObservation>;
+  openConsole(name: string, kind: 'serial' | 'vnc'): Promise<ConsoleStream>;
+  close(): void;
+}
