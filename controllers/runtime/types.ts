@@ -1,0 +1,41 @@
+// The reconciler contract, after controller-runtime: a reconcile gets only a key (the name) and
+// observes the world itself; it is level-triggered and idempotent, and may be interrupted at any
+// line and run again.
+import type { Kind, KindMap } from '../../api/types';
+import type { Store } from '../../api/store/store';
+
+export type ReconcileResult =
+  /** Done; look again only when something changes. */
+  | { requeueAfterMs?: undefined }
+  /** Look again after this delay even if nothing changes (polling an agent's progress). */
+  | { requeueAfterMs: number };
+
+/** An error that retrying cannot fix: logged and recorded, not retried with back-off. */
+export class TerminalError extends Error {
+  constructor(message: string, readonly reason = 'Failed') {
+    super(message);
+    this.name = 'TerminalError';
+  }
+}
+
+/** Read-only view of the informer caches, shared by all reconcilers. */
+export interface Cache {
+  get<K extends Kind>(kind: K, name: string): KindMap[K] | undefined;
+  list<K extends Kind>(kind: K): KindMap[K][];
+}
+
+export interface ReconcileContext {
+  store: Store;
+  cache: Cache;
+  signal: AbortSignal;
+  /** Queue another object of any kind (e.g. a VM reconciler nudging its Network). */
+  enqueue(kind: Kind, name: string): void;
+}
+
+export interface Reconciler<K extends Kind = Kind> {
+  readonly kind: K;
+  /** Other kinds whose changes should requeue objects of this kind, mapped to the keys to requeue. */
+  readonly watches?: { kind: Kind; map: (obj: KindMap[Kind], cache: Cache) => string[] }[];
+  /** Thrown errors are retried with per-key exponential back-off (TerminalError is not). */
+  reconcile(name: string, ctx: ReconcileContext): Promise<ReconcileResult>;
+}
