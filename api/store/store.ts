@@ -8,7 +8,7 @@
 //    the last finalizer is removed by an update;
 //  - watch delivers ADDED/MODIFIED/DELETED in revision order from a resourceVersion, and throws
 //    TooOldError when that revision has been compacted.
-import type { Kind, KindMap } from '../types';
+import type { AnyResource, Kind, KindMap } from '../types';
 
 export interface ListOptions {
   /** Kubernetes equality-based selector: "a=b,c!=d,e" (e: key exists, !e: key absent). */
@@ -59,12 +59,12 @@ export interface Store {
   get<K extends Kind>(kind: K, name: string): Promise<KindMap[K]>;
   list<K extends Kind>(kind: K, options?: ListOptions): Promise<ListResult<KindMap[K]>>;
   /** Sets uid, generation 1, resourceVersion, creationTimestamp. AlreadyExistsError if taken. */
-  create<K extends Kind>(doc: KindMap[K]): Promise<KindMap[K]>;
+  create<T extends AnyResource>(doc: T): Promise<T>;
   /**
    * Replaces spec and metadata (labels, annotations, finalizers), or status with subresource.
    * doc.metadata.resourceVersion is required; ConflictError when it is not current.
    */
-  update<K extends Kind>(doc: KindMap[K], options?: UpdateOptions): Promise<KindMap[K]>;
+  update<T extends AnyResource>(doc: T, options?: UpdateOptions): Promise<T>;
   patch<K extends Kind>(kind: K, name: string, patch: Patch, options?: PatchOptions): Promise<KindMap[K]>;
   /**
    * Deletes at once when there are no finalizers; otherwise sets deletionTimestamp and returns
