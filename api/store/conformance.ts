@@ -90,7 +90,7 @@ export function describeStoreConformance(
 
       const listed = await store.list('Network');
       expect(listed.items.filter((i) => i.metadata.name === n('crud'))).toEqual([created]);
-      expect(rvOf(listed)).toBeGreaterThanOrEqual(rvOf(created));
+      expect(BigInt(listed.resourceVersion)).toBeGreaterThanOrEqual(rvOf(created));
 
       const updated = await store.update({ ...got, spec: { ipv4_cidr: '10.0.1.0/24' } });
       expect(updated.spec).toEqual({ ipv4_cidr: '10.0.1.0/24' });
