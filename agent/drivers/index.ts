@@ -1,0 +1,4 @@
+// The agent's drivers: one module per external tool.
+export * from './types';
+export * from './fsutil';
+export * from './qemuimg';
