@@ -1,0 +1,29 @@
+// Kubernetes-style conditions: lastTransitionTime moves only when status flips.
+import type { Condition } from './types';
+
+export interface ConditionInput {
+  type: string;
+  status: 'True' | 'False' | 'Unknown';
+  reason?: string;
+  message?: string;
+}
+
+export function setCondition(conditions: Condition[] | undefined, input: ConditionInput, observedGeneration?: number, now = new Date()): Condition[] {
+  const list = [...(conditions ?? [])];
+  const index = list.findIndex((c) => c.type === input.type);
+  const previous = index >= 0 ? list[index] : undefined;
+  const next: Condition = {
+    type: input.type,
+    status: input.status,
+    reason: input.reason ?? '',
+    message: input.message ?? '',
+    lastTransitionTime: previous && previous.status === input.status ? previous.lastTransitionTime : now.toISOString().replace(/\.\d{3}Z$/, 'Z'),
+    ...(observedGeneration !== undefined ? { observedGeneration } : {}),
+  };
+  if (index >= 0) list[index] = next; else list.push(next);
+  return list;
+}
+
+export function getCondition(conditions: Condition[] | undefined, type: string): Condition | undefined {
+  return conditions?.find((c) => c.type === type);
+}

@@ -1,0 +1,139 @@
+// BlockStorageService: each mutating RPC writes the desired document and waits for the
+// BlockStorage controller to report the outcome in status.
+import { API_VERSION, ANNOTATIONS, type BlockStorage, type BlockStorageSpec } from '../types';
+import { FailedPreconditionError, InvalidArgumentError, isN0Error } from '../errors';
+import { validateName } from '../names';
+import { checkBlockStorageSpec } from '../rules';
+import { getCondition } from '../conditions';
+import { mutate } from '../store/mutate';
+import { waitFor, type WaitVerdict } from './wait';
+import { blockStorageMessage, given, mapOrUndefined, num } from './convert';
+import { compact, FINALIZERS, type CallInfo, type FacadeContext, type ServiceHandlers } from './context';
+
+const READY_STATES = new Set(['AVAILABLE', 'IN_USE', 'PROTECTED']);
+
+/** Done when the controller observed this generation and the disk exists; failed on FAILED. */
+export function blockStorageSettled(generation: number) {
+  return (bs: BlockStorage | undefined): WaitVerdict<BlockStorage> => {
+    if (!bs) return { fail: new FailedPreconditionError('the block storage was deleted while waiting') };
+    const st = bs.status;
+    if (!st || (st.observedGeneration ?? 0) < generation) return undefined;
+    if (st.state === 'FAILED') {
+      const ready = getCondition(st.conditions, 'Ready');
+      return { fail: new FailedPreconditionError(`BlockStorage "${bs.metadata.name}" failed: ${ready?.reason ?? 'Failed'}: ${ready?.message ?? ''}`) };
+    }
+    return st.state && READY_STATES.has(st.state) ? { done: bs } : undefined;
+  };
+}
+
+export async function createBlockStorage(ctx: FacadeContext, call: CallInfo, doc: BlockStorage): Promise<BlockStorage> {
+  checkBlockStorageSpec(doc.spec);
+  for (const field of ['source_block_storage', 'backing_block_storage'] as const) {
+    const source = doc.spec[field];
+    if (source) await ctx.store.get('BlockStorage', source).catch((err) => {
+      throw isN0Error(err, 'NotFound') ? new FailedPreconditionError(`${field} "${source}" does not exist`, field) : err;
+    });
+  }
+  doc.metadata.finalizers = [FINALIZERS.blockStorage];
+  const created = await ctx.store.create(doc);
+  return waitFor(ctx.store, 'BlockStorage', doc.metadata.name, blockStorageSettled(created.metadata.generation ?? 1), {
+    deadline: call.deadline, signal: call.signal, what: 'become AVAILABLE',
+  });
+}
+
+export function blockStorageDocument(req: any, extra: Partial<BlockStorageSpec> = {}): BlockStorage {
+  const name = validateName(req.name, 'name');
+  const annotations = mapOrUndefined(req.annotations);
+  return {
+    apiVersion: API_VERSION,
+    kind: 'BlockStorage',
+    metadata: compact({ name, annotations, labels: mapOrUndefined(req.labels) }),
+    spec: compact({
+      request_bytes: num(req.request_bytes),
+      limit_bytes: num(req.limit_bytes),
+      node_name: annotations?.[ANNOTATIONS.blockStorageRequestNodeName],
+      ...extra,
+    }) as BlockStorageSpec,
+  };
+}
+
+export function blockStorageService(ctx: FacadeContext): ServiceHandlers {
+  const { store } = ctx;
+  const get = async (name: unknown) => store.get('BlockStorage', validateName(name, 'name'));
+
+  async function setSpec(req: any, call: CallInfo, change: (bs: BlockStorage) => void) {
+    const updated = await mutate(store, 'BlockStorage', validateName(req.name, 'name'), (bs) => { change(bs); });
+    return blockStorageMessage(await waitFor(store, 'BlockStorage', updated.metadata.name, blockStorageSettled(updated.metadata.generation ?? 1), {
+      deadline: call.deadline, signal: call.signal, what: 'apply the change',
+    }));
+  }
+
+  return {
+    async CreateBlockStorage(req, call) {
+      return blockStorageMessage(await createBlockStorage(ctx, call, blockStorageDocument(req)));
+    },
+    async FetchBlockStorage(req, call) {
+      if (!given(req.source_url)) throw new InvalidArgumentError('source_url is required', 'source_url');
+      return blockStorageMessage(await createBlockStorage(ctx, call, blockStorageDocument(req, compact({ source_url: req.source_url, source_sha256: given(req.source_sha256) }))));
+    },
+    async CopyBlockStorage(req, call) {
+      const source = validateName(req.source_block_storage, 'source_block_storage');
+      const src = await store.get('BlockStorage', source);
+      const doc = blockStorageDocument(req, { source_block_storage: source });
+      // A copy is made by the agent that holds the source, so it lives on the same node.
+      doc.spec.node_name = src.status?.node_name ?? src.spec.node_name;
+      return blockStorageMessage(await createBlockStorage(ctx, call, doc));
+    },
+    async ListBlockStorages(req) {
+      const { items } = await store.list('BlockStorage', { labelSelector: given(req.label_selector) });
+      return { block_storages: items.map(blockStorageMessage) };
+    },
+    async GetBlockStorage(req) {
+      return blockStorageMessage(await get(req.name));
+    },
+    async UpdateBlockStorage(req, call) {
+      return setSpec(req, call, (bs) => {
+        const limit = given(num(req.limit_bytes));
+        if (limit !== undefined) {
+          if (limit < bs.spec.limit_bytes) throw new InvalidArgumentError(`limit_bytes can only grow (${bs.spec.limit_bytes} -> ${limit})`, 'limit_bytes');
+          bs.spec.limit_bytes = limit;
+        }
+        const request = given(num(req.request_bytes));
+        if (request !== undefined) bs.spec.request_bytes = request;
+        const annotations = mapOrUndefined(req.annotations);
+        if (annotations) bs.metadata.annotations = { ...bs.metadata.annotations, ...annotations };
+        const labels = mapOrUndefined(req.labels);
+        if (labels) bs.metadata.labels = { ...bs.metadata.labels, ...labels };
+        checkBlockStorageSpec(bs.spec);
+      });
+    },
+    async DeleteBlockStorage(req, call) {
+      const bs = await get(req.name);
+      if (bs.spec.protected) throw new FailedPreconditionError(`BlockStorage "${bs.metadata.name}" is PROTECTED; SetAvailableBlockStorage (or unregister it from its image) first`);
+      const user = bs.status?.in_use_by || bs.spec.claimed_by;
+      if (user) throw new FailedPreconditionError(`BlockStorage "${bs.metadata.name}" is IN_USE by ${user}`);
+      await store.delete('BlockStorage', bs.metadata.name, { resourceVersion: bs.metadata.resourceVersion });
+      await waitFor(store, 'BlockStorage', bs.metadata.name, (obj) => (obj ? undefined : { done: true }), { deadline: call.deadline, signal: call.signal, what: 'be deleted' });
+      return {};
+    },
+    async SetAvailableBlockStorage(req, call) {
+      return setSpec(req, call, (bs) => {
+        if (bs.status?.in_use_by) throw new FailedPreconditionError(`BlockStorage "${bs.metadata.name}" is attached to VirtualMachine "${bs.status.in_use_by}"`);
+        delete bs.spec.protected;
+        delete bs.spec.claimed_by;
+      });
+    },
+    async SetInuseBlockStorage(req, call) {
+      return setSpec(req, call, (bs) => {
+        if (bs.spec.protected) throw new FailedPreconditionError(`BlockStorage "${bs.metadata.name}" is PROTECTED`);
+        bs.spec.claimed_by = bs.spec.claimed_by ?? 'n0stack-user';
+      });
+    },
+    async SetProtectedBlockStorage(req, call) {
+      return setSpec(req, call, (bs) => {
+        if (bs.status?.in_use_by || bs.spec.claimed_by) throw new FailedPreconditionError(`BlockStorage "${bs.metadata.name}" is IN_USE`);
+        bs.spec.protected = true;
+      });
+    },
+  };
+}

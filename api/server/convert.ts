@@ -1,0 +1,126 @@
+// Documents (the store's desired/observed state) rendered as the seed's proto messages.
+import type { BlockStorage, Condition, Image, Network, Node, VirtualMachine } from '../types';
+
+type Msg = Record<string, unknown>;
+
+const conditions = (list: Condition[] | undefined): Msg[] =>
+  (list ?? []).map((c) => ({ type: c.type, status: c.status, reason: c.reason ?? '', message: c.message ?? '', last_transition_time: c.lastTransitionTime }));
+
+const meta = (doc: { metadata: { name: string; annotations?: Record<string, string>; labels?: Record<string, string> } }): Msg => ({
+  name: doc.metadata.name,
+  annotations: doc.metadata.annotations ?? {},
+  labels: doc.metadata.labels ?? {},
+});
+
+export function nodeMessage(node: Node): Msg {
+  const s = node.spec;
+  const st = node.status ?? {};
+  return {
+    ...meta(node),
+    address: s.address ?? '',
+    serial: s.serial ?? '',
+    cpu_milli_cores: s.cpu_milli_cores ?? 0,
+    memory_bytes: s.memory_bytes ?? 0,
+    storage_bytes: s.storage_bytes ?? 0,
+    unit: s.unit ?? 1,
+    state: st.state ?? 'Unknown',
+    reserved_computes: st.reserved_computes ?? {},
+    reserved_storages: st.reserved_storages ?? {},
+    agent_endpoint: s.agent_endpoint ?? '',
+    accelerator: st.accelerator ?? '',
+    last_heartbeat_time: st.last_heartbeat_time ?? '',
+    unschedulable: s.unschedulable ?? false,
+    conditions: conditions(st.conditions),
+  };
+}
+
+export function networkMessage(network: Network): Msg {
+  const st = network.status ?? {};
+  return {
+    ...meta(network),
+    ipv4_cidr: network.spec.ipv4_cidr ?? '',
+    ipv6_cidr: network.spec.ipv6_cidr ?? '',
+    domain: network.spec.domain ?? '',
+    state: st.state ?? 'PENDING',
+    reserved_network_interfaces: st.reserved_network_interfaces ?? {},
+    segment_id: st.segment_id ?? 0,
+    gateway_ipv4: network.spec.gateway_ipv4 ?? '',
+    conditions: conditions(st.conditions),
+  };
+}
+
+export function blockStorageMessage(bs: BlockStorage): Msg {
+  const st = bs.status ?? {};
+  return {
+    ...meta(bs),
+    request_bytes: bs.spec.request_bytes,
+    limit_bytes: bs.spec.limit_bytes,
+    state: st.state ?? 'PENDING',
+    storage_name: bs.metadata.name,
+    node_name: st.node_name ?? bs.spec.node_name ?? '',
+    source_url: bs.spec.source_url ?? '',
+    source_block_storage: bs.spec.source_block_storage ?? '',
+    backing_block_storage: bs.spec.backing_block_storage ?? '',
+    in_use_by: st.in_use_by ?? '',
+    progress_bytes_done: st.progress?.bytes_done ?? 0,
+    progress_bytes_total: st.progress?.bytes_total ?? 0,
+    conditions: conditions(st.conditions),
+  };
+}
+
+export function imageMessage(image: Image): Msg {
+  return {
+    ...meta(image),
+    registered_block_storages: (image.spec.registered_block_storages ?? []).map((r) => {
+      const ms = r.registered_at ? Date.parse(r.registered_at) : 0;
+      return { block_storage_name: r.block_storage_name, registered_at: { seconds: Math.floor(ms / 1000), nanos: (ms % 1000) * 1e6 } };
+    }),
+    tags: image.spec.tags ?? {},
+    conditions: conditions(image.status?.conditions),
+  };
+}
+
+export function virtualMachineMessage(vm: VirtualMachine): Msg {
+  const s = vm.spec;
+  const st = vm.status ?? {};
+  const nics = (st.nics && st.nics.length ? st.nics : s.nics ?? []).map((n) => ({
+    network_name: n.network_name ?? '', hardware_address: n.hardware_address ?? '', ipv4_address: n.ipv4_address ?? '', ipv6_address: n.ipv6_address ?? '',
+  }));
+  return {
+    ...meta(vm),
+    request_cpu_milli_core: s.request_cpu_milli_core ?? s.limit_cpu_milli_core,
+    limit_cpu_milli_core: s.limit_cpu_milli_core,
+    request_memory_bytes: s.request_memory_bytes ?? s.limit_memory_bytes,
+    limit_memory_bytes: s.limit_memory_bytes,
+    block_storage_names: s.block_storage_names ?? [],
+    nics,
+    uuid: st.uuid ?? s.uuid ?? '',
+    state: st.state ?? 'PENDING',
+    compute_node_name: st.node_name ?? '',
+    login_username: s.login_username ?? '',
+    ssh_authorized_keys: s.ssh_authorized_keys ?? [],
+    accelerator: st.accelerator ?? '',
+    conditions: conditions(st.conditions),
+  };
+}
+
+/** proto3 leaves absent strings empty and absent numbers 0: treat those as "not given". */
+export function given<T>(value: T): T | undefined {
+  if (value === '' || value === 0 || value === '0' || value === null || value === undefined) return undefined;
+  if (Array.isArray(value) && value.length === 0) return undefined;
+  return value;
+}
+
+/** uint64 fields arrive as numbers or decimal strings depending on the client's loader options. */
+export function num(value: unknown): number {
+  if (typeof value === 'number') return value;
+  if (typeof value === 'string' && /^\d+$/.test(value)) return Number(value);
+  if (value && typeof value === 'object' && 'toNumber' in value) return (value as { toNumber(): number }).toNumber();
+  return 0;
+}
+
+export function mapOrUndefined(map: unknown): Record<string, string> | undefined {
+  if (!map || typeof map !== 'object') return undefined;
+  const entries = Object.entries(map as Record<string, string>);
+  return entries.length ? Object.fromEntries(entries) : undefined;
+}

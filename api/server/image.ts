@@ -1,0 +1,126 @@
+// ImageService: names and tags for block storages. Registering protects the block storage (as
+// the seed does), so an image's content cannot be deleted under it.
+import { API_VERSION, ANNOTATIONS, type Image } from '../types';
+import { FailedPreconditionError, InvalidArgumentError, NotFoundError, isN0Error } from '../errors';
+import { validateName } from '../names';
+import { mutate } from '../store/mutate';
+import { blockStorageMessage, given, imageMessage, mapOrUndefined } from './convert';
+import { blockStorageDocument, createBlockStorage } from './blockstorage';
+import { compact, type FacadeContext, type ServiceHandlers } from './context';
+
+const TAG = /^[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}$/;
+
+function validateTag(tag: unknown, field: string): string {
+  if (typeof tag !== 'string' || !TAG.test(tag)) throw new InvalidArgumentError(`${field} ${JSON.stringify(tag)} is not a valid tag (letters, digits, '_', '.', '-'; at most 128)`, field);
+  return tag;
+}
+
+export function imageService(ctx: FacadeContext): ServiceHandlers {
+  const { store } = ctx;
+
+  const setProtected = (name: string, value: boolean) => mutate(store, 'BlockStorage', name, (bs) => {
+    if (!!bs.spec.protected === value) return false;
+    if (value) bs.spec.protected = true; else delete bs.spec.protected;
+  });
+
+  return {
+    async ListImages(req) {
+      const { items } = await store.list('Image', { labelSelector: given(req.label_selector) });
+      return { images: items.map(imageMessage) };
+    },
+    async GetImage(req) {
+      return imageMessage(await store.get('Image', validateName(req.name, 'name')));
+    },
+    async ApplyImage(req) {
+      const name = validateName(req.name, 'name');
+      const annotations = mapOrUndefined(req.annotations);
+      const labels = mapOrUndefined(req.labels);
+      try {
+        return imageMessage(await store.create({ apiVersion: API_VERSION, kind: 'Image', metadata: compact({ name, annotations, labels }), spec: {} } as Image));
+      } catch (err) {
+        if (!isN0Error(err, 'AlreadyExists')) throw err;
+        return imageMessage(await mutate(store, 'Image', name, (image) => {
+          if (annotations) image.metadata.annotations = annotations;
+          if (labels) image.metadata.labels = labels;
+        }));
+      }
+    },
+    async DeleteImage(req) {
+      const image = await store.get('Image', validateName(req.name, 'name'));
+      await store.delete('Image', image.metadata.name, { resourceVersion: image.metadata.resourceVersion });
+      for (const r of image.spec.registered_block_storages ?? []) {
+        await setProtected(r.block_storage_name, false).catch((err) => { if (!isN0Error(err, 'NotFound')) throw err; });
+      }
+      return {};
+    },
+    async RegisterBlockStorage(req) {
+      const imageName = validateName(req.image_name, 'image_name');
+      const bsName = validateName(req.block_storage_name, 'block_storage_name');
+      const tags = (req.tags ?? []).map((t: unknown, i: number) => validateTag(t, `tags[${i}]`));
+      await store.get('Image', imageName);
+      const bs = await store.get('BlockStorage', bsName);
+      if (bs.status?.in_use_by) throw new FailedPreconditionError(`BlockStorage "${bsName}" is IN_USE by ${bs.status.in_use_by}; an image's block storage must not be attached to a VM`);
+      await setProtected(bsName, true);
+      return imageMessage(await mutate(store, 'Image', imageName, (image) => {
+        const registered = image.spec.registered_block_storages ?? [];
+        if (!registered.some((r) => r.block_storage_name === bsName)) {
+          registered.push({ block_storage_name: bsName, registered_at: new Date().toISOString().replace(/\.\d{3}Z$/, 'Z') });
+        }
+        image.spec.registered_block_storages = registered;
+        image.spec.tags = { ...image.spec.tags, ...Object.fromEntries(tags.map((t: string) => [t, bsName])) };
+      }));
+    },
+    async UnregisterBlockStorage(req) {
+      const imageName = validateName(req.image_name, 'image_name');
+      const bsName = validateName(req.block_storage_name, 'block_storage_name');
+      const image = await mutate(store, 'Image', imageName, (img) => {
+        const registered = img.spec.registered_block_storages ?? [];
+        if (!registered.some((r) => r.block_storage_name === bsName)) throw new NotFoundError('registered BlockStorage', `${bsName}" in Image "${imageName}`);
+        img.spec.registered_block_storages = registered.filter((r) => r.block_storage_name !== bsName);
+        img.spec.tags = Object.fromEntries(Object.entries(img.spec.tags ?? {}).filter(([, v]) => v !== bsName));
+      });
+      await setProtected(bsName, false).catch((err) => { if (!isN0Error(err, 'NotFound')) throw err; });
+      return imageMessage(image);
+    },
+    async TagImage(req) {
+      const name = validateName(req.name, 'name');
+      const bsName = validateName(req.block_storage_name, 'block_storage_name');
+      const tags = (req.tags ?? []).map((t: unknown, i: number) => validateTag(t, `tags[${i}]`));
+      if (!tags.length) throw new InvalidArgumentError('tags must not be empty', 'tags');
+      return imageMessage(await mutate(store, 'Image', name, (image) => {
+        if (!(image.spec.registered_block_storages ?? []).some((r) => r.block_storage_name === bsName)) {
+          throw new FailedPreconditionError(`BlockStorage "${bsName}" is not registered in Image "${name}"; RegisterBlockStorage first`, 'block_storage_name');
+        }
+        image.spec.tags = { ...image.spec.tags, ...Object.fromEntries(tags.map((t: string) => [t, bsName])) };
+      }));
+    },
+    async UntagImage(req) {
+      const name = validateName(req.name, 'name');
+      const tag = validateTag(req.tag, 'tag');
+      return imageMessage(await mutate(store, 'Image', name, (image) => {
+        if (!image.spec.tags?.[tag]) throw new NotFoundError('tag', `${tag}" of Image "${name}`);
+        delete image.spec.tags[tag];
+      }));
+    },
+    async GenerateBlockStorage(req, call) {
+      const imageName = validateName(req.image_name, 'image_name');
+      const tag = validateTag(req.tag, 'tag');
+      validateName(req.block_storage_name, 'block_storage_name');
+      const image = await store.get('Image', imageName);
+      const baseName = image.spec.tags?.[tag];
+      if (!baseName) throw new NotFoundError('tag', `${tag}" of Image "${imageName}`);
+      const base = await store.get('BlockStorage', baseName);
+      const doc = blockStorageDocument({ ...req, name: req.block_storage_name }, { backing_block_storage: baseName });
+      const baseNode = base.status?.node_name ?? base.spec.node_name;
+      // A copy-on-write overlay must sit on the node that holds its backing file.
+      if (doc.spec.node_name && baseNode && doc.spec.node_name !== baseNode) {
+        throw new FailedPreconditionError(`annotation ${ANNOTATIONS.blockStorageRequestNodeName}=${doc.spec.node_name}, but image "${imageName}:${tag}" (${baseName}) is on node ${baseNode}`, 'annotations');
+      }
+      doc.spec.node_name = baseNode;
+      if (doc.spec.limit_bytes < base.spec.limit_bytes) {
+        throw new InvalidArgumentError(`limit_bytes ${doc.spec.limit_bytes} is smaller than the image's ${base.spec.limit_bytes}`, 'limit_bytes');
+      }
+      return blockStorageMessage(await createBlockStorage(ctx, call, doc));
+    },
+  };
+}

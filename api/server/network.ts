@@ -1,0 +1,88 @@
+// NetworkService: virtual L2 networks and the interfaces (MAC + IP) they lend. Reservations
+// live in the Network's status and are written with compare-and-swap, so two concurrent
+// reservations can never get the same address.
+import { API_VERSION, type Network, type NetworkSpec } from '../types';
+import { FailedPreconditionError, isN0Error, NotFoundError } from '../errors';
+import { validateName } from '../names';
+import { mutate } from '../store/mutate';
+import { checkNetworkSpec, reserveInterface } from '../ipam';
+import { getCondition } from '../conditions';
+import { waitFor } from './wait';
+import { given, mapOrUndefined, networkMessage } from './convert';
+import { compact, FINALIZERS, type FacadeContext, type ServiceHandlers } from './context';
+
+export function networkService(ctx: FacadeContext): ServiceHandlers {
+  const { store } = ctx;
+  return {
+    async ListNetworks(req) {
+      const { items } = await store.list('Network', { labelSelector: given(req.label_selector) });
+      return { networks: items.map(networkMessage) };
+    },
+    async GetNetwork(req) {
+      return networkMessage(await store.get('Network', validateName(req.name, 'name')));
+    },
+    async ApplyNetwork(req, call) {
+      const name = validateName(req.name, 'name');
+      const annotations = mapOrUndefined(req.annotations);
+      const labels = mapOrUndefined(req.labels);
+      const spec = compact({ ipv4_cidr: given(req.ipv4_cidr), ipv6_cidr: given(req.ipv6_cidr), domain: given(req.domain), gateway_ipv4: given(req.gateway_ipv4) }) as NetworkSpec;
+      checkNetworkSpec(spec, annotations);
+      let written: Network;
+      try {
+        written = await store.create({ apiVersion: API_VERSION, kind: 'Network', metadata: compact({ name, annotations, labels, finalizers: [FINALIZERS.network] }), spec } as Network);
+      } catch (err) {
+        if (!isN0Error(err, 'AlreadyExists')) throw err;
+        written = await mutate(store, 'Network', name, (net) => {
+          const reserved = Object.keys(net.status?.reserved_network_interfaces ?? {});
+          if (reserved.length && (net.spec.ipv4_cidr !== spec.ipv4_cidr || net.spec.ipv6_cidr !== spec.ipv6_cidr)) {
+            throw new FailedPreconditionError(`Network "${name}" has reserved interfaces (${reserved.join(', ')}); its cidr cannot change`, 'ipv4_cidr');
+          }
+          net.spec = spec;
+          net.metadata.annotations = annotations;
+          net.metadata.labels = labels;
+        }) as Network;
+      }
+      const generation = written.metadata.generation ?? 1;
+      return networkMessage(await waitFor<'Network', Network>(store, 'Network', name, (net) => {
+        if (!net?.status || (net.status.observedGeneration ?? 0) < generation) return undefined;
+        if (net.status.state === 'FAILED') {
+          const ready = getCondition(net.status.conditions, 'Ready');
+          return { fail: new FailedPreconditionError(`Network "${name}": ${ready?.reason}: ${ready?.message}`) };
+        }
+        return net.status.state === 'AVAILABLE' ? { done: net } : undefined;
+      }, { deadline: call.deadline, signal: call.signal, what: 'become AVAILABLE' }));
+    },
+    async DeleteNetwork(req, call) {
+      const name = validateName(req.name, 'name');
+      const net = await store.get('Network', name);
+      const reserved = Object.keys(net.status?.reserved_network_interfaces ?? {});
+      if (reserved.length) throw new FailedPreconditionError(`Network "${name}" has reserved interfaces: ${reserved.join(', ')}; delete the virtual machines first`);
+      await store.delete('Network', name, { resourceVersion: net.metadata.resourceVersion });
+      await waitFor(store, 'Network', name, (obj) => (obj ? undefined : { done: true }), { deadline: call.deadline, signal: call.signal, what: 'be deleted' });
+      return {};
+    },
+    async ReserveNetworkInterface(req) {
+      const name = validateName(req.network_name, 'network_name');
+      const key = validateName(req.network_interface_name, 'network_interface_name');
+      return networkMessage(await mutate(store, 'Network', name, (net) => {
+        net.status ??= {};
+        const reserved = net.status.reserved_network_interfaces ?? {};
+        reserved[key] = reserveInterface(net, key, {
+          hardware_address: given(req.hardware_address), ipv4_address: given(req.ipv4_address), ipv6_address: given(req.ipv6_address),
+        }, 'ReserveNetworkInterfaceRequest');
+        const annotations = mapOrUndefined(req.annotations);
+        if (annotations) reserved[key].annotations = annotations;
+        net.status.reserved_network_interfaces = reserved;
+      }, { subresource: 'status' }));
+    },
+    async ReleaseNetworkInterface(req) {
+      const name = validateName(req.network_name, 'network_name');
+      const key = validateName(req.network_interface_name, 'network_interface_name');
+      await mutate(store, 'Network', name, (net) => {
+        if (!net.status?.reserved_network_interfaces?.[key]) throw new NotFoundError('network interface', `${key}" in Network "${name}`);
+        delete net.status.reserved_network_interfaces[key];
+      }, { subresource: 'status' });
+      return {};
+    },
+  };
+}

@@ -1,0 +1,118 @@
+// NodeService: hosts and their CPU/memory/storage reservations (the seed's pool API).
+import { API_VERSION, type Node, type NodeSpec } from '../types';
+import { FailedPreconditionError, InvalidArgumentError, isN0Error, NotFoundError } from '../errors';
+import { validateName } from '../names';
+import { mutate } from '../store/mutate';
+import { given, mapOrUndefined, nodeMessage, num } from './convert';
+import { compact, type FacadeContext, type ServiceHandlers } from './context';
+import { scheduleOn, type ComputeRequest, type StorageRequest } from '../scheduling';
+
+export function nodeService(ctx: FacadeContext): ServiceHandlers {
+  const { store } = ctx;
+
+  const compute = (req: any): ComputeRequest => {
+    const c = {
+      request_cpu_milli_core: num(req.request_cpu_milli_core),
+      limit_cpu_milli_core: num(req.limit_cpu_milli_core),
+      request_memory_bytes: num(req.request_memory_bytes),
+      limit_memory_bytes: num(req.limit_memory_bytes),
+    };
+    if (c.request_cpu_milli_core > c.limit_cpu_milli_core) throw new InvalidArgumentError('request_cpu_milli_core must not exceed limit_cpu_milli_core', 'request_cpu_milli_core');
+    if (c.request_memory_bytes > c.limit_memory_bytes) throw new InvalidArgumentError('request_memory_bytes must not exceed limit_memory_bytes', 'request_memory_bytes');
+    return c;
+  };
+  const storage = (req: any): StorageRequest => {
+    const s = { request_bytes: num(req.request_bytes), limit_bytes: num(req.limit_bytes) };
+    if (s.request_bytes > s.limit_bytes) throw new InvalidArgumentError('request_bytes must not exceed limit_bytes', 'request_bytes');
+    return s;
+  };
+
+  async function reserve(nodeName: string, key: string, what: 'compute' | 'storage', value: ComputeRequest | StorageRequest, annotations?: Record<string, string>) {
+    const node = await mutate(store, 'Node', nodeName, (n) => {
+      scheduleOn(n, what, key, value);
+      n.status ??= {};
+      if (what === 'compute') n.status.reserved_computes = { ...n.status.reserved_computes, [key]: compact({ annotations, ...(value as ComputeRequest) }) };
+      else n.status.reserved_storages = { ...n.status.reserved_storages, [key]: compact({ annotations, ...(value as StorageRequest) }) };
+    }, { subresource: 'status' });
+    return node;
+  }
+
+  async function release(nodeName: string, key: string, what: 'reserved_computes' | 'reserved_storages') {
+    await mutate(store, 'Node', nodeName, (n) => {
+      if (!n.status?.[what]?.[key]) throw new NotFoundError(what === 'reserved_computes' ? 'compute' : 'storage', `${key}" on Node "${nodeName}`);
+      delete n.status[what]![key];
+    }, { subresource: 'status' });
+    return {};
+  }
+
+  async function schedule(what: 'compute' | 'storage', key: string, value: ComputeRequest | StorageRequest, annotations?: Record<string, string>) {
+    const { items } = await store.list('Node');
+    const errors: string[] = [];
+    // Least-loaded first; reservation is a CAS, so a race with another scheduler just moves on.
+    for (const node of items.filter((n) => n.status?.state === 'Ready' && !n.spec.unschedulable)) {
+      try { return await reserve(node.metadata.name, key, what, value, annotations); } catch (err) {
+        if (!isN0Error(err, 'FailedPrecondition')) throw err;
+        errors.push((err as Error).message);
+      }
+    }
+    throw new FailedPreconditionError(`no node can take ${what} "${key}"${errors.length ? `: ${errors.join('; ')}` : ' (no Ready node)'}`);
+  }
+
+  return {
+    async ListNodes(req) {
+      const { items } = await store.list('Node', { labelSelector: given(req.label_selector) });
+      return { nodes: items.map(nodeMessage) };
+    },
+    async GetNode(req) {
+      return nodeMessage(await store.get('Node', validateName(req.name, 'name')));
+    },
+    async ApplyNode(req) {
+      const name = validateName(req.name, 'name');
+      const spec = compact({
+        address: given(req.address), agent_endpoint: given(req.agent_endpoint), serial: given(req.serial),
+        cpu_milli_cores: given(num(req.cpu_milli_cores)), memory_bytes: given(num(req.memory_bytes)), storage_bytes: given(num(req.storage_bytes)),
+        unit: given(num(req.unit)), unschedulable: req.unschedulable || undefined,
+      }) as NodeSpec;
+      const metadata = compact({ name, annotations: mapOrUndefined(req.annotations), labels: mapOrUndefined(req.labels) });
+      try {
+        return nodeMessage(await store.create({ apiVersion: API_VERSION, kind: 'Node', metadata, spec } as Node));
+      } catch (err) {
+        if (!isN0Error(err, 'AlreadyExists')) throw err;
+        return nodeMessage(await mutate(store, 'Node', name, (n) => {
+          n.spec = spec;
+          if (metadata.annotations) n.metadata.annotations = metadata.annotations;
+          if (metadata.labels) n.metadata.labels = metadata.labels;
+        }));
+      }
+    },
+    async DeleteNode(req) {
+      await store.delete('Node', validateName(req.name, 'name'));
+      return {};
+    },
+    async ReserveCompute(req) {
+      const nodeName = validateName(req.node_name, 'node_name');
+      const key = validateName(req.compute_name, 'compute_name');
+      const value = compute(req);
+      const node = await reserve(nodeName, key, 'compute', value, mapOrUndefined(req.annotations));
+      return { node_name: node.metadata.name, compute_name: key, compute: node.status!.reserved_computes![key] };
+    },
+    ReleaseCompute: async (req) => release(validateName(req.node_name, 'node_name'), validateName(req.compute_name, 'compute_name'), 'reserved_computes'),
+    async ReserveStorage(req) {
+      const nodeName = validateName(req.node_name, 'node_name');
+      const key = validateName(req.storage_name, 'storage_name');
+      const node = await reserve(nodeName, key, 'storage', storage(req), mapOrUndefined(req.annotations));
+      return { node_name: node.metadata.name, storage_name: key, storage: node.status!.reserved_storages![key] };
+    },
+    ReleaseStorage: async (req) => release(validateName(req.node_name, 'node_name'), validateName(req.storage_name, 'storage_name'), 'reserved_storages'),
+    async ScheduleCompute(req) {
+      const key = validateName(req.compute_name, 'compute_name');
+      const node = await schedule('compute', key, compute(req), mapOrUndefined(req.annotations));
+      return { node_name: node.metadata.name, compute_name: key, compute: node.status!.reserved_computes![key] };
+    },
+    async ScheduleStorage(req) {
+      const key = validateName(req.storage_name, 'storage_name');
+      const node = await schedule('storage', key, storage(req), mapOrUndefined(req.annotations));
+      return { node_name: node.metadata.name, storage_name: key, storage: node.status!.reserved_storages![key] };
+    },
+  };
+}

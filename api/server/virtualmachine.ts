@@ -1,0 +1,147 @@
+// VirtualMachineService. Power actions are intents on the document, bound to its uid and
+// resourceVersion: spec.run_state for levels (RUNNING/SHUTDOWN/PAUSED), spec.action_request for
+// one-shot reboots. A second action while one is under way is refused, never done twice.
+import { randomUUID } from 'node:crypto';
+import { API_VERSION, ANNOTATIONS, type VirtualMachine, type VirtualMachineSpec } from '../types';
+import { FailedPreconditionError, isN0Error } from '../errors';
+import { validateName } from '../names';
+import { checkVirtualMachineSpec } from '../rules';
+import { getCondition } from '../conditions';
+import { waitFor, type WaitVerdict } from './wait';
+import { given, mapOrUndefined, num, virtualMachineMessage } from './convert';
+import { compact, FINALIZERS, type CallInfo, type FacadeContext, type ServiceHandlers } from './context';
+
+type RunState = NonNullable<VirtualMachineSpec['run_state']>;
+
+/** Done when the controller observed this generation and the VM is in `state` (and did `actionId`). */
+export function vmSettled(generation: number, state: RunState, actionId?: string) {
+  return (vm: VirtualMachine | undefined): WaitVerdict<VirtualMachine> => {
+    if (!vm) return { fail: new FailedPreconditionError('the virtual machine was deleted while waiting') };
+    const st = vm.status;
+    if (!st || (st.observedGeneration ?? 0) < generation) return undefined;
+    const ready = getCondition(st.conditions, 'Ready');
+    if (st.state === 'FAILED' || (ready?.status === 'False' && ready.reason && TERMINAL_REASONS.has(ready.reason))) {
+      return { fail: new FailedPreconditionError(`VirtualMachine "${vm.metadata.name}": ${ready?.reason ?? 'Failed'}: ${ready?.message ?? ''}`) };
+    }
+    if (actionId && st.last_action_id !== actionId) return undefined;
+    return st.state === state ? { done: vm } : undefined;
+  };
+}
+
+/** Reasons a waiting client should hear about at once rather than at its deadline. */
+const TERMINAL_REASONS = new Set(['Unschedulable', 'InvalidSpec', 'AddressConflict', 'NetworkFull', 'BlockStorageInUse', 'BlockStorageNotFound', 'NetworkNotFound']);
+
+export function virtualMachineService(ctx: FacadeContext): ServiceHandlers {
+  const { store } = ctx;
+
+  async function intent(req: any, call: CallInfo, state: RunState, action?: NonNullable<VirtualMachineSpec['action_request']>['action']) {
+    const name = validateName(req.name, 'name');
+    const actionId = action ? randomUUID() : undefined;
+    const current = await store.get('VirtualMachine', name);
+    if (current.metadata.deletionTimestamp) throw new FailedPreconditionError(`VirtualMachine "${name}" is being deleted`);
+    const pending = current.spec.action_request;
+    if (pending && pending.id !== current.status?.last_action_id) {
+      throw new FailedPreconditionError(`VirtualMachine "${name}" has a ${pending.action} under way; wait for it to finish`);
+    }
+    if (action === 'REBOOT' || action === 'HARD_REBOOT') {
+      if (current.status?.state !== 'RUNNING') throw new FailedPreconditionError(`VirtualMachine "${name}" is ${current.status?.state ?? 'PENDING'}, not RUNNING; it cannot be rebooted`);
+    }
+    const next = structuredClone(current);
+    next.spec.run_state = state;
+    if (actionId && action) next.spec.action_request = { id: actionId, action };
+    // The update carries current's resourceVersion: a concurrent action makes this one ABORTED.
+    const written = await store.update(next);
+    return virtualMachineMessage(await waitFor(store, 'VirtualMachine', name, vmSettled(written.metadata.generation ?? 1, state, actionId), {
+      deadline: call.deadline, signal: call.signal, what: `become ${state}${action ? ` after ${action}` : ''}`,
+    }));
+  }
+
+  return {
+    async CreateVirtualMachine(req, call) {
+      const name = validateName(req.name, 'name');
+      const annotations = mapOrUndefined(req.annotations);
+      const spec = compact({
+        request_cpu_milli_core: given(num(req.request_cpu_milli_core)),
+        limit_cpu_milli_core: num(req.limit_cpu_milli_core),
+        request_memory_bytes: given(num(req.request_memory_bytes)),
+        limit_memory_bytes: num(req.limit_memory_bytes),
+        block_storage_names: given(req.block_storage_names),
+        nics: given((req.nics ?? []).map((n: any) => compact({
+          network_name: n.network_name, hardware_address: given(n.hardware_address), ipv4_address: given(n.ipv4_address), ipv6_address: given(n.ipv6_address),
+        }))),
+        uuid: given(req.uuid) ?? randomUUID(),
+        login_username: given(req.login_username),
+        login_password: given(req.login_password),
+        ssh_authorized_keys: given(req.ssh_authorized_keys),
+        node_name: annotations?.[ANNOTATIONS.vmRequestNodeName],
+        run_state: 'RUNNING',
+      }) as VirtualMachineSpec;
+      checkVirtualMachineSpec(spec);
+      await checkReferences(ctx, name, spec);
+      const created = await store.create({
+        apiVersion: API_VERSION, kind: 'VirtualMachine',
+        metadata: compact({ name, annotations, labels: mapOrUndefined(req.labels), finalizers: [FINALIZERS.virtualMachine] }),
+        spec,
+      } as VirtualMachine);
+      return virtualMachineMessage(await waitFor(store, 'VirtualMachine', name, vmSettled(created.metadata.generation ?? 1, 'RUNNING'), {
+        deadline: call.deadline, signal: call.signal, what: 'become RUNNING',
+      }));
+    },
+    async ListVirtualMachines(req) {
+      const { items } = await store.list('VirtualMachine', { labelSelector: given(req.label_selector) });
+      return { virtual_machines: items.map(virtualMachineMessage) };
+    },
+    async GetVirtualMachine(req) {
+      return virtualMachineMessage(await store.get('VirtualMachine', validateName(req.name, 'name')));
+    },
+    async UpdateVirtualMachine(req) {
+      const name = validateName(req.name, 'name');
+      const current = await store.get('VirtualMachine', name);
+      const next = structuredClone(current);
+      for (const field of ['request_cpu_milli_core', 'limit_cpu_milli_core', 'request_memory_bytes', 'limit_memory_bytes'] as const) {
+        const value = given(num(req[field]));
+        if (value !== undefined) next.spec[field] = value;
+      }
+      const annotations = mapOrUndefined(req.annotations);
+      if (annotations) next.metadata.annotations = { ...next.metadata.annotations, ...annotations };
+      const labels = mapOrUndefined(req.labels);
+      if (labels) next.metadata.labels = { ...next.metadata.labels, ...labels };
+      checkVirtualMachineSpec(next.spec);
+      // CPU and memory take effect at the next boot; the reservation follows at once.
+      return virtualMachineMessage(await store.update(next));
+    },
+    async DeleteVirtualMachine(req, call) {
+      const name = validateName(req.name, 'name');
+      await store.delete('VirtualMachine', name);
+      await waitFor(store, 'VirtualMachine', name, (obj) => (obj ? undefined : { done: true }), { deadline: call.deadline, signal: call.signal, what: 'be deleted' });
+      return {};
+    },
+    BootVirtualMachine: (req, call) => intent(req, call, 'RUNNING'),
+    RebootVirtualMachine: (req, call) => intent(req, call, 'RUNNING', req.hard ? 'HARD_REBOOT' : 'REBOOT'),
+    ShutdownVirtualMachine: (req, call) => intent(req, call, 'SHUTDOWN', req.hard ? 'HARD_SHUTDOWN' : undefined),
+    SaveVirtualMachine: (req, call) => intent(req, call, 'PAUSED'),
+    async OpenConsole(req) {
+      const name = validateName(req.name, 'name');
+      const vm = await store.get('VirtualMachine', name);
+      if (!ctx.consoles) throw new FailedPreconditionError('this facade serves no consoles (start it with a console listener)');
+      return ctx.consoles.issue(vm, req.vnc ? 'vnc' : 'serial');
+    },
+  };
+}
+
+/** A VM may only name block storages and networks that exist, and free block storages. */
+async function checkReferences(ctx: FacadeContext, vmName: string, spec: VirtualMachineSpec): Promise<void> {
+  for (const [i, bsName] of (spec.block_storage_names ?? []).entries()) {
+    const bs = await ctx.store.get('BlockStorage', bsName).catch((err) => {
+      throw isN0Error(err, 'NotFound') ? new FailedPreconditionError(`block_storage_names[${i}]: BlockStorage "${bsName}" does not exist`, `block_storage_names[${i}]`) : err;
+    });
+    if (bs.spec.protected) throw new FailedPreconditionError(`block_storage_names[${i}]: BlockStorage "${bsName}" is PROTECTED (registered in an image); use GenerateBlockStorage to make a disk from it`, `block_storage_names[${i}]`);
+    const user = bs.status?.in_use_by || bs.spec.claimed_by;
+    if (user && user !== vmName) throw new FailedPreconditionError(`block_storage_names[${i}]: BlockStorage "${bsName}" is IN_USE by ${user}`, `block_storage_names[${i}]`);
+  }
+  for (const [i, nic] of (spec.nics ?? []).entries()) {
+    await ctx.store.get('Network', nic.network_name).catch((err) => {
+      throw isN0Error(err, 'NotFound') ? new FailedPreconditionError(`nics[${i}].network_name: Network "${nic.network_name}" does not exist`, `nics[${i}].network_name`) : err;
+    });
+  }
+}

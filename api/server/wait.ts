@@ -1,0 +1,68 @@
+// Waits, bounded by the caller's deadline, until an object's status shows the outcome of an intent.
+import { DeadlineExceededError, isN0Error } from '../errors';
+import type { Condition, Kind, KindMap } from '../types';
+import type { Store } from '../store/store';
+
+export type WaitVerdict<T> = { done: T } | { fail: Error } | undefined;
+
+export interface WaitOptions {
+  deadline: number;
+  signal?: AbortSignal;
+  /** Describes what is awaited, for the DEADLINE_EXCEEDED message. */
+  what: string;
+}
+
+function lastCondition(obj: { status?: unknown } | undefined): string {
+  const conditions = (obj?.status as { conditions?: Condition[] } | undefined)?.conditions ?? [];
+  const latest = [...conditions].sort((a, b) => b.lastTransitionTime.localeCompare(a.lastTransitionTime))[0];
+  return latest ? `; last condition: ${latest.type}=${latest.status} ${latest.reason ?? ''}: ${latest.message ?? ''}` : '';
+}
+
+/**
+ * Resolves with the verdict's value once `judge` returns { done }, rejects with its error on
+ * { fail }, or with DeadlineExceededError naming the last observed condition. `judge` gets
+ * undefined when the object does not exist (so deletions can be awaited).
+ */
+export async function waitFor<K extends Kind, T>(
+  store: Store, kind: K, name: string,
+  judge: (obj: KindMap[K] | undefined) => WaitVerdict<T>,
+  options: WaitOptions,
+): Promise<T> {
+  const controller = new AbortController();
+  const onAbort = () => controller.abort();
+  options.signal?.addEventListener('abort', onAbort);
+  let last: KindMap[K] | undefined;
+  const timer = setTimeout(() => controller.abort(), Math.max(0, options.deadline - Date.now()));
+  try {
+    let resourceVersion: string | undefined;
+    try {
+      last = await store.get(kind, name);
+      resourceVersion = last.metadata.resourceVersion;
+    } catch (err) {
+      if (!isN0Error(err, 'NotFound')) throw err;
+      resourceVersion = (await store.list(kind)).resourceVersion;
+    }
+    const first = judge(last);
+    if (first) return settle(first);
+    try {
+      for await (const event of store.watch(kind, { resourceVersion, signal: controller.signal })) {
+        if (event.object.metadata.name !== name) continue;
+        last = event.type === 'DELETED' ? undefined : event.object;
+        const verdict = judge(last);
+        if (verdict) return settle(verdict);
+      }
+    } catch (err) {
+      if (!controller.signal.aborted) throw err;
+    }
+    throw new DeadlineExceededError(`timed out waiting for ${kind} "${name}" to ${options.what}${lastCondition(last)}`);
+  } finally {
+    clearTimeout(timer);
+    controller.abort();
+    options.signal?.removeEventListener('abort', onAbort);
+  }
+}
+
+function settle<T>(verdict: NonNullable<WaitVerdict<T>>): T {
+  if ('fail' in verdict) throw verdict.fail;
+  return verdict.done;
+}

@@ -1,0 +1,36 @@
+// Read-modify-write with optimistic concurrency: re-read and re-apply on ConflictError, so
+// concurrent writers never lose each other's updates (how IPAM and reservations stay unique).
+import { ConflictError, isN0Error } from '../errors';
+import type { Kind, KindMap } from '../types';
+import type { Store } from './store';
+
+export interface MutateOptions {
+  subresource?: 'status';
+  attempts?: number;
+}
+
+/**
+ * Applies `change` to the current object and writes it back. `change` may throw to abort (its
+ * error propagates) or return false to skip the write (nothing to change).
+ */
+export async function mutate<K extends Kind>(
+  store: Store, kind: K, name: string,
+  change: (obj: KindMap[K]) => boolean | void | Promise<boolean | void>,
+  options: MutateOptions = {},
+): Promise<KindMap[K]> {
+  const attempts = options.attempts ?? 50;
+  for (let attempt = 0; ; attempt++) {
+    const current = await store.get(kind, name);
+    const copy = structuredClone(current);
+    if ((await change(copy)) === false) return current;
+    try {
+      return await store.update(copy as KindMap[K], { subresource: options.subresource });
+    } catch (err) {
+      if (!isN0Error(err, 'Conflict') || attempt + 1 >= attempts) throw err;
+      // Spread retries of many concurrent writers a little.
+      await new Promise((r) => setTimeout(r, Math.random() * Math.min(50, 2 ** attempt)));
+    }
+  }
+}
+
+export { ConflictError };
