@@ -2,3 +2,5 @@
 export * from './types';
 export * from './fsutil';
 export * from './qemuimg';
+export * from './qmp';
+export * from './qemu';
