@@ -126,7 +126,7 @@ export interface NetworkStatus {
   state?: "PENDING" | "AVAILABLE" | "FAILED" | "UNKNOWN";
   segment_id?: number;
   /**
-   * interfaces lent to VM nics, keyed by <virtual machine name>/<nic index>
+   * interfaces lent to VM nics, keyed by <virtual machine name>.<nic index> (or the name given to ReserveNetworkInterface)
    */
   reserved_network_interfaces?: {
     [k: string]: {

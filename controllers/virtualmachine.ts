@@ -1,0 +1,221 @@
+// VirtualMachine reconciler. Each step is idempotent and its result is recorded before the next,
+// so a controller killed at any line converges on restart without doubling anything:
+//   place + reserve compute -> claim block storages -> reserve interfaces -> networks on the node
+//   -> QEMU via the agent -> act on intents (run_state, action_request) -> report.
+// Deletion undoes it in reverse order, then drops the finalizer.
+import { randomUUID } from 'node:crypto';
+import type { Network, VirtualMachine, VirtualMachineStatus } from '../api/types';
+import { isN0Error } from '../api/errors';
+import { setCondition, type ConditionInput } from '../api/conditions';
+import { checkVirtualMachineSpec } from '../api/rules';
+import { prefixLength, reserveInterface, segmentId } from '../api/ipam';
+import { mutate } from '../api/store/mutate';
+import { FINALIZERS } from '../api/server/context';
+import type { AgentResolver } from './agents';
+import type { VmNic, VmObservation } from '../agent/api';
+import { placeAndReserve, releaseOn } from './placement';
+import type { Cache, ReconcileContext, ReconcileResult, Reconciler } from './runtime/types';
+import { logger } from '../api/log';
+
+const RESERVED_BY = 'n0core/provisioning/virtual_machine/virtual_machine/reserved_by';
+const RESYNC_MS = 30_000;
+
+/** Reservation key of a VM's nic in its Network (names cannot contain '/', and a trailing .N is unique). */
+export const nicKey = (vm: string, index: number) => `${vm}.${index}`;
+
+const STATE_OF: Record<VmObservation['runState'], NonNullable<VirtualMachineStatus['state']>> = {
+  running: 'RUNNING', paused: 'PAUSED', shutdown: 'SHUTDOWN', crashed: 'FAILED', unknown: 'UNKNOWN',
+};
+
+class StepFailure extends Error {
+  constructor(readonly reason: string, message: string, readonly retryMs = 10_000) { super(message); }
+}
+
+export class VirtualMachineReconciler implements Reconciler<'VirtualMachine'> {
+  readonly kind = 'VirtualMachine' as const;
+  private readonly log = logger('vm-controller');
+  readonly watches = [
+    // A VM waiting for its disks wakes up when they become available.
+    { kind: 'BlockStorage' as const, map: (bs: any, cache: Cache) => cache.list('VirtualMachine').filter((vm) => vm.spec.block_storage_names?.includes(bs.metadata.name)).map((vm) => vm.metadata.name) },
+    // Node readiness changes what a VM's state is known to be.
+    { kind: 'Node' as const, map: (node: any, cache: Cache) => cache.list('VirtualMachine').filter((vm) => vm.status?.node_name === node.metadata.name).map((vm) => vm.metadata.name) },
+  ];
+  constructor(private readonly agents: AgentResolver) {}
+
+  async reconcile(name: string, ctx: ReconcileContext): Promise<ReconcileResult> {
+    let vm: VirtualMachine;
+    try { vm = await ctx.store.get('VirtualMachine', name); } catch (err) { if (isN0Error(err, 'NotFound')) return {}; throw err; }
+    if (vm.metadata.deletionTimestamp) return this.finalize(vm, ctx);
+    if (!vm.metadata.finalizers?.includes(FINALIZERS.virtualMachine)) {
+      vm = await mutate(ctx.store, 'VirtualMachine', name, (v) => { v.metadata.finalizers = [...(v.metadata.finalizers ?? []), FINALIZERS.virtualMachine]; });
+    }
+    const generation = vm.metadata.generation ?? 1;
+    try {
+      return await this.converge(vm, ctx, generation);
+    } catch (err) {
+      if (err instanceof StepFailure) {
+        await this.setStatus(ctx, name, generation, {}, { type: 'Ready', status: 'False', reason: err.reason, message: err.message });
+        return { requeueAfterMs: err.retryMs };
+      }
+      if (isN0Error(err, 'Unavailable') || (err as { code?: number }).code === 14) {
+        await this.setStatus(ctx, name, generation, { state: 'UNKNOWN' }, { type: 'Ready', status: 'Unknown', reason: 'AgentUnavailable', message: (err as Error).message });
+      }
+      throw err;
+    }
+  }
+
+  private async converge(vm: VirtualMachine, ctx: ReconcileContext, generation: number): Promise<ReconcileResult> {
+    const name = vm.metadata.name;
+    try { checkVirtualMachineSpec(vm.spec); } catch (err) { throw new StepFailure('InvalidSpec', (err as Error).message, 60_000); }
+
+    // 1. Disks must exist and be ready; they decide the node.
+    const disks = [];
+    for (const bsName of vm.spec.block_storage_names ?? []) {
+      const bs = await ctx.store.get('BlockStorage', bsName).catch((err) => {
+        if (isN0Error(err, 'NotFound')) throw new StepFailure('BlockStorageNotFound', `BlockStorage "${bsName}" does not exist`);
+        throw err;
+      });
+      const user = bs.status?.in_use_by || bs.spec.claimed_by;
+      if (user && user !== name) throw new StepFailure('BlockStorageInUse', `BlockStorage "${bsName}" is IN_USE by ${user}`);
+      if (bs.spec.protected) throw new StepFailure('BlockStorageInUse', `BlockStorage "${bsName}" is PROTECTED`);
+      if (!bs.status?.node_name || !['AVAILABLE', 'IN_USE'].includes(bs.status.state ?? '')) {
+        throw new StepFailure('WaitingForBlockStorage', `BlockStorage "${bsName}" is ${bs.status?.state ?? 'PENDING'}`, 2000);
+      }
+      disks.push(bs);
+    }
+    const diskNodes = [...new Set(disks.map((d) => d.status!.node_name!))];
+    if (diskNodes.length > 1) throw new StepFailure('Unschedulable', `block storages are on different nodes (${diskNodes.join(', ')}); a VM needs all its disks on one node`, 60_000);
+
+    // 2. Place and reserve compute (kept once chosen).
+    let nodeName = vm.status?.node_name;
+    if (!nodeName) {
+      const pinned = vm.spec.node_name ?? diskNodes[0];
+      if (vm.spec.node_name && diskNodes[0] && vm.spec.node_name !== diskNodes[0]) {
+        throw new StepFailure('Unschedulable', `pinned to node ${vm.spec.node_name}, but its block storages are on ${diskNodes[0]}`, 60_000);
+      }
+      try {
+        nodeName = await placeAndReserve(ctx.store, ctx.cache.list('Node'), name, { what: 'compute', value: {
+          request_cpu_milli_core: vm.spec.request_cpu_milli_core ?? vm.spec.limit_cpu_milli_core, limit_cpu_milli_core: vm.spec.limit_cpu_milli_core,
+          request_memory_bytes: vm.spec.request_memory_bytes ?? vm.spec.limit_memory_bytes, limit_memory_bytes: vm.spec.limit_memory_bytes,
+        } }, RESERVED_BY, pinned);
+      } catch (err) {
+        if (isN0Error(err, 'FailedPrecondition')) throw new StepFailure('Unschedulable', (err as Error).message, 15_000);
+        throw err;
+      }
+      await this.setStatus(ctx, name, generation, { node_name: nodeName, uuid: vm.spec.uuid ?? randomUUID(), state: 'PENDING' }, { type: 'Ready', status: 'False', reason: 'Scheduled', message: `placed on node ${nodeName}` });
+    }
+    const node = ctx.cache.get('Node', nodeName) ?? await ctx.store.get('Node', nodeName);
+    if (node.status?.state !== 'Ready') {
+      await this.setStatus(ctx, name, generation, { state: 'UNKNOWN' }, { type: 'Ready', status: 'Unknown', reason: 'NodeNotReady', message: `node ${nodeName} is ${node.status?.state ?? 'Unknown'}; the VM's state there is unknown` });
+      return { requeueAfterMs: 5000 };
+    }
+
+    // 3. Claim the disks.
+    for (const bs of disks) {
+      if (bs.status?.in_use_by === name) continue;
+      await mutate(ctx.store, 'BlockStorage', bs.metadata.name, (b) => {
+        if (b.status?.in_use_by === name) return false;
+        if (b.status?.in_use_by) throw new StepFailure('BlockStorageInUse', `BlockStorage "${b.metadata.name}" is IN_USE by ${b.status.in_use_by}`);
+        b.status ??= {};
+        b.status.in_use_by = name;
+        b.status.state = 'IN_USE';
+      }, { subresource: 'status' });
+    }
+
+    // 4. Reserve interfaces (CAS on each Network: never a duplicate address).
+    const nics: (VmNic & { tap?: string })[] = [];
+    const networks: Network[] = [];
+    for (const [i, nic] of (vm.spec.nics ?? []).entries()) {
+      let net: Network;
+      try {
+        net = await mutate(ctx.store, 'Network', nic.network_name, (n) => {
+          const key = nicKey(name, i);
+          const existing = n.status?.reserved_network_interfaces?.[key];
+          const r = reserveInterface(n, key, { hardware_address: nic.hardware_address, ipv4_address: nic.ipv4_address, ipv6_address: nic.ipv6_address }, `nics[${i}]`);
+          if (existing && JSON.stringify(existing) === JSON.stringify(r)) return false;
+          n.status ??= {};
+          n.status.reserved_network_interfaces = { ...n.status.reserved_network_interfaces, [key]: { ...r, annotations: { 'n0core/provisioning/virtual_machine/virtual_machine/reserved_by': name } } };
+        }, { subresource: 'status' });
+      } catch (err) {
+        if (isN0Error(err, 'NotFound')) throw new StepFailure('NetworkNotFound', `nics[${i}]: Network "${nic.network_name}" does not exist`);
+        if (isN0Error(err, 'FailedPrecondition')) throw new StepFailure((err as Error).message.includes('no free') ? 'NetworkFull' : 'AddressConflict', (err as Error).message, 30_000);
+        if (isN0Error(err, 'InvalidArgument')) throw new StepFailure('InvalidSpec', (err as Error).message, 60_000);
+        throw err;
+      }
+      const r = net.status!.reserved_network_interfaces![nicKey(name, i)];
+      networks.push(net);
+      nics.push({
+        networkName: nic.network_name, hardwareAddress: r.hardware_address!, ipv4Address: r.ipv4_address,
+        ipv4PrefixLength: net.spec.ipv4_cidr ? prefixLength(net.spec.ipv4_cidr) : undefined, ipv4Gateway: net.spec.gateway_ipv4, ipv6Address: r.ipv6_address,
+      });
+    }
+
+    // 5. Networks on the node, with every other Ready node as an overlay peer.
+    const agent = this.agents(nodeName);
+    const peers = ctx.cache.list('Node').filter((n) => n.metadata.name !== nodeName && n.status?.state === 'Ready' && n.spec.address).map((n) => n.spec.address!);
+    for (const net of networks) {
+      await agent.ensureNetwork({ name: net.metadata.name, segmentId: segmentId(net), peers, gatewayCidr: net.spec.gateway_ipv4 && net.spec.ipv4_cidr ? `${net.spec.gateway_ipv4}/${prefixLength(net.spec.ipv4_cidr)}` : undefined });
+    }
+
+    // 6. The VM itself, then one-shot actions.
+    const fresh = await ctx.store.get('VirtualMachine', name);
+    const pending = fresh.spec.action_request && fresh.spec.action_request.id !== fresh.status?.last_action_id ? fresh.spec.action_request : undefined;
+    const runState = fresh.spec.run_state ?? 'RUNNING';
+    if (pending?.action === 'HARD_SHUTDOWN') await agent.vmAction(name, 'HARD_SHUTDOWN').catch((err) => { if (!isN0Error(err, 'NotFound')) throw err; });
+    let obs = await agent.ensureVm({
+      name, uuid: fresh.status?.uuid ?? fresh.spec.uuid!, vcpus: fresh.spec.limit_cpu_milli_core / 1000, memoryBytes: fresh.spec.limit_memory_bytes,
+      blockStorageNames: fresh.spec.block_storage_names ?? [], nics, loginUsername: fresh.spec.login_username, loginPassword: fresh.spec.login_password,
+      sshAuthorizedKeys: fresh.spec.ssh_authorized_keys ?? [], runState,
+    });
+    if (pending && (pending.action === 'REBOOT' || pending.action === 'HARD_REBOOT')) {
+      obs = await agent.vmAction(name, pending.action);
+    }
+    const state = STATE_OF[obs.runState];
+    await this.setStatus(ctx, name, fresh.metadata.generation ?? generation, {
+      state, accelerator: obs.accelerator, ...(pending ? { last_action_id: pending.id } : {}),
+      nics: (fresh.spec.nics ?? []).map((n, i) => ({ network_name: n.network_name, hardware_address: nics[i].hardwareAddress, ipv4_address: nics[i].ipv4Address, ipv6_address: nics[i].ipv6Address })),
+    }, state === runState
+      ? { type: 'Ready', status: 'True', reason: state, message: `${state} on node ${nodeName}${obs.accelerator ? ` (${obs.accelerator})` : ''}` }
+      : { type: 'Ready', status: 'False', reason: state === 'FAILED' ? 'Crashed' : 'Converging', message: `${state}, want ${runState}` });
+    return { requeueAfterMs: state === runState ? RESYNC_MS : 2000 };
+  }
+
+  private async setStatus(ctx: ReconcileContext, name: string, generation: number, fields: Partial<VirtualMachineStatus>, condition: ConditionInput): Promise<void> {
+    await mutate(ctx.store, 'VirtualMachine', name, (v) => {
+      v.status ??= {};
+      const before = JSON.stringify(v.status);
+      for (const [k, val] of Object.entries(fields)) {
+        if (val === undefined) delete (v.status as any)[k]; else (v.status as any)[k] = val;
+      }
+      v.status.observedGeneration = generation;
+      v.status.conditions = setCondition(v.status.conditions, condition, generation);
+      return JSON.stringify(v.status) !== before;
+    }, { subresource: 'status' }).catch((err) => { if (!isN0Error(err, 'NotFound')) throw err; });
+  }
+
+  private async finalize(vm: VirtualMachine, ctx: ReconcileContext): Promise<ReconcileResult> {
+    const name = vm.metadata.name;
+    const nodeName = vm.status?.node_name;
+    if (nodeName) await this.agents(nodeName).deleteVm(name);
+    for (const [i, nic] of (vm.spec.nics ?? []).entries()) {
+      await mutate(ctx.store, 'Network', nic.network_name, (n) => {
+        if (!n.status?.reserved_network_interfaces?.[nicKey(name, i)]) return false;
+        delete n.status.reserved_network_interfaces[nicKey(name, i)];
+      }, { subresource: 'status' }).catch((err) => { if (!isN0Error(err, 'NotFound')) throw err; });
+    }
+    for (const bsName of vm.spec.block_storage_names ?? []) {
+      await mutate(ctx.store, 'BlockStorage', bsName, (b) => {
+        if (b.status?.in_use_by !== name) return false;
+        delete b.status.in_use_by;
+        b.status.state = b.spec.protected ? 'PROTECTED' : 'AVAILABLE';
+      }, { subresource: 'status' }).catch((err) => { if (!isN0Error(err, 'NotFound')) throw err; });
+    }
+    if (nodeName) await releaseOn(ctx.store, nodeName, name, 'compute');
+    await mutate(ctx.store, 'VirtualMachine', name, (v) => {
+      v.metadata.finalizers = (v.metadata.finalizers ?? []).filter((f) => f !== FINALIZERS.virtualMachine);
+    }).catch((err) => { if (!isN0Error(err, 'NotFound')) throw err; });
+    this.log.info(`virtual machine ${name} deleted`);
+    return {};
+  }
+}
+
