@@ -1,0 +1,74 @@
+// OpenConsole: issues a short-lived signed URL, and serves it as a WebSocket that relays bytes
+// both ways between the client and the VM's serial (or VNC) socket on its node's agent.
+import { createHmac, randomBytes, timingSafeEqual } from 'node:crypto';
+import * as http from 'node:http';
+import { WebSocketServer, type WebSocket } from 'ws';
+import type { ConsoleStream } from '../../agent/api';
+import { FailedPreconditionError } from '../errors';
+import { logger } from '../log';
+import type { VirtualMachine } from '../types';
+import type { ConsoleIssuer } from './context';
+
+export type ConsoleOpener = (nodeName: string, vmName: string, kind: 'serial' | 'vnc') => Promise<ConsoleStream>;
+
+interface Ticket { vm: string; node: string; kind: 'serial' | 'vnc'; exp: number }
+
+export class ConsoleProxy implements ConsoleIssuer {
+  private readonly secret = randomBytes(32);
+  private server?: http.Server;
+  private port = 0;
+  private readonly log = logger('console');
+
+  constructor(private readonly open: ConsoleOpener, private readonly options: { listen: string; publicHost?: string; ttlMs?: number }) {}
+
+  async start(): Promise<number> {
+    const [host, portText] = [this.options.listen.replace(/:\d+$/, ''), this.options.listen.split(':').pop()!];
+    this.server = http.createServer((_req, res) => { res.writeHead(426).end('websocket only\n'); });
+    const wss = new WebSocketServer({ server: this.server, path: '/console' });
+    wss.on('connection', (ws, req) => this.serve(ws, req).catch((err) => ws.close(1011, String(err.message).slice(0, 120))));
+    await new Promise<void>((resolve, reject) => this.server!.once('error', reject).listen(Number(portText), host, resolve));
+    this.port = (this.server.address() as { port: number }).port;
+    return this.port;
+  }
+
+  async issue(vm: VirtualMachine, kind: 'serial' | 'vnc'): Promise<{ console_url: string; expires_at: string }> {
+    const node = vm.status?.node_name;
+    if (!node || vm.status?.state !== 'RUNNING' && vm.status?.state !== 'PAUSED') {
+      throw new FailedPreconditionError(`VirtualMachine "${vm.metadata.name}" is ${vm.status?.state ?? 'PENDING'}; its console opens once it runs`);
+    }
+    const ticket: Ticket = { vm: vm.metadata.name, node, kind, exp: Date.now() + (this.options.ttlMs ?? 60_000) };
+    const payload = Buffer.from(JSON.stringify(ticket)).toString('base64url');
+    const token = `${payload}.${this.sign(payload)}`;
+    const host = this.options.publicHost ?? this.options.listen.replace(/:\d+$/, '');
+    return { console_url: `ws://${host}:${this.port}/console?token=${token}`, expires_at: new Date(ticket.exp).toISOString() };
+  }
+
+  private sign(payload: string): string {
+    return createHmac('sha256', this.secret).update(payload).digest('base64url');
+  }
+
+  private verify(token: string | null): Ticket {
+    const [payload, signature] = (token ?? '').split('.');
+    if (!payload || !signature) throw new Error('missing token');
+    const expected = Buffer.from(this.sign(payload));
+    const given = Buffer.from(signature);
+    if (expected.length !== given.length || !timingSafeEqual(expected, given)) throw new Error('bad token');
+    const ticket = JSON.parse(Buffer.from(payload, 'base64url').toString()) as Ticket;
+    if (ticket.exp < Date.now()) throw new Error('token expired; call OpenConsole again');
+    return ticket;
+  }
+
+  private async serve(ws: WebSocket, req: http.IncomingMessage): Promise<void> {
+    const ticket = this.verify(new URL(req.url ?? '', 'http://x').searchParams.get('token'));
+    const stream = await this.open(ticket.node, ticket.vm, ticket.kind);
+    this.log.info(`console of ${ticket.vm} (${ticket.kind}) opened`);
+    stream.onData((chunk) => ws.send(chunk));
+    stream.onEnd(() => ws.close(1000, 'console closed'));
+    ws.on('message', (data: Buffer) => stream.write(Buffer.from(data)));
+    ws.on('close', () => stream.close());
+  }
+
+  async stop(): Promise<void> {
+    await new Promise<void>((resolve) => (this.server ? this.server.close(() => resolve()) : resolve()));
+  }
+}
