@@ -266,7 +266,15 @@ export interface QemuDriverOptions {
   startTimeoutMs?: number;
   /** Where /dev/kvm is looked for (tests). */
   kvmDevice?: string;
+  /**
+   * Start QEMU inside this network namespace (`ip netns exec <netns> qemu-system-x86_64 ...`) so
+   * it can open taps the network driver made there (its `netns` option); tests use it.
+   */
+  netns?: string;
 }
+
+// Names under /run/netns; no '/' and no leading '.', so it cannot point elsewhere.
+const NETNS = /^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$/;
 
 export class QemuDriver implements VmDriver {
   private readonly paths: AgentPaths;
@@ -274,6 +282,7 @@ export class QemuDriver implements VmDriver {
   private readonly kvmProbeTimeoutMs: number;
   private readonly startTimeoutMs: number;
   private readonly kvmDevice: string;
+  private readonly netns?: string;
   private probe?: Promise<AcceleratorProbe>;
 
   constructor(options: QemuDriverOptions) {
@@ -282,6 +291,10 @@ export class QemuDriver implements VmDriver {
     this.kvmProbeTimeoutMs = options.kvmProbeTimeoutMs ?? 10_000;
     this.startTimeoutMs = options.startTimeoutMs ?? 30_000;
     this.kvmDevice = options.kvmDevice ?? '/dev/kvm';
+    if (options.netns !== undefined) {
+      if (!NETNS.test(options.netns) || options.netns.includes('..')) throw new InvalidArgumentError(`netns ${JSON.stringify(options.netns)} is not a valid network namespace name`, 'netns');
+      this.netns = options.netns;
+    }
   }
 
   /** The probe's outcome with its reason and duration (probed once per driver instance). */
@@ -339,7 +352,9 @@ export class QemuDriver implements VmDriver {
     let exited: string | undefined;
     try {
       // Own process group and no pipes: the VM must survive the agent's exit or restart.
-      const child = spawn(this.binary, args, { detached: true, stdio: ['ignore', logFd, logFd], cwd: dir });
+      // `ip netns exec` execs QEMU in place, so the pidfile still names QEMU itself.
+      const [file0, argv] = this.netns === undefined ? [this.binary, args] : ['ip', ['netns', 'exec', this.netns, this.binary, ...args]];
+      const child = spawn(file0, argv, { detached: true, stdio: ['ignore', logFd, logFd], cwd: dir });
       child.on('error', (err) => { exited = err.message; });
       child.on('exit', (code, signal) => { exited = `exited (${signal ?? code})`; });
       child.unref();
