@@ -84,6 +84,7 @@ describe('validateEnsureVm', () => {
     ['bad uuid', { uuid: 'not-a-uuid' }, 'uuid'],
     ['zero vcpus', { vcpus: 0 }, 'vcpus'],
     ['zero memory', { memoryBytes: 0 }, 'memory_bytes'],
+    ['memory not in MiB', { memoryBytes: 256 * 1024 * 1024 + 1 }, 'memory_bytes'],
     ['hostile disk name', { blockStorageNames: ['../../etc/passwd'] }, 'block_storage_names'],
     ['repeated disk', { blockStorageNames: ['a', 'a'] }, 'block_storage_names'],
     ['bad MAC', { nics: [{ networkName: 'net1', hardwareAddress: '52:54:00:12:34' }] }, 'nics[0].hardware_address'],

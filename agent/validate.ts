@@ -15,6 +15,7 @@ export const CONSOLE_KINDS = ['serial', 'vnc'] as const;
 export const MAX_SEGMENT_ID = 0xffffff;
 export const MAX_NICS = 64;
 export const MAX_VCPUS = 255;
+const MiB = 1024 * 1024;
 
 function invalid(field: string, message: string): never {
   throw new InvalidArgumentError(`${field} ${message}`, field);
@@ -134,6 +135,8 @@ export function validateEnsureVm(req: EnsureVmRequest): EnsureVmRequest {
   if (typeof req.uuid !== 'string' || !UUID.test(req.uuid)) invalid('uuid', `${JSON.stringify(req.uuid)} is not a UUID`);
   integerIn(req.vcpus, 'vcpus', 1, MAX_VCPUS);
   positiveInteger(req.memoryBytes, 'memory_bytes');
+  // QEMU's -m takes whole MiB; say so here rather than after taps and ISO are made.
+  if (req.memoryBytes % MiB !== 0 || req.memoryBytes < 16 * MiB) invalid('memory_bytes', `must be a whole number of MiB, at least 16 MiB, got ${req.memoryBytes}`);
   if (!Array.isArray(req.blockStorageNames)) invalid('block_storage_names', 'must be a list');
   req.blockStorageNames.forEach((n) => validateName(n, 'block_storage_names'));
   if (new Set(req.blockStorageNames).size !== req.blockStorageNames.length) invalid('block_storage_names', 'must not repeat a block storage');
