@@ -4,3 +4,4 @@ export * from './fsutil';
 export * from './qemuimg';
 export * from './qmp';
 export * from './qemu';
+export * from './fetch';

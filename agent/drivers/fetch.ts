@@ -1,0 +1,301 @@
+// Downloads a disk image over http(s) into a qcow2 file: streamed into a temporary file beside
+// the target (hashing as it goes), resumed with a Range request after a dropped connection,
+// checked, converted with qemu-img and published under the final name only when complete.
+import { createHash, type Hash } from 'node:crypto';
+import { promises as fs } from 'node:fs';
+import type { FileHandle } from 'node:fs/promises';
+import * as http from 'node:http';
+import * as https from 'node:https';
+import { setTimeout as delay } from 'node:timers/promises';
+import { FailedPreconditionError, InvalidArgumentError, isN0Error, UnavailableError } from '../../api/errors';
+import { logger } from '../../api/log';
+import { exists, removeQuietly, requireAbsolutePath, tempPathBeside } from './fsutil';
+import { alignSize, DiskExistsError, QemuImgDriver } from './qemuimg';
+import type { DiskInfo, FetchDriver, Progress } from './types';
+
+const log = logger('fetch');
+
+/** Parses a user's source URL; only http and https are fetched (never file:, ftp:, data:, ...). */
+export function parseSourceUrl(input: unknown, field = 'source_url'): URL {
+  if (typeof input !== 'string' || input.length === 0) throw new InvalidArgumentError(`${field} must be a non-empty URL`, field);
+  let url: URL;
+  try {
+    url = new URL(input);
+  } catch {
+    throw new InvalidArgumentError(`${field} ${JSON.stringify(input)} is not a valid URL`, field);
+  }
+  if (url.protocol !== 'http:' && url.protocol !== 'https:') {
+    throw new InvalidArgumentError(`${field} ${JSON.stringify(input)} must be an http or https URL, not ${url.protocol}`, field);
+  }
+  return url;
+}
+
+export function parseSha256(input: unknown, field = 'source_sha256'): string {
+  if (typeof input !== 'string' || !/^[0-9a-fA-F]{64}$/.test(input)) {
+    throw new InvalidArgumentError(`${field} must be 64 hexadecimal digits`, field);
+  }
+  return input.toLowerCase();
+}
+
+/** `Content-Range: bytes START-END/TOTAL` (TOTAL may be `*`). */
+export function parseContentRange(header: string | undefined): { start: number; end: number; total?: number } | undefined {
+  const m = /^bytes (\d+)-(\d+)\/(\d+|\*)$/.exec(header?.trim() ?? '');
+  if (!m) return undefined;
+  const start = Number(m[1]);
+  const end = Number(m[2]);
+  if (end < start) return undefined;
+  return { start, end, ...(m[3] !== '*' ? { total: Number(m[3]) } : {}) };
+}
+
+/** Emits progress at most every `intervalMs`, and always the final state. */
+export class ProgressThrottle {
+  private last = -Infinity;
+  constructor(
+    private readonly intervalMs: number,
+    private readonly emit: ((p: Progress) => void) | undefined,
+    private readonly now: () => number = Date.now,
+  ) {}
+
+  update(p: Progress): void {
+    const t = this.now();
+    if (t - this.last < this.intervalMs) return;
+    this.last = t;
+    this.emit?.(p);
+  }
+
+  final(p: Progress): void {
+    this.last = this.now();
+    this.emit?.(p);
+  }
+}
+
+const REDIRECTS = new Set([301, 302, 303, 307, 308]);
+const MAX_REQUESTS = 50;
+
+export interface HttpFetchOptions {
+  disk?: QemuImgDriver;
+  /** Redirects followed per request (the seed's image hosts redirect to mirrors). */
+  maxRedirects?: number;
+  /** A connection silent this long (connecting, headers or body) counts as dropped. */
+  idleTimeoutMs?: number;
+  /** Further requests after a dropped connection, resumed with Range where the server allows. */
+  retries?: number;
+  retryDelayMs?: number;
+  progressIntervalMs?: number;
+}
+
+interface Opened { res: http.IncomingMessage; url: URL }
+interface Received { done: number; hash: Hash }
+
+export class HttpFetchDriver implements FetchDriver {
+  private readonly disk: QemuImgDriver;
+  private readonly maxRedirects: number;
+  private readonly idleTimeoutMs: number;
+  private readonly retries: number;
+  private readonly retryDelayMs: number;
+  private readonly progressIntervalMs: number;
+
+  constructor(options: HttpFetchOptions = {}) {
+    this.disk = options.disk ?? new QemuImgDriver();
+    this.maxRedirects = options.maxRedirects ?? 5;
+    this.idleTimeoutMs = options.idleTimeoutMs ?? 30_000;
+    this.retries = options.retries ?? 3;
+    this.retryDelayMs = options.retryDelayMs ?? 1_000;
+    this.progressIntervalMs = options.progressIntervalMs ?? 250;
+  }
+
+  async fetch(url: string, path: string, options: {
+    virtualSizeBytes: number;
+    sha256?: string;
+    onProgress?: (p: Progress) => void;
+    signal?: AbortSignal;
+  }): Promise<DiskInfo> {
+    const source = parseSourceUrl(url);
+    requireAbsolutePath(path);
+    const size = alignSize(options.virtualSizeBytes);
+    const sha256 = options.sha256 === undefined ? undefined : parseSha256(options.sha256);
+    const { signal } = options;
+    signal?.throwIfAborted();
+
+    // A repeated reconcile after a finished fetch: the content cannot be re-checked cheaply, but
+    // only a complete download is ever published under this name.
+    if (await exists(path)) {
+      const info = await this.disk.info(path);
+      if (info.format === 'qcow2' && !info.backingFile && info.virtualSize >= size) return info;
+      throw new DiskExistsError(path, `it is ${info.format} of ${info.virtualSize} bytes${info.backingFile ? ` on ${info.backingFile}` : ''}`);
+    }
+
+    const download = tempPathBeside(path, 'download');
+    try {
+      const bytes = await this.download(source, download, sha256, options.onProgress, signal);
+      // Never let qemu probe beyond these two: other formats (vmdk descriptors, qcow2 backing
+      // files, external data files) can make qemu-img read arbitrary host files into the disk.
+      const probe = await this.disk.probe(download, 'source_url');
+      const format = probe.format === 'qcow2' ? 'qcow2' : 'raw';
+      if (format === 'qcow2' && (probe.backingFile !== undefined || probe.dataFile !== undefined)) {
+        throw new FailedPreconditionError(`source_url ${source.href} is a qcow2 image that refers to another file (${probe.backingFile ?? probe.dataFile}); only self-contained images can be fetched`, 'source_url');
+      }
+      options.onProgress?.({ phase: 'convert', bytesDone: 0, bytesTotal: bytes });
+      await this.disk.importImage(download, format, path, size, signal);
+      options.onProgress?.({ phase: 'convert', bytesDone: bytes, bytesTotal: bytes });
+      const info = await this.disk.info(path);
+      log.info('image fetched', { url: source.href, path, sourceFormat: format, bytes, virtualSize: info.virtualSize });
+      return info;
+    } finally {
+      await removeQuietly(download);
+    }
+  }
+
+  /** Streams the body into `file`, retrying and resuming; returns the byte count. */
+  private async download(
+    source: URL, file: string, sha256: string | undefined,
+    onProgress: ((p: Progress) => void) | undefined, signal: AbortSignal | undefined,
+  ): Promise<number> {
+    const progress = new ProgressThrottle(this.progressIntervalMs, onProgress);
+    const handle = await fs.open(file, 'w', 0o600);
+    // Shared with receive(), so bytes written before a drop are counted and hashed exactly once.
+    const got: Received = { done: 0, hash: createHash('sha256') };
+    let total = 0;
+    // Resume against the URL the redirects led to, and only while the entity is the same one.
+    let url = source;
+    let validator: string | undefined;
+    try {
+      // Failures in a row; a resumed request that gained bytes starts the count anew (a long
+      // download on a flaky link), and the request total stays bounded for a server that drops
+      // every few bytes. A server that cannot resume gets `retries` fresh starts, no more.
+      let failures = 0;
+      for (let request = 1; ; request++) {
+        const before = got.done;
+        let resumed = false;
+        try {
+          const resuming = got.done > 0;
+          const headers: Record<string, string> = { 'user-agent': 'n0stack-agent', 'accept-encoding': 'identity' };
+          if (resuming) {
+            headers['range'] = `bytes=${got.done}-`;
+            if (validator) headers['if-range'] = validator;
+          }
+          const opened = await this.open(url, headers, signal);
+          const { res } = opened;
+          url = opened.url;
+          if (resuming && res.statusCode === 206) {
+            const range = parseContentRange(res.headers['content-range']);
+            if (!range || range.start !== got.done) {
+              res.destroy();
+              throw new UnavailableError(`source_url ${url.href} answered the resume at byte ${got.done} with range ${res.headers['content-range'] ?? '(none)'}`);
+            }
+            if (range.total !== undefined) total = range.total;
+            resumed = true;
+          } else if (res.statusCode === 200) {
+            if (resuming) {
+              // The server ignored Range or the file changed (If-Range): start over.
+              log.warn('server cannot resume; downloading again from the start', { url: url.href, at: got.done });
+              got.done = 0;
+              got.hash = createHash('sha256');
+              await handle.truncate(0);
+            }
+            const length = Number(res.headers['content-length']);
+            total = Number.isSafeInteger(length) && length >= 0 ? length : 0;
+            validator = strongValidator(res.headers);
+          } else {
+            res.destroy();
+            throw statusError(url, res.statusCode ?? 0);
+          }
+          progress.update({ phase: 'download', bytesDone: got.done, bytesTotal: total });
+          await this.receive(res, handle, got, total, progress);
+          if (total > 0 && got.done !== total) {
+            throw new UnavailableError(`source_url ${url.href} ended after ${got.done} of ${total} bytes`);
+          }
+          break;
+        } catch (err) {
+          if (signal?.aborted) throw signal.reason ?? err;
+          failures = resumed && got.done > before ? 1 : failures + 1;
+          if (!isRetryable(err) || failures > this.retries || request >= MAX_REQUESTS) {
+            if (isN0Error(err)) throw err;
+            throw new UnavailableError(`downloading source_url ${url.href} failed after ${request} request(s) at byte ${got.done}: ${(err as Error).message}`);
+          }
+          log.warn('download interrupted; retrying', { url: url.href, at: got.done, request, error: (err as Error).message });
+          await delay(this.retryDelayMs, undefined, { signal });
+        }
+      }
+      progress.final({ phase: 'download', bytesDone: got.done, bytesTotal: total || got.done });
+      await handle.sync();
+    } finally {
+      await handle.close();
+    }
+    if (sha256 !== undefined) {
+      const actual = got.hash.digest('hex');
+      if (actual !== sha256) {
+        throw new FailedPreconditionError(`source_sha256 mismatch for ${source.href}: expected ${sha256}, downloaded content has ${actual}`, 'source_sha256');
+      }
+    }
+    return got.done;
+  }
+
+  private async receive(res: http.IncomingMessage, handle: FileHandle, got: Received, total: number, progress: ProgressThrottle): Promise<void> {
+    // Async iteration applies back-pressure (the socket is not read while the disk is busy) and
+    // throws when the connection drops before the body ends.
+    for await (const chunk of res as AsyncIterable<Buffer>) {
+      await writeAll(handle, chunk, got.done);
+      got.hash.update(chunk);
+      got.done += chunk.length;
+      progress.update({ phase: 'download', bytesDone: got.done, bytesTotal: total });
+    }
+    // A body cut short while the message still looked complete to the parser.
+    if (!res.complete) throw new UnavailableError(`connection closed after ${got.done} bytes`);
+  }
+
+  /** GET with redirects followed (each hop validated like the user's URL). */
+  private async open(start: URL, headers: Record<string, string>, signal: AbortSignal | undefined): Promise<Opened> {
+    let url = start;
+    for (let hop = 0; ; hop++) {
+      const res = await this.get(url, headers, signal);
+      const status = res.statusCode ?? 0;
+      if (!REDIRECTS.has(status)) return { res, url };
+      res.resume();
+      const location = res.headers.location;
+      if (!location) throw new FailedPreconditionError(`source_url ${url.href} redirected (HTTP ${status}) without a Location`, 'source_url');
+      if (hop >= this.maxRedirects) {
+        throw new FailedPreconditionError(`source_url ${start.href} redirected more than ${this.maxRedirects} times`, 'source_url');
+      }
+      url = parseSourceUrl(new URL(location, url).href, 'source_url');
+    }
+  }
+
+  private get(url: URL, headers: Record<string, string>, signal: AbortSignal | undefined): Promise<http.IncomingMessage> {
+    return new Promise((resolve, reject) => {
+      const client = url.protocol === 'https:' ? https : http;
+      const req = client.get(url, { headers, signal }, resolve);
+      req.setTimeout(this.idleTimeoutMs, () => {
+        req.destroy(new UnavailableError(`source_url ${url.href}: no data for ${this.idleTimeoutMs} ms`));
+      });
+      req.on('error', reject);
+    });
+  }
+}
+
+async function writeAll(handle: FileHandle, chunk: Buffer, position: number): Promise<void> {
+  let offset = 0;
+  while (offset < chunk.length) {
+    const { bytesWritten } = await handle.write(chunk, offset, chunk.length - offset, position + offset);
+    offset += bytesWritten;
+  }
+}
+
+/** ETag (strong only) or Last-Modified: what If-Range may carry to detect a changed file. */
+function strongValidator(headers: http.IncomingHttpHeaders): string | undefined {
+  const etag = headers.etag;
+  if (etag && !etag.startsWith('W/')) return etag;
+  return headers['last-modified'];
+}
+
+function statusError(url: URL, status: number): Error {
+  const message = `source_url ${url.href} answered HTTP ${status}${http.STATUS_CODES[status] ? ` ${http.STATUS_CODES[status]}` : ''}`;
+  // 5xx and 429 are the server's trouble and may pass; other answers will not change on retry.
+  if (status >= 500 || status === 429 || status === 408) return new UnavailableError(message);
+  return new FailedPreconditionError(message, 'source_url');
+}
+
+function isRetryable(err: unknown): boolean {
+  if (isN0Error(err)) return err.code === 'Unavailable';
+  return true;
+}
