@@ -180,7 +180,7 @@ describe('WorkQueue', () => {
     await until(() => q.length === 0 && q.inFlight === 0 && q.failureCount('bad') === 1);
     expect(await depth()).toBe(0);
     const hist = await registry.getSingleMetric('n0stack_controller_reconcile_duration_seconds')!.get();
-    const count = (result: string) => hist.values.find((v) => v.metricName?.endsWith('_count') && v.labels.kind === 'VirtualMachine' && v.labels.result === result)?.value;
+    const count = (result: string) => hist.values.find((v) => (v as { metricName?: string }).metricName?.endsWith('_count') && v.labels.kind === 'VirtualMachine' && v.labels.result === result)?.value;
     expect(count('success')).toBe(2);
     expect(count('error')).toBe(1);
     // A second queue on the same registry shares the metrics instead of failing to register.

@@ -105,7 +105,7 @@ export class MemoryKv implements KvBackend {
 }
 
 export class MemoryStore extends KvStore {
-  constructor(readonly kv: MemoryKv = new MemoryKv()) {
-    super('embedded', kv, '/n0stack');
+  constructor(readonly memory: MemoryKv = new MemoryKv()) {
+    super('embedded', memory, '/n0stack');
   }
 }
