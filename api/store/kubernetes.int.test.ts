@@ -1,0 +1,113 @@
+// The kubernetes backend against the in-process stand-in API server (no real cluster can run
+// here): the shared conformance suite, plus what only this backend does (bearer token, server-side
+// stream ends with resume, bookmarks, errors from the server rather than from local validation).
+import { describeStoreConformance } from './conformance';
+import { KubernetesStore } from './kubernetes';
+import { FakeApiServer } from './testing/fake-apiserver';
+import { isN0Error } from '../errors';
+import type { Network } from '../types';
+
+describe('kubernetes store: conformance against the stand-in API server', () => {
+  let fake: FakeApiServer | undefined;
+  describeStoreConformance('kubernetes', async () => {
+    fake = await FakeApiServer.start({ token: 'conformance-token' });
+    const store = new KubernetesStore({ server: fake.url, token: 'conformance-token', requestTimeoutMs: 10_000 });
+    return { store, cleanup: async () => { await store.close(); await fake?.stop(); } };
+  }, { supportsCompaction: async () => async (revision) => fake!.compact(revision) });
+});
+
+const net = (name: string, labels?: Record<string, string>): Network =>
+  ({ apiVersion: 'n0stack.io/v1alpha1', kind: 'Network', metadata: { name, ...(labels ? { labels } : {}) }, spec: { ipv4_cidr: '10.0.0.0/24' } });
+
+describe('kubernetes store: what only this backend does', () => {
+  let fake: FakeApiServer;
+  let store: KubernetesStore;
+  beforeEach(async () => {
+    fake = await FakeApiServer.start({ token: 't0ken', bookmarkIntervalMs: 50 });
+    store = new KubernetesStore({ server: fake.url, token: 't0ken', requestTimeoutMs: 5_000 });
+  });
+  afterEach(async () => { await store.close(); await fake.stop(); });
+
+  it('sends the bearer token, and a wrong one is a FailedPrecondition naming the cause', async () => {
+    await store.create(net('tok'));
+    const wrong = new KubernetesStore({ server: fake.url, token: 'nope', requestTimeoutMs: 5_000 });
+    let caught: unknown;
+    try { await wrong.get('Network', 'tok'); } catch (err) { caught = err; }
+    expect(isN0Error(caught, 'FailedPrecondition')).toBe(true);
+    expect((caught as Error).message).toMatch(/HTTP 401/);
+  });
+
+  it('resumes a watch the server ended, from the last revision, without gaps or duplicates', async () => {
+    const { resourceVersion } = await store.list('Network');
+    const controller = new AbortController();
+    const timer = setTimeout(() => controller.abort(), 10_000);
+    const seen: string[] = [];
+    const done = (async () => {
+      for await (const e of store.watch('Network', { resourceVersion, signal: controller.signal })) {
+        seen.push(`${e.type} ${e.object.metadata.name} ${e.object.metadata.resourceVersion}`);
+        if (seen.length === 4) controller.abort();
+      }
+    })();
+    const a = await store.create(net('a'));
+    await waitFor(() => seen.length === 1);
+    fake.closeWatches(); // the server's watch timeout
+    const b = await store.create(net('b'));
+    await new Promise((r) => setTimeout(r, 200)); // let bookmarks arrive on the new stream
+    fake.closeWatches();
+    const b2 = await store.patch('Network', 'b', { type: 'merge', value: { metadata: { labels: { x: 'y' } } } });
+    expect(await store.delete('Network', 'a')).toBeUndefined();
+    await done;
+    clearTimeout(timer);
+    expect(seen).toEqual([`ADDED a ${a.metadata.resourceVersion}`, `ADDED b ${b.metadata.resourceVersion}`,
+      `MODIFIED b ${b2.metadata.resourceVersion}`, `DELETED a ${Number(b2.metadata.resourceVersion) + 1}`]);
+  });
+
+  it('a watch resumed from a bookmark is not TooOld after compaction of what it already saw', async () => {
+    const { resourceVersion } = await store.list('Network');
+    const controller = new AbortController();
+    const timer = setTimeout(() => controller.abort(), 10_000);
+    const seen: string[] = [];
+    const done = (async () => {
+      for await (const e of store.watch('Network', { resourceVersion, signal: controller.signal })) {
+        seen.push(e.object.metadata.name);
+        if (seen.length === 2) controller.abort();
+      }
+    })();
+    await store.create(net('one'));
+    await waitFor(() => seen.length === 1);
+    // Writes to another kind move the revision; only bookmarks tell this watch about them.
+    await store.create({ apiVersion: 'n0stack.io/v1alpha1', kind: 'Image', metadata: { name: 'img' }, spec: {} });
+    await new Promise((r) => setTimeout(r, 200));
+    fake.compact(fake.revision);
+    fake.closeWatches();
+    await store.create(net('two'));
+    await done;
+    clearTimeout(timer);
+    expect(seen).toEqual(['one', 'two']);
+  });
+
+  it('maps server-side refusals (not caught locally) to typed errors', async () => {
+    // A name api/names.ts accepts but a real API server refuses: custom resource names are DNS subdomains.
+    let caught: unknown;
+    try { await store.create(net('debug_ipv6')); } catch (err) { caught = err; }
+    expect(isN0Error(caught, 'InvalidArgument')).toBe(true);
+    expect((caught as Error).message).toMatch(/metadata\.name.*RFC 1123/);
+    await expect(store.get('Network', 'debug_ipv6')).rejects.toMatchObject({ code: 'NotFound' });
+  });
+
+  it('a request to a server that is gone fails as Unavailable, not a hang', async () => {
+    await fake.stop();
+    let caught: unknown;
+    try { await store.get('Network', 'x'); } catch (err) { caught = err; }
+    expect(isN0Error(caught, 'Unavailable')).toBe(true);
+    fake = await FakeApiServer.start(); // for afterEach
+  });
+});
+
+async function waitFor(cond: () => boolean, deadlineMs = 5_000): Promise<void> {
+  const until = Date.now() + deadlineMs;
+  while (!cond()) {
+    if (Date.now() > until) throw new Error('condition not met within deadline');
+    await new Promise((r) => setTimeout(r, 10));
+  }
+}
