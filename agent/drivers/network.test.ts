@@ -1,7 +1,7 @@
 import { InvalidArgumentError } from '../../api/errors';
 import { bridgeName, vlanInterfaceName } from '../paths';
 import {
-  buildStates, diffPeers, isVlanUnsupported, IprouteNetworkDriver, parseAddresses, parseCidr, parseFdbPeers, parseLinks,
+  buildStates, diffPeers, isVlanUnsupported, IprouteNetworkDriver, parseCidr, parseFdbPeers, parseLinks,
   staleAddresses, validateNetnsName, validateSpec, vxlanMismatch,
 } from './network';
 
@@ -129,14 +129,16 @@ describe('parseCidr', () => {
 });
 
 describe('addresses', () => {
-  const json = JSON.stringify([{ ifname: 'n0br1', addr_info: [
+  // `ip -json -details addr show` is link show plus addr_info.
+  const json = JSON.stringify([{ ifname: 'n0br1', linkinfo: { info_kind: 'bridge' }, addr_info: [
     { family: 'inet', local: '192.168.77.1', prefixlen: 24, scope: 'global' },
     { family: 'inet', local: '192.168.5.1', prefixlen: 24, scope: 'global' },
     { family: 'inet6', local: 'fe80::1', prefixlen: 64, scope: 'link' },
   ] }]);
   it('keeps the gateway and link-local, removes other global addresses', () => {
-    const current = parseAddresses(json);
+    const current = parseLinks(json)[0].addresses!;
     expect(current).toHaveLength(3);
+    expect(parseLinks(LINKS)[0].addresses).toBeUndefined();
     expect(staleAddresses(current, parseCidr('192.168.77.1/24', 'g'))).toEqual([{ address: '192.168.5.1', prefixLength: 24, scope: 'global' }]);
     expect(staleAddresses(current, parseCidr('192.168.77.1/16', 'g')).map((a) => a.address)).toEqual(['192.168.77.1', '192.168.5.1']);
     expect(staleAddresses(current).map((a) => a.address)).toEqual(['192.168.77.1', '192.168.5.1']);

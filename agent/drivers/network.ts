@@ -109,6 +109,8 @@ export interface LinkInfo {
   vlan?: { id: number };
   /** tun/tap devices: the tun driver's mode. */
   tunType?: string;
+  /** Present when read with `ip -json -details addr show`. */
+  addresses?: AddressInfo[];
 }
 
 interface RawLink {
@@ -119,7 +121,10 @@ interface RawLink {
   mtu?: number;
   link?: string | null;
   linkinfo?: { info_kind?: string; info_data?: Record<string, unknown> };
+  addr_info?: RawAddress[];
 }
+
+interface RawAddress { local?: string; prefixlen?: number; scope?: string }
 
 function parseJsonArray(text: string, what: string): unknown[] {
   const trimmed = text.trim();
@@ -154,6 +159,7 @@ export function parseLinks(json: string): LinkInfo[] {
     }
     if (kind === 'vlan' && typeof data.id === 'number') link.vlan = { id: data.id };
     if (kind === 'tun' && typeof data.type === 'string') link.tunType = data.type;
+    if (Array.isArray(raw.addr_info)) link.addresses = toAddresses(raw.addr_info);
     return link;
   });
 }
@@ -182,10 +188,8 @@ export function diffPeers(current: readonly string[], desired: readonly string[]
 
 export interface AddressInfo { address: string; prefixLength: number; scope?: string }
 
-export function parseAddresses(json: string): AddressInfo[] {
-  const links = parseJsonArray(json, 'ip addr') as Array<{ addr_info?: Array<{ local?: string; prefixlen?: number; scope?: string }> }>;
-  return links.flatMap((l) => l.addr_info ?? [])
-    .filter((a) => typeof a.local === 'string' && typeof a.prefixlen === 'number')
+function toAddresses(raw: RawAddress[]): AddressInfo[] {
+  return raw.filter((a) => typeof a.local === 'string' && typeof a.prefixlen === 'number')
     .map((a) => ({ address: (a.local as string).toLowerCase(), prefixLength: a.prefixlen as number, scope: a.scope }));
 }
 
@@ -266,6 +270,9 @@ export class IprouteNetworkDriver implements NetworkDriver {
   // Mutations are serialised: two reconciles racing on one bridge would otherwise see each
   // other's half-made devices ("File exists", enslave before up).
   private queue: Promise<unknown> = Promise.resolve();
+  // Counts commands that changed something, so an ensure that changed nothing answers from the
+  // state it read first instead of reading it again.
+  private mutations = 0;
 
   constructor(options: IprouteNetworkDriverOptions = {}) {
     if (options.netns !== undefined) this.netns = validateNetnsName(options.netns);
@@ -293,7 +300,7 @@ export class IprouteNetworkDriver implements NetworkDriver {
   async deleteTap(tapName: string): Promise<void> {
     validateManagedIfname(tapName, 'tap_name');
     return this.serial(async () => {
-      const link = (await this.links()).find((l) => l.name === tapName);
+      const link = (await this.observe()).links.find((l) => l.name === tapName);
       if (!link) return;
       if (link.kind !== 'tun') throw new FailedPreconditionError(`${tapName} is a ${link.kind ?? 'plain'} device, not a tap; refusing to delete it`, 'tap_name');
       await this.ignoreMissing(this.ip(['link', 'del', 'dev', tapName]));
@@ -301,13 +308,14 @@ export class IprouteNetworkDriver implements NetworkDriver {
   }
 
   async list(): Promise<NetworkState[]> {
-    const [links, fdb] = await Promise.all([this.links(), this.fdb()]);
+    const { links, fdb } = await this.observe();
     return buildStates(links, fdb);
   }
 
   private async doEnsureNetwork(spec: ValidSpec): Promise<NetworkState> {
     const started = Date.now();
-    let links = await this.links();
+    const { links, fdb } = await this.observe();
+    const mutationsBefore = this.mutations;
     // The VLAN device first: on a kernel without 802.1q the call fails before anything is made.
     const vlanBefore = spec.vlan ? await this.ensureVlanDevice(spec, links) : undefined;
     const bridge = links.find((l) => l.name === spec.bridgeName);
@@ -319,21 +327,21 @@ export class IprouteNetworkDriver implements NetworkDriver {
     if (bridge?.alias !== spec.name) await this.ip(['link', 'set', 'dev', spec.bridgeName, 'alias', spec.name]);
     if (!bridge?.up) await this.ip(['link', 'set', 'dev', spec.bridgeName, 'up']);
 
-    const port = spec.vlan ? await this.attachVlanPort(spec, vlanBefore) : await this.ensureVxlanPort(spec, links);
-    links = await this.links();
+    const port = spec.vlan ? await this.attachVlanPort(spec, vlanBefore) : await this.ensureVxlanPort(spec, links, fdb);
     // A Network that switched between VXLAN and VLAN keeps no old port.
     for (const stale of links.filter((l) => l.master === spec.bridgeName && (l.kind === 'vxlan' || l.kind === 'vlan') && l.name !== port)) {
       log.info('removing stale port', { bridge: spec.bridgeName, port: stale.name });
       await this.ignoreMissing(this.ip(['link', 'del', 'dev', stale.name]));
     }
-    await this.ensureGateway(spec);
-    const state = (await this.list()).find((s) => s.bridgeName === spec.bridgeName);
+    await this.ensureGateway(spec, bridge?.addresses ?? []);
+    const unchanged = this.mutations === mutationsBefore;
+    const state = (unchanged ? buildStates(links, fdb) : await this.list()).find((s) => s.bridgeName === spec.bridgeName);
     if (!state) throw new FailedPreconditionError(`bridge ${spec.bridgeName} vanished while it was being set up`, 'bridge_name');
-    log.debug('network ensured', { bridge: spec.bridgeName, ms: Date.now() - started });
+    log.debug('network ensured', { bridge: spec.bridgeName, ms: Date.now() - started, unchanged });
     return state;
   }
 
-  private async ensureVxlanPort(spec: ValidSpec, links: LinkInfo[]): Promise<string> {
+  private async ensureVxlanPort(spec: ValidSpec, links: LinkInfo[], fdb: Map<string, string[]>): Promise<string> {
     const name = vxlanName(spec.name);
     const existing = links.find((l) => l.name === name);
     const mismatch = existing && vxlanMismatch(existing, { id: spec.segmentId, local: this.underlayAddress, device: this.underlayDevice });
@@ -362,7 +370,7 @@ export class IprouteNetworkDriver implements NetworkDriver {
     if (after?.master !== spec.bridgeName) await this.ip(['link', 'set', 'dev', name, 'master', spec.bridgeName]);
     if (!after?.up) await this.ip(['link', 'set', 'dev', name, 'up']);
 
-    const current = mismatch || !existing ? [] : (await this.fdb(name)).get(name) ?? [];
+    const current = mismatch || !existing ? [] : fdb.get(name) ?? [];
     const { add, remove } = diffPeers(current, spec.peers);
     for (const peer of add) await this.bridge(['fdb', 'append', ZERO_MAC, 'dev', name, 'dst', peer]);
     for (const peer of remove) {
@@ -410,8 +418,7 @@ export class IprouteNetworkDriver implements NetworkDriver {
     return device;
   }
 
-  private async ensureGateway(spec: ValidSpec): Promise<void> {
-    const current = parseAddresses((await this.ip(['-json', 'addr', 'show', 'dev', spec.bridgeName])).stdout);
+  private async ensureGateway(spec: ValidSpec, current: AddressInfo[]): Promise<void> {
     for (const stale of staleAddresses(current, spec.gateway)) {
       await this.ignoreMissing(this.ip(['addr', 'del', `${stale.address}/${stale.prefixLength}`, 'dev', spec.bridgeName]));
     }
@@ -422,7 +429,7 @@ export class IprouteNetworkDriver implements NetworkDriver {
   }
 
   private async doDeleteNetwork(bridgeName: string): Promise<void> {
-    const links = await this.links();
+    const { links } = await this.observe();
     // Also the VXLAN device of a crash between its creation and its enslavement: same hash.
     const hash = /^n0br([0-9a-f]{8})$/.exec(bridgeName)?.[1];
     const ports = links.filter((l) => (l.master === bridgeName && (l.kind === 'vxlan' || l.kind === 'vlan'))
@@ -434,7 +441,7 @@ export class IprouteNetworkDriver implements NetworkDriver {
   }
 
   private async doEnsureTap(tapName: string, bridgeName: string): Promise<void> {
-    const links = await this.links();
+    const { links } = await this.observe();
     const bridge = links.find((l) => l.name === bridgeName);
     if (!bridge || bridge.kind !== 'bridge') {
       throw new FailedPreconditionError(`bridge ${bridgeName} of the nic's network is not present on this host; ensure the network first`, 'bridge_name');
@@ -455,23 +462,28 @@ export class IprouteNetworkDriver implements NetworkDriver {
     if (!tap?.up) await this.ip(['link', 'set', 'dev', tapName, 'up']);
   }
 
-  private async links(): Promise<LinkInfo[]> {
-    return parseLinks((await this.ip(['-json', '-details', 'link', 'show'])).stdout);
+  /** Links with their addresses, and VXLAN peers, read in one round. */
+  private async observe(): Promise<{ links: LinkInfo[]; fdb: Map<string, string[]> }> {
+    // `fdb show dev X` omits the ifname field the parser groups by, so read the whole table.
+    const [addr, fdb] = await Promise.all([
+      run('ip', this.withNetns(['-json', '-details', 'addr', 'show']), { timeoutMs: this.timeoutMs }),
+      run('bridge', this.withNetns(['-json', 'fdb', 'show']), { timeoutMs: this.timeoutMs }),
+    ]);
+    return { links: parseLinks(addr.stdout), fdb: parseFdbPeers(fdb.stdout) };
   }
 
-  private async fdb(device?: string): Promise<Map<string, string[]>> {
-    // `fdb show dev X` omits the ifname field the parser groups by, so read the whole table.
-    const { stdout } = await this.bridge(['-json', 'fdb', 'show']);
-    const all = parseFdbPeers(stdout);
-    return device ? new Map([[device, all.get(device) ?? []]]) : all;
+  private withNetns(args: string[]): string[] {
+    return this.netns ? ['-n', this.netns, ...args] : args;
   }
 
   private ip(args: string[]) {
-    return run('ip', this.netns ? ['-n', this.netns, ...args] : args, { timeoutMs: this.timeoutMs });
+    this.mutations++;
+    return run('ip', this.withNetns(args), { timeoutMs: this.timeoutMs });
   }
 
   private bridge(args: string[]) {
-    return run('bridge', this.netns ? ['-n', this.netns, ...args] : args, { timeoutMs: this.timeoutMs });
+    this.mutations++;
+    return run('bridge', this.withNetns(args), { timeoutMs: this.timeoutMs });
   }
 
   private async ignoreMissing(p: Promise<unknown>): Promise<void> {
