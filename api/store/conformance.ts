@@ -202,7 +202,7 @@ export function describeStoreConformance(
       // Each round (the counter value written) has exactly one winner: no lost updates.
       expect([...winners].sort((a, b) => a - b)).toEqual(Array.from({ length: 50 }, (_, i) => i + 1));
       expect(conflicts).toBeGreaterThan(0);
-    }, 60_000);
+    }, 120_000);
 
     it('deletes an object with finalizers only when the last finalizer is removed', async () => {
       const created = await store.create(network(n('fin'), { finalizers: ['n0stack.io/a', 'n0stack.io/b'] }));

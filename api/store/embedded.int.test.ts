@@ -6,6 +6,7 @@ import { describeStoreConformance } from './conformance';
 import { LmdbBackend } from './embedded';
 import { openStore } from './index';
 import { KvStore } from './kv';
+import type { Network } from '../types';
 
 function tempDir(): string {
   return fs.mkdtempSync(path.join(os.tmpdir(), 'n0stack-embedded-'));
@@ -65,7 +66,7 @@ describe('embedded store', () => {
         const missing = acknowledged.filter((name) => !present.has(name));
         expect(missing).toEqual([]);
         // The reopened store keeps working and continues the revision sequence.
-        const after = await store.create({ apiVersion: 'n0stack.io/v1alpha1', kind: 'Network', metadata: { name: 'after-crash' }, spec: {} });
+        const after = await store.create<Network>({ apiVersion: 'n0stack.io/v1alpha1', kind: 'Network', metadata: { name: 'after-crash' }, spec: {} });
         expect(Number(after.metadata.resourceVersion)).toBeGreaterThan(acknowledged.length);
       } finally {
         await store.close();
