@@ -19,6 +19,8 @@ export interface Task {
 export type Dag = Map<string, Task>;
 
 export class DagValidationError extends InvalidArgumentError {
+  /** The file(s) the problems are in, for the heading the CLI prints. */
+  source?: string;
   constructor(readonly problems: string[]) {
     super(problems.join('\n'));
   }
