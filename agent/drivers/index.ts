@@ -5,3 +5,4 @@ export * from './qemuimg';
 export * from './qmp';
 export * from './qemu';
 export * from './fetch';
+export * from './cloudinit';
