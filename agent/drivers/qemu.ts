@@ -96,11 +96,13 @@ export function buildQemuArgs(spec: VmLaunchSpec, o: QemuArgsOptions): string[] 
     '-chardev', `socket,id=serial0,path=${qemuOptValue(file(RUN_FILES.serial))},server=on,wait=off`,
     '-serial', 'chardev:serial0',
   ];
+  // A direct kernel boot claims bootindex 0 for its option ROM (linuxboot); disks follow it.
+  const firstBootIndex = spec.kernel ? 1 : 0;
   spec.disks.forEach((disk, i) => {
     // -device (rather than if=virtio) so the disks' order is the firmware's boot order.
     args.push(
       '-drive', `file=${qemuOptValue(disk)},if=none,id=disk${i},format=qcow2,cache=${o.diskCache}`,
-      '-device', `virtio-blk-pci,drive=disk${i},bootindex=${i}`,
+      '-device', `virtio-blk-pci,drive=disk${i},bootindex=${firstBootIndex + i}`,
     );
   });
   if (spec.seedIso) args.push('-drive', `file=${qemuOptValue(spec.seedIso)},if=ide,media=cdrom,readonly=on,format=raw`);
