@@ -146,6 +146,8 @@ export interface HeartbeaterOptions {
   status: () => Partial<NodeStatus>;
   /** The Node to register again when it was deleted while the agent ran. */
   node?: () => Node;
+  /** Deadline of one beat (default: twice the interval, at least 2 s). */
+  timeoutMs?: number;
 }
 
 /** Posts a heartbeat every interval until the signal aborts; failures are logged, never fatal. */
@@ -154,18 +156,20 @@ export class Heartbeater {
   failures = 0;
   lastError?: Error;
   private readonly intervalMs: number;
+  private readonly timeoutMs: number;
 
   constructor(private readonly options: HeartbeaterOptions) {
     this.intervalMs = options.intervalMs ?? 5_000;
+    this.timeoutMs = options.timeoutMs ?? Math.max(2 * this.intervalMs, 2_000);
     if (!Number.isFinite(this.intervalMs) || this.intervalMs <= 0) throw new InvalidArgumentError(`heartbeat interval ${this.intervalMs} ms must be positive`, 'intervalMs');
   }
 
-  /** One beat, bounded by the interval so a hung store never stacks beats up. */
+  /** One beat, bounded so a hung store cannot stop the loop (beats never overlap: run() awaits each). */
   async beat(): Promise<void> {
     const { registrar, nodeName } = this.options;
     let timer: NodeJS.Timeout | undefined;
     const deadline = new Promise<never>((_, reject) => {
-      timer = setTimeout(() => reject(new Error(`heartbeat did not finish within ${this.intervalMs} ms`)), this.intervalMs);
+      timer = setTimeout(() => reject(new Error(`heartbeat did not finish within ${this.timeoutMs} ms`)), this.timeoutMs);
     });
     try {
       const attempt = registrar.heartbeat(nodeName, this.options.status()).catch(async (err) => {
