@@ -3,10 +3,12 @@
 import { createHash, randomBytes } from 'node:crypto';
 import { mkdtempSync, promises as fs, rmSync } from 'node:fs';
 import * as http from 'node:http';
+import * as https from 'node:https';
 import type { AddressInfo } from 'node:net';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { isN0Error } from '../../api/errors';
+import { createCa, issueServerCert } from '../../api/pki';
 import { run } from '../exec';
 import { HttpFetchDriver } from './fetch';
 import type { Progress } from './types';
@@ -20,6 +22,11 @@ describe('HttpFetchDriver (loopback HTTP + real qemu-img)', () => {
   let dir: string;
   let server: http.Server;
   let base: string;
+  let tlsServer: https.Server;
+  let tlsBase: string;
+  let caPem: string;
+  /** TLS handshakes the server saw fail (a client that distrusts the certificate hangs up). */
+  let tlsRefusals = 0;
   const files = new Map<string, Served>();
   /** Every request the server saw: path and Range header. */
   const seen: Array<{ url: string; range?: string }> = [];
@@ -107,12 +114,28 @@ describe('HttpFetchDriver (loopback HTTP + real qemu-img)', () => {
     });
     await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
     base = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
+
+    // The same files over TLS, with a certificate from a private CA.
+    const ca = createCa({ commonName: 'fetch test CA' });
+    caPem = ca.certPem;
+    const cert = issueServerCert(ca, { commonName: '127.0.0.1', ipAddresses: ['127.0.0.1'] });
+    tlsServer = https.createServer({ cert: cert.certPem, key: cert.keyPem }, (req, res) => {
+      seen.push({ url: `tls:${req.url}` });
+      const file = files.get(new URL(req.url ?? '/', 'https://x').pathname);
+      if (!file) { res.writeHead(404); return res.end(); }
+      return serve(req, res, file);
+    });
+    tlsServer.on('tlsClientError', () => { tlsRefusals++; });
+    await new Promise<void>((resolve) => tlsServer.listen(0, '127.0.0.1', resolve));
+    tlsBase = `https://127.0.0.1:${(tlsServer.address() as AddressInfo).port}`;
   });
 
   afterAll(async () => {
     for (const t of timers) clearTimeout(t);
     server?.closeAllConnections();
     await new Promise((resolve) => server?.close(resolve));
+    tlsServer?.closeAllConnections();
+    await new Promise((resolve) => tlsServer?.close(resolve));
     rmSync(dir, { recursive: true, force: true });
   });
 
@@ -269,6 +292,20 @@ describe('HttpFetchDriver (loopback HTTP + real qemu-img)', () => {
     expect(err.name).toBe('AbortError');
     expect(Date.now() - started).toBeLessThan(1000);
     expect(await outFiles()).toEqual([]);
+  });
+
+  it('fetches over https when the CA is trusted, and refuses an untrusted certificate without retrying', async () => {
+    const untrusted = await fetcher.fetch(`${tlsBase}/raw.img`, p('out/tls.qcow2'), { virtualSizeBytes: MiB }).catch((e) => e);
+    expect(isN0Error(untrusted, 'FailedPrecondition')).toBe(true);
+    expect(untrusted.message).toMatch(/certificate not trusted/);
+    expect(await outFiles()).toEqual([]);
+    await new Promise((r) => setTimeout(r, 100));
+    expect(tlsRefusals).toBe(1);
+
+    const trusting = new HttpFetchDriver({ extraCaPem: [caPem], retryDelayMs: 20 });
+    await trusting.fetch(`${tlsBase}/disk.qcow2`, p('out/tls.qcow2'), { virtualSizeBytes: MiB });
+    expect(await sameContent(p('source.qcow2'), 'qcow2', p('out/tls.qcow2'))).toBe(true);
+    expect(seen).toEqual([{ url: 'tls:/disk.qcow2' }]);
   });
 
   it('refuses to replace a different existing file', async () => {

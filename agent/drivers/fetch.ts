@@ -6,6 +6,7 @@ import { promises as fs } from 'node:fs';
 import type { FileHandle } from 'node:fs/promises';
 import * as http from 'node:http';
 import * as https from 'node:https';
+import { rootCertificates } from 'node:tls';
 import { setTimeout as delay } from 'node:timers/promises';
 import { FailedPreconditionError, InvalidArgumentError, isN0Error, UnavailableError } from '../../api/errors';
 import { logger } from '../../api/log';
@@ -82,6 +83,8 @@ export interface HttpFetchOptions {
   retries?: number;
   retryDelayMs?: number;
   progressIntervalMs?: number;
+  /** Extra CA certificates (PEM) trusted for https besides the public ones: private mirrors. */
+  extraCaPem?: string[];
 }
 
 interface Opened { res: http.IncomingMessage; url: URL }
@@ -94,6 +97,7 @@ export class HttpFetchDriver implements FetchDriver {
   private readonly retries: number;
   private readonly retryDelayMs: number;
   private readonly progressIntervalMs: number;
+  private readonly ca: string[] | undefined;
 
   constructor(options: HttpFetchOptions = {}) {
     this.disk = options.disk ?? new QemuImgDriver();
@@ -102,6 +106,7 @@ export class HttpFetchDriver implements FetchDriver {
     this.retries = options.retries ?? 3;
     this.retryDelayMs = options.retryDelayMs ?? 1_000;
     this.progressIntervalMs = options.progressIntervalMs ?? 250;
+    this.ca = options.extraCaPem?.length ? [...rootCertificates, ...options.extraCaPem] : undefined;
   }
 
   async fetch(url: string, path: string, options: {
@@ -263,12 +268,20 @@ export class HttpFetchDriver implements FetchDriver {
 
   private get(url: URL, headers: Record<string, string>, signal: AbortSignal | undefined): Promise<http.IncomingMessage> {
     return new Promise((resolve, reject) => {
-      const client = url.protocol === 'https:' ? https : http;
-      const req = client.get(url, { headers, signal }, resolve);
+      const req = url.protocol === 'https:'
+        ? https.get(url, { headers, signal, ...(this.ca ? { ca: this.ca } : {}) }, resolve)
+        : http.get(url, { headers, signal }, resolve);
       req.setTimeout(this.idleTimeoutMs, () => {
         req.destroy(new UnavailableError(`source_url ${url.href}: no data for ${this.idleTimeoutMs} ms`));
       });
-      req.on('error', reject);
+      req.on('error', (err: NodeJS.ErrnoException) => {
+        // A certificate the host does not trust will not become trusted by asking again.
+        if (/CERT|SIGNATURE|ALTNAME|ERR_TLS/.test(err.code ?? '')) {
+          reject(new FailedPreconditionError(`source_url ${url.href}: TLS certificate not trusted (${err.code}: ${err.message})`, 'source_url'));
+        } else {
+          reject(err);
+        }
+      });
     });
   }
 }

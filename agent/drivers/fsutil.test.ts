@@ -3,7 +3,7 @@ import * as os from 'node:os';
 import * as path from 'node:path';
 import { isN0Error } from '../../api/errors';
 import {
-  isTempNameOf, publishNoClobber, publishReplace, requireAbsolutePath, tempPathBeside, TargetExistsError,
+  isTempNameOf, publishNoClobber, publishReplace, requireAbsolutePath, sweepTempFiles, tempPathBeside, TargetExistsError,
 } from './fsutil';
 
 describe('requireAbsolutePath', () => {
@@ -55,5 +55,17 @@ describe('publish', () => {
     await publishReplace(`${target}.tmp-1`, target);
     expect(await fs.readFile(target, 'utf8')).toBe('new');
     expect(await fs.readdir(dir)).toEqual(['y']);
+  });
+
+  it('sweepTempFiles removes old leftovers only, never finished files or young temp files', async () => {
+    const old = tempPathBeside(path.join(dir, 'a.qcow2'));
+    const young = tempPathBeside(path.join(dir, 'b.qcow2'), 'download');
+    for (const f of [old, young, path.join(dir, 'a.qcow2'), path.join(dir, 'c.qcow2.tmp-notours')]) await fs.writeFile(f, 'x');
+    const past = new Date(Date.now() - 3600_000);
+    await fs.utimes(old, past, past);
+    await fs.utimes(path.join(dir, 'a.qcow2'), past, past);
+    expect(await sweepTempFiles(dir, 600_000)).toEqual([path.basename(old)]);
+    expect((await fs.readdir(dir)).sort()).toEqual(['a.qcow2', path.basename(young), 'c.qcow2.tmp-notours'].sort());
+    expect(await sweepTempFiles(path.join(dir, 'missing'), 0)).toEqual([]);
   });
 });

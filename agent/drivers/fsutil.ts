@@ -100,3 +100,29 @@ export async function publishReplace(tmp: string, target: string): Promise<void>
   await fs.rename(tmp, target);
   await fsyncDir(path.dirname(target));
 }
+
+/**
+ * Removes temporary files (`<name>.<tag>-<12 hex>`) in `dir` older than `olderThanMs`: what a crash
+ * mid-operation left behind. Meant for agent start-up; the age guard spares files of operations
+ * still running. Returns the removed names.
+ */
+export async function sweepTempFiles(dir: string, olderThanMs: number, now = Date.now()): Promise<string[]> {
+  let names: string[];
+  try {
+    names = await fs.readdir(dir);
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code === 'ENOENT') return [];
+    throw err;
+  }
+  const removed: string[] = [];
+  for (const name of names) {
+    const m = /^(.+)\.[a-z]+-[0-9a-f]{12}$/.exec(name);
+    if (!m || !isTempNameOf(name, m[1])) continue;
+    const full = path.join(dir, name);
+    const stat = await fs.lstat(full).catch(() => undefined);
+    if (!stat?.isFile() || now - stat.mtimeMs < olderThanMs) continue;
+    await fs.rm(full, { force: true });
+    removed.push(name);
+  }
+  return removed;
+}
