@@ -86,6 +86,23 @@ describe('kubernetes store: what only this backend does', () => {
     expect(seen).toEqual(['one', 'two']);
   });
 
+  it('a watch without resourceVersion starts from now (no replay of existing objects), and close() ends it quietly', async () => {
+    await store.create(net('before'));
+    const seen: string[] = [];
+    const timer = setTimeout(() => void store.close(), 10_000);
+    const done = (async () => {
+      for await (const e of store.watch('Network')) {
+        seen.push(`${e.type} ${e.object.metadata.name}`);
+        await store.close();
+      }
+    })();
+    await new Promise((r) => setTimeout(r, 200));
+    await store.create(net('after'));
+    await done; // would throw if close() surfaced as an error
+    clearTimeout(timer);
+    expect(seen).toEqual(['ADDED after']);
+  });
+
   it('maps server-side refusals (not caught locally) to typed errors', async () => {
     // A name api/names.ts accepts but a real API server refuses: custom resource names are DNS subdomains.
     let caught: unknown;

@@ -16,8 +16,9 @@
 // TLS/exec/OIDC authentication, API priority and fairness (429), etcd request-size limits and
 // pruning/defaulting details are untested. In particular a real server refuses the CRDs while
 // they use `additionalProperties: false` next to `properties` (structuralProblems() in the fake
-// lists them), and it refuses names with '_' (CR names must be DNS subdomains), which
-// api/names.ts allows for the seed's examples. Run the conformance suite against a real cluster
+// lists them), it refuses names with '_' (CR names must be DNS subdomains), which
+// api/names.ts allows for the seed's examples, and it refuses annotation keys with more than one
+// '/' (they are qualified names), such as the seed's n0core/provisioning/... keys. Run the conformance suite against a real cluster
 // (kind/k3s) before relying on this backend.
 import * as http from 'node:http';
 import * as https from 'node:https';

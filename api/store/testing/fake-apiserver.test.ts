@@ -136,6 +136,9 @@ describe('FakeApiServer', () => {
     expect(bad.code).toBe(422);
     expect(bad.body).toMatchObject({ kind: 'Status', reason: 'Invalid' });
     expect((await call('POST', base, net('under_score'))).code).toBe(422);
+    const seedKey = await call('POST', base, net('d', { annotations: { 'n0core/provisioning/virtual_machine/vlan_id': '100' } }));
+    expect(seedKey.code).toBe(422);
+    expect(seedKey.body.message).toMatch(/metadata\.annotations.*at most one \//);
     expect((await call('GET', `${base}?labelSelector=${encodeURIComponent('a in (b)')}`)).code).toBe(400);
   });
 

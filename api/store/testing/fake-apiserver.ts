@@ -249,6 +249,12 @@ export class FakeApiServer {
       const problem = labelKeyProblem(k) ?? (typeof v === 'string' ? labelValueProblem(v) : 'must be a string');
       if (problem) throw this.invalid(kind, name, 'metadata.labels', `Invalid value: "${k}": ${problem}`);
     }
+    // Annotation keys are qualified names like label keys (at most one '/'), so the seed's
+    // n0core/provisioning/... keys are refused by a real server too.
+    for (const k of Object.keys(annotations ?? {})) {
+      const problem = labelKeyProblem(k);
+      if (problem) throw this.invalid(kind, name, 'metadata.annotations', `Invalid value: "${k}": ${problem}`);
+    }
     if (Buffer.byteLength(JSON.stringify(annotations ?? {})) > MAX_ANNOTATION_BYTES) throw this.invalid(kind, name, 'metadata.annotations', `Too long: must have at most ${MAX_ANNOTATION_BYTES} bytes`);
     if (old?.metadata.deletionTimestamp && (finalizers ?? []).some((f: string) => !(old.metadata.finalizers ?? []).includes(f))) {
       throw this.invalid(kind, name, 'metadata.finalizers', 'Forbidden: no new finalizers can be added if the object is being deleted');
