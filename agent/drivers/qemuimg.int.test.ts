@@ -95,8 +95,8 @@ describe('QemuImgDriver (real qemu-img)', () => {
     // Writing to the overlay leaves the base untouched.
     await writePattern(p('over-small.qcow2'), 0x11, 0, 4096);
     expect(await readPattern(p('small.qcow2'), 0xab, 0, 4096)).toBe(true);
-    // qemu-img create itself costs tens of ms; a data copy of 1 GiB would take seconds.
-    expect(timings['big.qcow2']).toBeLessThan(1500);
+    // qemu-img create costs tens of ms (hundreds on a loaded machine); the ratio is the real check.
+    expect(timings['big.qcow2']).toBeLessThan(3000);
     expect(timings['big.qcow2']).toBeLessThan(timings['small.qcow2'] * 5 + 200);
     process.stdout.write(`overlay create: 1 MiB base ${timings['small.qcow2'].toFixed(0)} ms, 1 GiB base ${timings['big.qcow2'].toFixed(0)} ms\n`);
 
