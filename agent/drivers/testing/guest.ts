@@ -19,7 +19,7 @@ import { run } from '../../exec';
 export const GUEST_READY_MARKER = 'N0STACK-GUEST-READY';
 
 /** Bump when the layout of the initramfs changes, so cached images are rebuilt. */
-const GUEST_FORMAT = 3;
+const GUEST_FORMAT = 8;
 
 /** Modules by name; their dependencies come from modules.dep. */
 export const GUEST_MODULES = ['virtio_pci', 'virtio_blk', 'virtio_net', 'button', 'evdev'] as const;
@@ -124,14 +124,26 @@ if [ -n "$n0ip" ]; then
   ip addr add "$n0ip" dev eth0 && ip link set eth0 up || echo "n0guest: cannot configure eth0 with $n0ip"
   [ -n "$n0gw" ] && ip route add default via "$n0gw"
 fi
-# ACPI power button (QMP system_powerdown) -> /etc/acpi/PWRF/00000080 -> poweroff -f.
-acpid -c /etc/acpi
+# ACPI power button (QMP system_powerdown) -> /etc/acpi/PWRF/00000080 -> poweroff -f. acpid quits
+# when it finds no input device, so wait (bounded) for the button's event node first.
+i=0; ev=
+while [ -z "$ev" ] && [ $i -lt 100 ]; do
+  ev=$(awk '/Power Button/ { f = 1 } f && /^H:/ { for (j = 1; j <= NF; j++) if ($j ~ /^event/) print $j; exit }' /proc/bus/input/devices 2>/dev/null)
+  [ -n "$ev" ] && [ ! -e "/dev/input/$ev" ] && ev=
+  [ -z "$ev" ] && sleep 0.1
+  i=$((i+1))
+done
+[ -n "$ev" ] || echo "n0guest: no ACPI power button; soft powerdown will not work"
+acpid -f -c /etc/acpi -l /tmp/acpid.log </dev/null >/dev/console 2>&1 &
+# A button press before acpid has opened the device would be lost: wait (bounded) until it has.
+i=0
+while [ -n "$ev" ] && [ $i -lt 100 ] && ! ls -l /proc/$!/fd 2>/dev/null | grep -q "/dev/input/$ev"; do sleep 0.05; i=$((i+1)); done
 echo ${GUEST_READY_MARKER}
 while true; do setsid cttyhack sh -l; sleep 1; done
 `;
 }
 
-const POWER_BUTTON_HANDLER = '#!/bin/sh\necho "n0guest: power button, powering off"\nsync\npoweroff -f\n';
+const POWER_BUTTON_HANDLER = '#!/bin/sh\necho "n0guest: power button, powering off" > /dev/console\nsync\npoweroff -f\n';
 
 export interface TestGuest {
   kernel: string;
