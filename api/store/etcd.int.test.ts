@@ -31,7 +31,14 @@ describe('leader election on an etcd lease', () => {
     await etcd?.stop();
   });
   const client = () => { const c = new Etcd3({ hosts: [etcd.endpoint] }); clients.push(c); return c; };
-  const within = <T>(p: Promise<T>, ms: number, what: string) => Promise.race([p, new Promise<never>((_, reject) => setTimeout(() => reject(new Error(`${what} did not happen within ${ms} ms`)), ms))]);
+  const within = async <T>(p: Promise<T>, ms: number, what: string): Promise<T> => {
+    let timer: NodeJS.Timeout | undefined;
+    try {
+      return await Promise.race([p, new Promise<never>((_, reject) => { timer = setTimeout(() => reject(new Error(`${what} did not happen within ${ms} ms`)), ms); })]);
+    } finally {
+      clearTimeout(timer);
+    }
+  };
 
   it('elects one leader, hands over on resign and on a lost lease, and honours abort', async () => {
     const a = new LeaderElection(client(), 'controllers', { ttlSeconds: 2, prefix });
