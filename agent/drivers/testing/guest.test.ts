@@ -55,6 +55,6 @@ describe('guestInitScript', () => {
     expect(s.indexOf(`echo ${GUEST_READY_MARKER}`)).toBeGreaterThan(s.indexOf('ip addr add'));
     expect(s.indexOf('setsid cttyhack sh')).toBeGreaterThan(s.indexOf(`echo ${GUEST_READY_MARKER}`));
     expect(s).toContain('n0ip=*)');
-    expect(s).toContain('acpid -c /etc/acpi');
+    expect(s).toMatch(/acpid -f -c \/etc\/acpi -l \/tmp\/acpid.log/);
   });
 });
