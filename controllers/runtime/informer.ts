@@ -6,6 +6,7 @@ import { DeadlineExceededError, isN0Error } from '../../api/errors';
 import { logger } from '../../api/log';
 import type { Store } from '../../api/store/store';
 import type { Kind, KindMap } from '../../api/types';
+import { sleep } from './sleep';
 import { backoffDelay, DEFAULT_BACKOFF, type BackoffOptions } from './workqueue';
 
 const log = logger('informer');
@@ -28,15 +29,6 @@ function deepFreeze<T>(value: T): T {
     for (const v of Object.values(value)) deepFreeze(v);
   }
   return value;
-}
-
-function sleep(ms: number, signal: AbortSignal): Promise<void> {
-  return new Promise((resolve) => {
-    if (signal.aborted) { resolve(); return; }
-    const onAbort = () => { clearTimeout(timer); resolve(); };
-    const timer = setTimeout(() => { signal.removeEventListener('abort', onAbort); resolve(); }, ms);
-    signal.addEventListener('abort', onAbort, { once: true });
-  });
 }
 
 export class Informer<K extends Kind> {
