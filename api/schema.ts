@@ -64,13 +64,27 @@ function newAjv(): Ajv {
   return ajv;
 }
 
+/**
+ * Kubernetes structural schemas may not combine `properties` with `additionalProperties`, and the
+ * API server prunes unknown fields instead. Locally we reject them: every object schema with
+ * `properties` gets `additionalProperties: false` when compiled.
+ */
+export function closeObjects(schema: unknown): unknown {
+  if (Array.isArray(schema)) return schema.map(closeObjects);
+  if (!schema || typeof schema !== 'object') return schema;
+  const out: Record<string, unknown> = {};
+  for (const [k, v] of Object.entries(schema)) out[k] = k === 'properties' ? Object.fromEntries(Object.entries(v as object).map(([pk, pv]) => [pk, closeObjects(pv)])) : closeObjects(v);
+  if (out.properties && out.additionalProperties === undefined && !out['x-kubernetes-preserve-unknown-fields']) out.additionalProperties = false;
+  return out;
+}
+
 let validators: Map<Kind, ValidateFunction> | undefined;
 
 function validatorFor(kind: Kind): ValidateFunction {
   if (!validators) {
     const ajv = newAjv();
     validators = new Map();
-    for (const [k, crd] of loadCrds()) validators.set(k, ajv.compile(crd.schema));
+    for (const [k, crd] of loadCrds()) validators.set(k, ajv.compile(closeObjects(crd.schema) as object));
   }
   return validators.get(kind)!;
 }

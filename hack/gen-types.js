@@ -10,14 +10,19 @@ const { compile } = require('json-schema-to-typescript');
 const root = path.resolve(__dirname, '..');
 const out = path.join(root, 'api', 'generated', 'types.ts');
 
+// Objects with properties are closed (as api/schema.ts validates them); the CRDs cannot say so
+// because Kubernetes structural schemas forbid additionalProperties next to properties.
 function stripKubernetesExtensions(schema) {
   if (Array.isArray(schema)) return schema.map(stripKubernetesExtensions);
   if (schema && typeof schema === 'object') {
     const copy = {};
     for (const [k, v] of Object.entries(schema)) {
       if (k.startsWith('x-kubernetes-') || k === 'format' || k === 'default') continue;
-      copy[k] = stripKubernetesExtensions(v);
+      copy[k] = k === 'properties'
+        ? Object.fromEntries(Object.entries(v).map(([pk, pv]) => [pk, stripKubernetesExtensions(pv)]))
+        : stripKubernetesExtensions(v);
     }
+    if (copy.properties && copy.additionalProperties === undefined) copy.additionalProperties = false;
     return copy;
   }
   return schema;
