@@ -1,0 +1,78 @@
+// Node reconciler: a node is Ready while its agent's heartbeat (status.last_heartbeat_time) is
+// younger than the timeout. Nothing writes "NotReady" when an agent dies, so the reconciler looks
+// again just after the heartbeat would expire (requeueAfter). It also publishes allocatable
+// (capacity − reserved requests) for `n0ctl get nodes` and the facade's node RPCs.
+import { isN0Error } from '../api/errors';
+import { mutate } from '../api/store/mutate';
+import type { Node, NodeStatus } from '../api/types';
+import { setCondition } from './logic/conditions';
+import { allocatableOf } from './logic/resources';
+import type { ReconcileContext, ReconcileResult, Reconciler } from './runtime/types';
+
+export const DEFAULT_HEARTBEAT_TIMEOUT_MS = 20_000;
+
+export interface NodeReconcilerOptions {
+  heartbeatTimeoutMs?: number;
+  /** Clock, for tests. */
+  now?: () => Date;
+}
+
+export interface Readiness {
+  ready: boolean;
+  reason: 'HeartbeatFresh' | 'HeartbeatTimeout' | 'NoHeartbeat';
+  message: string;
+  /** When to look again (only while Ready: the moment the heartbeat would expire). */
+  recheckAfterMs?: number;
+}
+
+/** Pure: readiness from the last heartbeat. Messages stay constant between heartbeats, so re-evaluating writes nothing. */
+export function readiness(lastHeartbeat: string | undefined, now: Date, timeoutMs: number): Readiness {
+  const seconds = `${Math.round(timeoutMs / 100) / 10}s`;
+  const at = lastHeartbeat === undefined ? NaN : Date.parse(lastHeartbeat);
+  if (Number.isNaN(at)) {
+    return { ready: false, reason: 'NoHeartbeat', message: lastHeartbeat === undefined ? 'the node agent has not reported a heartbeat yet' : `last_heartbeat_time ${JSON.stringify(lastHeartbeat)} is not a timestamp` };
+  }
+  const expiresIn = at + timeoutMs - now.getTime();
+  if (expiresIn < 0) {
+    return { ready: false, reason: 'HeartbeatTimeout', message: `no agent heartbeat since ${lastHeartbeat} (timeout ${seconds})` };
+  }
+  // A heartbeat from the future (clock skew) is capped: never trust it for longer than one timeout.
+  return { ready: true, reason: 'HeartbeatFresh', message: `the node agent reports heartbeats (timeout ${seconds})`, recheckAfterMs: Math.min(timeoutMs, expiresIn) + 50 };
+}
+
+export class NodeReconciler implements Reconciler<'Node'> {
+  readonly kind = 'Node' as const;
+  private readonly timeoutMs: number;
+  private readonly now: () => Date;
+
+  constructor(options: NodeReconcilerOptions = {}) {
+    this.timeoutMs = options.heartbeatTimeoutMs ?? DEFAULT_HEARTBEAT_TIMEOUT_MS;
+    if (!(this.timeoutMs > 0)) throw new RangeError(`heartbeatTimeoutMs must be positive, got ${this.timeoutMs}`);
+    this.now = options.now ?? (() => new Date());
+  }
+
+  async reconcile(name: string, ctx: ReconcileContext): Promise<ReconcileResult> {
+    let verdict: Readiness | undefined;
+    try {
+      await mutate(ctx.store, 'Node', name, (node: Node) => {
+        // Evaluated per attempt: a conflict is usually a newer heartbeat.
+        const now = this.now();
+        verdict = readiness(node.status?.last_heartbeat_time, now, this.timeoutMs);
+        const generation = node.metadata.generation ?? 1;
+        const before = JSON.stringify(node.status ?? {});
+        const status: NodeStatus = node.status ?? {};
+        const allocatable = allocatableOf(node);
+        status.state = verdict.ready ? 'Ready' : 'NotReady';
+        status.observedGeneration = generation;
+        status.allocatable = { cpu_milli_cores: allocatable.cpuMilli, memory_bytes: allocatable.memoryBytes, storage_bytes: allocatable.storageBytes };
+        status.conditions = setCondition(status.conditions, { type: 'Ready', status: verdict.ready ? 'True' : 'False', reason: verdict.reason, message: verdict.message }, now, generation);
+        node.status = status;
+        return JSON.stringify(status) !== before;
+      }, { subresource: 'status' });
+    } catch (err) {
+      if (isN0Error(err, 'NotFound')) return {};
+      throw err;
+    }
+    return verdict?.recheckAfterMs !== undefined ? { requeueAfterMs: verdict.recheckAfterMs } : {};
+  }
+}
