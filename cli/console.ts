@@ -23,6 +23,7 @@ export function attachConsole(url: string, io: ConsoleIO, options: { pingMs?: nu
     let ping: NodeJS.Timeout | undefined;
     let raw = false;
     let settled = false;
+    let leaving = false;
     const cleanup = (): void => {
       if (ping) clearInterval(ping);
       io.stdin.removeListener('data', onInput);
@@ -37,12 +38,15 @@ export function attachConsole(url: string, io: ConsoleIO, options: { pingMs?: nu
       if (err) reject(err); else resolve();
     };
     const onInput = (data: Buffer | string): void => {
+      if (leaving) return;
       const { send, leave } = splitAtEscape(Buffer.isBuffer(data) ? data : Buffer.from(data));
       if (send.length && ws.readyState === WebSocket.OPEN) ws.send(send);
-      if (leave) {
+      if (leave && !leaving) {
+        leaving = true;
         io.stderr.write('\r\n[n0ctl] console closed\r\n');
+        // A clean close flushes what was typed before Ctrl-]; a dead server must not hold us.
         ws.close(1000);
-        finish();
+        setTimeout(() => finish(), 1000).unref();
       }
     };
     ws.on('open', () => {
@@ -55,7 +59,8 @@ export function attachConsole(url: string, io: ConsoleIO, options: { pingMs?: nu
     ws.on('message', (data: Buffer) => io.stdout.write(data));
     ws.on('unexpected-response', (_req, res) => finish(new Error(`console refused: HTTP ${res.statusCode} ${res.statusMessage ?? ''}`.trim())));
     ws.on('close', (code, reason) => {
-      if (!settled) {
+      if (leaving) finish();
+      else if (!settled) {
         if (code === 1000 || code === 1005) io.stderr.write('\r\n[n0ctl] console closed by the server\r\n');
         finish(code === 1000 || code === 1005 ? undefined : new Error(`console closed: ${code} ${reason.toString()}`.trim()));
       }
