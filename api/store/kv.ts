@@ -48,7 +48,7 @@ export class EventQueue<T> implements AsyncIterable<T> {
   private ended = false;
   private wake: (() => void) | undefined;
 
-  push(item: T): void { this.items.push(item); this.notify(); }
+  push(item: T): void { if (!this.ended) { this.items.push(item); this.notify(); } }
   fail(error: unknown): void { if (!this.ended) { this.error = error; this.ended = true; this.notify(); } }
   end(): void { this.ended = true; this.notify(); }
   private notify(): void { const w = this.wake; this.wake = undefined; w?.(); }
