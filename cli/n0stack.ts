@@ -1,21 +1,197 @@
 #!/usr/bin/env node
 // n0stack: the server binary. `up` runs everything on one machine; `api`, `controllers` and
-// `agent` run one part each for multi-machine deployments.
-import { Command } from 'commander';
+// `agent` run one part each for multi-machine deployments (see README "Deployment shapes").
+import { Command, Option } from 'commander';
+import { randomBytes } from 'node:crypto';
+import * as fs from 'node:fs';
+import * as os from 'node:os';
+import * as path from 'node:path';
 import { VERSION } from './version';
+import { createLogger, logger, setRootLogger } from '../api/log';
+import { openStore, type OpenStoreOptions } from '../api/store/index';
+import type { Store } from '../api/store/store';
+import { ensureCertBundle, readTlsMaterial } from '../api/pki';
+import { runAgent } from '../agent/main';
+import { StoreNodeRegistrar } from '../agent/registration';
+import { startApi, startControllers } from './controlplane';
+import { writeClientConfig, configPath } from './config';
+import { startMetricsServer } from './metrics';
+import { validateName } from '../api/names';
 
 const program = new Command('n0stack')
   .description('n0stack server: facade, controllers and node agent')
   .version(VERSION)
   .option('--log-level <level>', 'error|warn|info|debug (env N0STACK_LOG_LEVEL)');
 
-program.command('up')
+program.hook('preAction', () => {
+  const level = program.opts().logLevel as string | undefined;
+  setRootLogger(createLogger({ level }));
+});
+
+const storeOptions = (cmd: Command) => cmd
+  .addOption(new Option('--store <backend>', 'where documents live').choices(['embedded', 'etcd', 'kubernetes']).default('embedded'))
+  .option('--etcd-endpoints <urls>', 'comma-separated etcd client URLs (with --store etcd)')
+  .option('--etcd-ca <file>').option('--etcd-cert <file>').option('--etcd-key <file>')
+  .option('--etcd-prefix <prefix>', 'key prefix, so installations can share an etcd', '/n0stack')
+  .option('--kubeconfig <file>', 'with --store kubernetes (default: in-cluster or ~/.kube/config)');
+
+function storeFrom(opts: Record<string, string | undefined>, dataDir: string): Promise<Store> {
+  const read = (f?: string) => (f ? fs.readFileSync(f) : undefined);
+  const options: OpenStoreOptions = {
+    backend: opts.store as OpenStoreOptions['backend'],
+    dataDir: path.join(dataDir, 'store'),
+    etcdEndpoints: opts.etcdEndpoints?.split(',').map((s) => s.trim()).filter(Boolean),
+    etcdTls: opts.etcdCa ? { ca: read(opts.etcdCa)!, cert: read(opts.etcdCert), key: read(opts.etcdKey) } as any : undefined,
+    prefix: opts.etcdPrefix,
+    kubeconfig: opts.kubeconfig,
+  } as OpenStoreOptions;
+  if (options.backend === 'embedded') fs.mkdirSync(options.dataDir!, { recursive: true, mode: 0o700 });
+  return openStore(options);
+}
+
+/** Stops everything on SIGINT/SIGTERM, in reverse order of start, and exits. */
+function lifecycle(): { signal: AbortSignal; onStop(fn: () => Promise<void> | void): void; wait(): Promise<void> } {
+  const controller = new AbortController();
+  const stops: (() => Promise<void> | void)[] = [];
+  let resolveDone: () => void;
+  const done = new Promise<void>((r) => { resolveDone = r; });
+  const shutdown = async (sig: string) => {
+    if (controller.signal.aborted) { process.exit(130); }
+    logger().info(`${sig}: shutting down (VMs keep running; send again to force)`);
+    controller.abort();
+    for (const stop of stops.reverse()) {
+      try { await stop(); } catch (err) { logger().warn(`shutdown step failed: ${(err as Error).message}`); }
+    }
+    resolveDone();
+  };
+  process.on('SIGINT', () => void shutdown('SIGINT'));
+  process.on('SIGTERM', () => void shutdown('SIGTERM'));
+  return { signal: controller.signal, onStop: (fn) => stops.push(fn), wait: () => done };
+}
+
+function step(message: string): void {
+  process.stderr.write(`  \u2713 ${message}\n`);
+}
+
+function ensureToken(dataDir: string): string {
+  const file = path.join(dataDir, 'token');
+  if (!fs.existsSync(file)) fs.writeFileSync(file, randomBytes(24).toString('base64url') + '\n', { mode: 0o600 });
+  return fs.readFileSync(file, 'utf8').trim();
+}
+
+function pki(dataDir: string, address: string) {
+  const dir = path.join(dataDir, 'pki');
+  ensureCertBundle(dir, {
+    servers: [{ name: 'agent', dnsNames: ['localhost'], ipAddresses: [...new Set(['127.0.0.1', address])] }],
+    clients: [{ name: 'controllers' }],
+  });
+  return { dir, server: readTlsMaterial(dir, 'agent'), client: readTlsMaterial(dir, 'controllers') };
+}
+
+storeOptions(program.command('up'))
   .description('all-in-one: embedded store, gRPC facade, controllers and a local agent')
-  .option('--data-dir <dir>', 'state directory (store, disks, VM run dirs, certificates)', '/var/lib/n0stack')
+  .option('--data-dir <dir>', 'state directory (store, disks, VM run dirs, certificates, token)', '/var/lib/n0stack')
   .option('--listen <host:port>', 'facade gRPC address', '127.0.0.1:20180')
+  .option('--console-listen <host:port>', 'console WebSocket address (OpenConsole URLs)', '127.0.0.1:20182')
+  .option('--metrics-listen <host:port>', 'Prometheus /metrics address', '127.0.0.1:20190')
   .option('--agent-listen <host:port>', 'local agent gRPC address', '127.0.0.1:20181')
   .option('--node-name <name>', 'name of the local Node (default: hostname)')
-  .action(() => { throw new Error('n0stack up: not implemented yet'); });
+  .option('--address <ip>', 'underlay address of this node (VXLAN)', '127.0.0.1')
+  .option('--netns <name>', 'run the agent\'s networks and VMs inside this network namespace')
+  .option('--config <file>', 'n0ctl config to write', configPath())
+  .addHelpText('after', '\nExample:\n  n0stack up --data-dir /var/lib/n0stack\n  n0ctl get node')
+  .action(async (opts) => {
+    const life = lifecycle();
+    const dataDir = path.resolve(opts.dataDir);
+    fs.mkdirSync(dataDir, { recursive: true, mode: 0o700 });
+    const nodeName = validateName(opts.nodeName ?? os.hostname().toLowerCase(), '--node-name');
+    const store = await storeFrom(opts, dataDir);
+    life.onStop(() => store.close());
+    step(`store: ${store.backend}${store.backend === 'embedded' ? ` (${path.join(dataDir, 'store')})` : ''}`);
+    const certs = pki(dataDir, opts.address);
+    step(`certificates: ${certs.dir}`);
+    const agent = await runAgent({
+      listen: opts.agentListen, dataDir: path.join(dataDir, 'agent'), nodeName, address: opts.address, netns: opts.netns,
+      tls: certs.server, registrar: new StoreNodeRegistrar(store), signal: life.signal,
+    });
+    life.onStop(() => agent.done);
+    step(`agent: node ${nodeName} on ${agent.endpoint} (accelerator: ${agent.accelerator})`);
+    const controllers = await startControllers({ store, agentTls: certs.client, signal: life.signal });
+    life.onStop(() => controllers.manager.stopped);
+    step('controllers: Node, Network, BlockStorage, Image, VirtualMachine');
+    const token = ensureToken(dataDir);
+    const api = await startApi({ store, listen: opts.listen, token, consoleListen: opts.consoleListen, agents: controllers.agents });
+    life.onStop(() => api.stop());
+    const endpoint = opts.listen.replace(/:\d+$/, `:${api.facade.port}`);
+    step(`facade: ${endpoint} (consoles on ${opts.consoleListen})`);
+    const metrics = await startMetricsServer(opts.metricsListen);
+    life.onStop(() => metrics.stop());
+    writeClientConfig(opts.config, { endpoint, token });
+    step(`n0ctl config written to ${opts.config}`);
+    process.stderr.write(`\nn0stack is up. Try:\n  npx n0ctl get node\n  npx n0ctl do e2e/seed/boot-vm-from-image.yaml\nCtrl-C stops the control plane and the agent; VMs keep running.\n`);
+    await life.wait();
+  });
+
+storeOptions(program.command('api'))
+  .description('the gRPC facade only (stateless; run several behind a load balancer)')
+  .option('--data-dir <dir>', 'where the embedded store, token and certificates are', '/var/lib/n0stack')
+  .option('--listen <host:port>', 'facade gRPC address', '127.0.0.1:20180')
+  .option('--token-file <file>', 'bearer token file (default <data-dir>/token)')
+  .option('--console-listen <host:port>', 'console WebSocket address', '127.0.0.1:20182')
+  .option('--pki-dir <dir>', 'certificates to reach agents for consoles (default <data-dir>/pki)')
+  .action(async (opts) => {
+    const life = lifecycle();
+    const dataDir = path.resolve(opts.dataDir);
+    const store = await storeFrom(opts, dataDir);
+    life.onStop(() => store.close());
+    const token = opts.tokenFile ? fs.readFileSync(opts.tokenFile, 'utf8').trim() : ensureToken(dataDir);
+    const pkiDir = opts.pkiDir ?? path.join(dataDir, 'pki');
+    const agentTls = fs.existsSync(path.join(pkiDir, 'controllers.crt')) ? readTlsMaterial(pkiDir, 'controllers') : undefined;
+    const api = await startApi({ store, listen: opts.listen, token, consoleListen: agentTls ? opts.consoleListen : undefined, agentTls });
+    life.onStop(() => api.stop());
+    step(`facade: ${opts.listen.replace(/:\d+$/, `:${api.facade.port}`)} (store: ${store.backend})`);
+    await life.wait();
+  });
+
+storeOptions(program.command('controllers'))
+  .description('the reconcilers (one leads when several run, with --store etcd)')
+  .option('--data-dir <dir>', 'where the embedded store and certificates are', '/var/lib/n0stack')
+  .option('--pki-dir <dir>', 'CA and client certificate to reach agents (default <data-dir>/pki)')
+  .option('--workers <n>', 'concurrent reconciles per kind', '2')
+  .action(async (opts) => {
+    const life = lifecycle();
+    const dataDir = path.resolve(opts.dataDir);
+    const store = await storeFrom(opts, dataDir);
+    life.onStop(() => store.close());
+    const pkiDir = opts.pkiDir ?? path.join(dataDir, 'pki');
+    const controllers = await startControllers({ store, agentTls: readTlsMaterial(pkiDir, 'controllers'), workers: Number(opts.workers), signal: life.signal });
+    life.onStop(() => controllers.manager.stopped);
+    step(`controllers running (store: ${store.backend})`);
+    await life.wait();
+  });
+
+storeOptions(program.command('agent'))
+  .description('the node agent of this hypervisor host')
+  .option('--data-dir <dir>', 'disks, VM run dirs', '/var/lib/n0stack/agent')
+  .option('--listen <host:port>', 'agent gRPC address', '127.0.0.1:20181')
+  .requiredOption('--node-name <name>', 'this Node\'s name')
+  .requiredOption('--address <ip>', 'underlay address other nodes reach this one at')
+  .requiredOption('--pki-dir <dir>', 'CA and this agent\'s server certificate (agent.crt/agent.key)')
+  .option('--uplink <interface>', 'host interface for VLAN networks')
+  .option('--netns <name>', 'run networks and VMs inside this network namespace')
+  .action(async (opts) => {
+    const life = lifecycle();
+    // Registration goes straight to the store (embedded on the same machine, or etcd).
+    const store = await storeFrom(opts, path.dirname(path.resolve(opts.dataDir)));
+    life.onStop(() => store.close());
+    const agent = await runAgent({
+      listen: opts.listen, dataDir: path.resolve(opts.dataDir), nodeName: validateName(opts.nodeName, '--node-name'), address: opts.address,
+      tls: readTlsMaterial(opts.pkiDir, 'agent'), registrar: new StoreNodeRegistrar(store), uplink: opts.uplink, netns: opts.netns, signal: life.signal,
+    });
+    life.onStop(() => agent.done);
+    step(`agent: node ${opts.nodeName} on ${agent.endpoint} (accelerator: ${agent.accelerator})`);
+    await life.wait();
+  });
 
 program.parseAsync(process.argv).catch((err: Error) => {
   console.error(`n0stack: ${err.message}`);

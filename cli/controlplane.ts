@@ -1,0 +1,90 @@
+// The composition root of the server side: wires a store, the controllers, the facade and the
+// console proxy together. `n0stack up|api|controllers` and the integration tests all use it.
+import type { Store } from '../api/store/store';
+import { startFacade, type Facade } from '../api/server/server';
+import { ConsoleProxy } from '../api/server/console';
+import { AgentClient, type ClientTls } from '../agent/client';
+import type { AgentApi } from '../agent/api';
+import { endpointResolver, type AgentResolver } from '../controllers/agents';
+import { Manager } from '../controllers/runtime/manager';
+import { NodeReconciler } from '../controllers/node';
+import { NetworkReconciler } from '../controllers/network';
+import { BlockStorageReconciler } from '../controllers/blockstorage';
+import { ImageReconciler } from '../controllers/image';
+import { VirtualMachineReconciler } from '../controllers/virtualmachine';
+import type { Cache } from '../controllers/runtime/types';
+
+export interface ControllersOptions {
+  store: Store;
+  /** mTLS material the controllers present to agents. */
+  agentTls?: ClientTls;
+  /** Overrides how agents are reached (tests, the simulated agent of the benchmarks). */
+  agentFor?: (endpoint: string) => AgentApi;
+  nodeHeartbeatTimeoutMs?: number;
+  workers?: number;
+  signal: AbortSignal;
+}
+
+export interface RunningControllers {
+  manager: Manager;
+  agents: AgentResolver;
+}
+
+export async function startControllers(options: ControllersOptions): Promise<RunningControllers> {
+  let cache: Cache | undefined;
+  const connect = options.agentFor ?? ((endpoint: string) => {
+    if (!options.agentTls) throw new Error('controllers need agent TLS material (--pki-dir)');
+    return new AgentClient({ endpoint, tls: options.agentTls, serverName: 'localhost' });
+  });
+  const agents = endpointResolver(() => {
+    if (!cache) throw new Error('controllers not started');
+    return cache;
+  }, connect);
+  const manager = new Manager({ store: options.store, workersPerKind: options.workers ?? 2 });
+  manager.register(new NodeReconciler({ heartbeatTimeoutMs: options.nodeHeartbeatTimeoutMs }));
+  manager.register(new NetworkReconciler(agents));
+  manager.register(new BlockStorageReconciler(agents));
+  manager.register(new ImageReconciler());
+  manager.register(new VirtualMachineReconciler(agents));
+  await manager.start(options.signal);
+  cache = manager.cache;
+  return { manager, agents };
+}
+
+export interface ApiOptions {
+  store: Store;
+  listen: string;
+  token?: string;
+  consoleListen?: string;
+  /** How consoles reach agents: a resolver (same process as the controllers) or TLS material. */
+  agents?: AgentResolver;
+  agentTls?: ClientTls;
+  defaultWaitMs?: number;
+}
+
+/** Reaches a node's agent by reading its Node document (the facade keeps no cache). */
+function storeResolver(store: Store, tls: ClientTls): (nodeName: string) => Promise<AgentApi> {
+  const clients = new Map<string, AgentApi>();
+  return async (nodeName) => {
+    const endpoint = (await store.get('Node', nodeName)).spec.agent_endpoint;
+    if (!endpoint) throw new Error(`Node "${nodeName}" has no agent_endpoint`);
+    if (!clients.has(endpoint)) clients.set(endpoint, new AgentClient({ endpoint, tls, serverName: 'localhost' }));
+    return clients.get(endpoint)!;
+  };
+}
+
+export interface RunningApi { facade: Facade; consoles?: ConsoleProxy; stop(): Promise<void> }
+
+export async function startApi(options: ApiOptions): Promise<RunningApi> {
+  let consoles: ConsoleProxy | undefined;
+  const agents = options.agents ?? (options.agentTls ? storeResolver(options.store, options.agentTls) : undefined);
+  if (options.consoleListen && agents) {
+    consoles = new ConsoleProxy(async (node, vm, kind) => (await agents(node)).openConsole(vm, kind), { listen: options.consoleListen });
+    await consoles.start();
+  }
+  const facade = await startFacade({ store: options.store, listen: options.listen, token: options.token, consoles, defaultWaitMs: options.defaultWaitMs ?? 10 * 60_000 });
+  return {
+    facade, consoles,
+    async stop() { await facade.stop(); await consoles?.stop(); },
+  };
+}
