@@ -420,7 +420,17 @@ Examples:
 // ---------------------------------------------------------------------------------------------
 // config / completion
 
-const config = program.command('config').description('show or change the client configuration (~/.n0stack/config or N0STACK_CONFIG)');
+const config = program.command('config').description('show or change the client configuration (~/.n0stack/config or N0STACK_CONFIG)')
+  .addHelpText('after', `
+The file (written by "n0stack up"):
+  current-context: default
+  contexts:
+    - {name: default, endpoint: 127.0.0.1:20180, token: ..., ca: /path/ca.pem}
+Precedence: flags, then N0STACK_API_ENDPOINT / N0STACK_TOKEN, then the context.
+
+Examples:
+  n0ctl config view
+  n0ctl config use-context lab`);
 config.command('view')
   .description('print the configuration (tokens redacted) and where the current connection comes from')
   .addHelpText('after', '\nExamples:\n  n0ctl config view')
@@ -438,6 +448,7 @@ config.command('use-context')
   .action((name: string) => { useContext(configPath(), name); out(`switched to context "${name}"`); });
 config.command('current-context')
   .description('print the current context')
+  .addHelpText('after', '\nExamples:\n  n0ctl config current-context')
   .action(() => { const c = loadConfig()['current-context']; if (!c) throw new N0Error('InvalidArgument', 'no current context set'); out(c); });
 
 program.command('completion')
