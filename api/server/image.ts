@@ -5,8 +5,9 @@ import { FailedPreconditionError, InvalidArgumentError, NotFoundError, isN0Error
 import { validateName } from '../names';
 import { mutate } from '../store/mutate';
 import { blockStorageMessage, given, imageMessage, mapOrUndefined } from './convert';
-import { blockStorageDocument, createBlockStorage } from './blockstorage';
-import { compact, type FacadeContext, type ServiceHandlers } from './context';
+import { blockStorageDocument, blockStorageSettled, createBlockStorage } from './blockstorage';
+import { waitFor } from './wait';
+import { compact, type CallInfo, type FacadeContext, type ServiceHandlers } from './context';
 
 const TAG = /^[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}$/;
 
@@ -18,10 +19,14 @@ function validateTag(tag: unknown, field: string): string {
 export function imageService(ctx: FacadeContext): ServiceHandlers {
   const { store } = ctx;
 
-  const setProtected = (name: string, value: boolean) => mutate(store, 'BlockStorage', name, (bs) => {
-    if (!!bs.spec.protected === value) return false;
-    if (value) bs.spec.protected = true; else delete bs.spec.protected;
-  });
+  // Registering protects the block storage; returns once its controller reports it.
+  const setProtected = async (name: string, value: boolean, call: CallInfo) => {
+    const bs = await mutate(store, 'BlockStorage', name, (b) => {
+      if (!!b.spec.protected === value) return false;
+      if (value) b.spec.protected = true; else delete b.spec.protected;
+    });
+    await waitFor(store, 'BlockStorage', name, blockStorageSettled(bs.metadata.generation ?? 1), { deadline: call.deadline, signal: call.signal, what: value ? 'become PROTECTED' : 'be unprotected' });
+  };
 
   return {
     async ListImages(req) {
@@ -45,22 +50,22 @@ export function imageService(ctx: FacadeContext): ServiceHandlers {
         }));
       }
     },
-    async DeleteImage(req) {
+    async DeleteImage(req, call) {
       const image = await store.get('Image', validateName(req.name, 'name'));
       await store.delete('Image', image.metadata.name, { resourceVersion: image.metadata.resourceVersion });
       for (const r of image.spec.registered_block_storages ?? []) {
-        await setProtected(r.block_storage_name, false).catch((err) => { if (!isN0Error(err, 'NotFound')) throw err; });
+        await setProtected(r.block_storage_name, false, call).catch((err) => { if (!isN0Error(err, 'NotFound')) throw err; });
       }
       return {};
     },
-    async RegisterBlockStorage(req) {
+    async RegisterBlockStorage(req, call) {
       const imageName = validateName(req.image_name, 'image_name');
       const bsName = validateName(req.block_storage_name, 'block_storage_name');
       const tags = (req.tags ?? []).map((t: unknown, i: number) => validateTag(t, `tags[${i}]`));
       await store.get('Image', imageName);
       const bs = await store.get('BlockStorage', bsName);
       if (bs.status?.in_use_by) throw new FailedPreconditionError(`BlockStorage "${bsName}" is IN_USE by ${bs.status.in_use_by}; an image's block storage must not be attached to a VM`);
-      await setProtected(bsName, true);
+      await setProtected(bsName, true, call);
       return imageMessage(await mutate(store, 'Image', imageName, (image) => {
         const registered = image.spec.registered_block_storages ?? [];
         if (!registered.some((r) => r.block_storage_name === bsName)) {
@@ -70,7 +75,7 @@ export function imageService(ctx: FacadeContext): ServiceHandlers {
         image.spec.tags = { ...image.spec.tags, ...Object.fromEntries(tags.map((t: string) => [t, bsName])) };
       }));
     },
-    async UnregisterBlockStorage(req) {
+    async UnregisterBlockStorage(req, call) {
       const imageName = validateName(req.image_name, 'image_name');
       const bsName = validateName(req.block_storage_name, 'block_storage_name');
       const image = await mutate(store, 'Image', imageName, (img) => {
@@ -79,7 +84,7 @@ export function imageService(ctx: FacadeContext): ServiceHandlers {
         img.spec.registered_block_storages = registered.filter((r) => r.block_storage_name !== bsName);
         img.spec.tags = Object.fromEntries(Object.entries(img.spec.tags ?? {}).filter(([, v]) => v !== bsName));
       });
-      await setProtected(bsName, false).catch((err) => { if (!isN0Error(err, 'NotFound')) throw err; });
+      await setProtected(bsName, false, call).catch((err) => { if (!isN0Error(err, 'NotFound')) throw err; });
       return imageMessage(image);
     },
     async TagImage(req) {
