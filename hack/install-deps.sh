@@ -8,7 +8,8 @@ cd "$(dirname "$0")/.."
 packages=(qemu-system-x86 qemu-utils genisoimage iproute2 etcd-server)
 # The test tiers also boot a tiny guest: Debian's kernel plus a busybox initramfs built by the tests.
 # python3-yaml: the cloud-init tests parse seed files with PyYAML, the parser cloud-init uses.
-if [[ "${1:-}" == "--test" ]]; then packages+=(linux-image-amd64 busybox-static cpio openssh-client python3-yaml); fi
+# dosfstools, mtools, syslinux: the BIOS-bootable test disk (agent/drivers/testing/bootdisk.ts).
+if [[ "${1:-}" == "--test" ]]; then packages+=(linux-image-amd64 busybox-static cpio openssh-client python3-yaml dosfstools mtools syslinux syslinux-common); fi
 
 missing=()
 for p in "${packages[@]}"; do
