@@ -1,8 +1,17 @@
 // The etcd backend: a thin KvBackend on etcd3. etcd already is a revisioned key-value store, so
 // resourceVersion is the key's mod_revision, compare-and-swap is a transaction on mod_revision
 // (create_revision == 0 for "absent"), and watch resumes from any non-compacted revision.
+//
+// Several members: etcd3 spreads calls over the endpoints; when a member dies, calls to it (and
+// proposals it was forwarding as the Raft leader) fail or time out. Every call here is therefore
+// retried on another member, with back-off, up to `retries` times. Reads are idempotent. A write
+// is a compare-and-swap whose first attempt may have committed even though it failed or timed out
+// on the client, so before retrying — and when a retry's CAS fails — the key is read back: holding
+// exactly the value we wrote means our write committed. etcd3's own retries are switched off
+// (global policy noop) because they would retry writes blindly.
 import * as fs from 'node:fs';
-import { Etcd3, type IKeyValue, type IOptions, type IWatchResponse } from 'etcd3';
+import { circuitBreaker, ConsecutiveBreaker, handleWhen, noop } from 'cockatiel';
+import { Etcd3, isRecoverableError, type IKeyValue, type IOptions, type IWatchResponse } from 'etcd3';
 import { TooOldError, UnavailableError } from '../errors';
 import { logger } from '../log';
 import { EventQueue, type KvBackend, type KvEntry, type KvEvent } from './kv';
@@ -19,8 +28,10 @@ export interface EtcdTls {
 export interface EtcdOptions {
   endpoints: string[];
   tls?: EtcdTls;
-  /** Deadline of each unary call (default 10 s). */
+  /** Deadline of each unary call attempt (default 10 s). */
   timeoutMs?: number;
+  /** Further attempts of a call that failed transiently, each on the next member (default 4). */
+  retries?: number;
 }
 
 export function etcdClientOptions(options: EtcdOptions): IOptions {
@@ -37,7 +48,20 @@ export function etcdClientOptions(options: EtcdOptions): IOptions {
     }),
     // Streams (watch, lease keep-alive) live long; unary calls get a deadline.
     defaultCallOptions: (context) => (context.isStream ? {} : { deadline: Date.now() + timeout }),
+    faultHandling: {
+      // A member that keeps failing is skipped for a second, then tried again (etcd3's default
+      // is 5 s, which with one member dead and one slow left no member to call).
+      host: () => circuitBreaker(handleWhen(isRecoverableError), { halfOpenAfter: 1000, breaker: new ConsecutiveBreaker(3) }),
+      global: noop,
+    },
   };
+}
+
+/** Failures another attempt (on another member, or after a Raft election) can fix. */
+export function isTransient(err: unknown): boolean {
+  if (!(err instanceof Error)) return false;
+  if (isRecoverableError(err)) return true;
+  return /Unavailable|ECONNREFUSED|ECONNRESET|deadline|circuit breaker|request timed out|leader changed|no leader|connection|Cancelled/i.test(`${err.name} ${err.message}`);
 }
 
 function entry(kv: IKeyValue): KvEntry {
@@ -45,47 +69,113 @@ function entry(kv: IKeyValue): KvEntry {
 }
 
 function unavailable(err: unknown): never {
-  if (err instanceof Error && /Unavailable|ECONNREFUSED|deadline|connect/i.test(`${err.name} ${err.message}`)) {
-    throw new UnavailableError(`etcd: ${err.message}`);
-  }
+  if (isTransient(err)) throw new UnavailableError(`etcd: ${(err as Error).message}`);
   throw err;
 }
 
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+
 export class EtcdBackend implements KvBackend {
   readonly client: Etcd3;
+  private readonly retries: number;
+  /** How often calls were retried, and how many failed writes turned out to have committed. */
+  readonly stats = { retries: 0, recoveredWrites: 0 };
 
   constructor(options: EtcdOptions | Etcd3) {
     this.client = options instanceof Etcd3 ? options : new Etcd3(etcdClientOptions(options));
+    this.retries = options instanceof Etcd3 ? 4 : options.retries ?? 4;
+  }
+
+  /** Runs an idempotent call, retrying transient failures with jittered back-off. */
+  private async retrying<T>(fn: () => Promise<T>): Promise<T> {
+    for (let attempt = 0; ; attempt++) {
+      try {
+        return await fn();
+      } catch (err) {
+        if (!isTransient(err) || attempt >= this.retries) unavailable(err);
+        this.stats.retries++;
+        log.debug('etcd call failed; retrying on another member', { attempt, error: (err as Error).message });
+        await sleep(this.backoff(attempt));
+      }
+    }
+  }
+
+  private backoff(attempt: number): number {
+    return Math.min(2000, 100 * 2 ** attempt) * (0.5 + Math.random() / 2);
   }
 
   async get(key: string): Promise<KvEntry | undefined> {
-    const res = await this.client.get(key).exec().catch(unavailable);
+    const res = await this.retrying(() => this.client.get(key).exec());
     return res.kvs[0] && entry(res.kvs[0]);
   }
 
   async range(prefix: string): Promise<{ entries: KvEntry[]; revision: number }> {
-    const res = await this.client.getAll().prefix(prefix).exec().catch(unavailable);
+    const res = await this.retrying(() => this.client.getAll().prefix(prefix).exec());
     return { entries: res.kvs.map(entry), revision: Number(res.header.revision) };
   }
 
   async put(key: string, value: string, expected: number): Promise<number | undefined> {
-    const res = await this.client
-      .if(key, expected === 0 ? 'Create' : 'Mod', '==', expected)
-      .then(this.client.put(key).value(value))
-      .commit()
-      .catch(unavailable);
-    return res.succeeded ? Number(res.header.revision) : undefined;
+    for (let attempt = 0; ; attempt++) {
+      let failure: unknown;
+      try {
+        const res = await this.client
+          .if(key, expected === 0 ? 'Create' : 'Mod', '==', expected)
+          .then(this.client.put(key).value(value))
+          .commit();
+        if (res.succeeded) return Number(res.header.revision);
+        // Lost the CAS; after an earlier failed attempt that may be because that attempt committed.
+        if (attempt === 0) return undefined;
+        const mine = await this.ownWrite(key, value, expected);
+        if (mine !== undefined) this.stats.recoveredWrites++;
+        return mine;
+      } catch (err) {
+        if (!isTransient(err)) throw err;
+        failure = err;
+      }
+      // The attempt may have committed before the member died or the deadline passed: look first.
+      const mine = await this.ownWrite(key, value, expected).catch(() => undefined);
+      if (mine !== undefined) { this.stats.recoveredWrites++; return mine; }
+      if (attempt >= this.retries) unavailable(failure);
+      this.stats.retries++;
+      log.debug('etcd write failed; retrying on another member', { key, attempt, error: (failure as Error).message });
+      await sleep(this.backoff(attempt));
+    }
+  }
+
+  /**
+   * The key's modRevision when it holds exactly `value` written after `expected`: our CAS write
+   * committed (the value carries the object's uid, so another writer's value differs; an equal
+   * one written by someone else over the same revision is the same state either way).
+   */
+  private async ownWrite(key: string, value: string, expected: number): Promise<number | undefined> {
+    const current = await this.get(key);
+    return current && current.value === value && current.modRevision > expected ? current.modRevision : undefined;
   }
 
   async delete(key: string, expected: number): Promise<number | undefined> {
     if (expected === 0) return undefined;
-    const res = await this.client.if(key, 'Mod', '==', expected).then(this.client.delete().key(key)).commit().catch(unavailable);
-    return res.succeeded ? Number(res.header.revision) : undefined;
+    for (let attempt = 0; ; attempt++) {
+      try {
+        const res = await this.client.if(key, 'Mod', '==', expected).then(this.client.delete().key(key)).commit();
+        return res.succeeded ? Number(res.header.revision) : undefined;
+      } catch (err) {
+        if (!isTransient(err)) throw err;
+        // Gone now: our delete (or a concurrent one of the same object) committed. Still there at
+        // `expected`: it did not, try again. Changed: someone else wrote, a conflict.
+        const res = await this.retrying(() => this.client.get(key).exec());
+        const kv = res.kvs[0];
+        if (!kv) return Number(res.header.revision);
+        if (Number(kv.mod_revision) !== expected) return undefined;
+        if (attempt >= this.retries) unavailable(err);
+        this.stats.retries++;
+        await sleep(this.backoff(attempt));
+      }
+    }
   }
 
   async revision(): Promise<number> {
     // A range that matches nothing still returns the store's current revision in its header.
-    const res = await this.client.get('\0').exec().catch(unavailable);
+    const res = await this.retrying(() => this.client.get('\0').exec());
     return Number(res.header.revision);
   }
 
