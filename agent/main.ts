@@ -17,6 +17,7 @@ import { Heartbeater, hostCapacity, nodeDocument, readyStatus, type NodeRegistra
 import { AgentServer, DEFAULT_AGENT_LISTEN, splitHostPort, type ServerTls } from './server';
 import { HostAgent, type AgentDrivers } from './service';
 import { agentVersion } from './version';
+import { serveMetrics, type MetricsListener } from './metrics';
 
 const log = logger('agent');
 
@@ -25,8 +26,10 @@ export interface RunAgentOptions {
   listen?: string;
   dataDir: string;
   nodeName: string;
-  /** Underlay address other nodes reach this one at. */
+  /** Underlay address other nodes reach this one at (also VXLAN's local endpoint). */
   address: string;
+  /** Underlay interface VXLAN packets leave through (default: chosen by the kernel's routes). */
+  underlayDevice?: string;
   /** host:port written into the Node for controllers; default: the listen host (or address when listening on all) and the bound port. */
   advertiseEndpoint?: string;
   tls: ServerTls;
@@ -39,6 +42,8 @@ export interface RunAgentOptions {
   netns?: string;
   /** Replace some drivers (tests, benchmarks). */
   drivers?: Partial<AgentDrivers>;
+  /** host:port to serve Prometheus /metrics on (omitted: none; port 0 picks one). */
+  metricsListen?: string;
   signal: AbortSignal;
 }
 
@@ -51,18 +56,20 @@ export interface RunningAgent {
   advertisedEndpoint: string;
   accelerator: Accelerator;
   heartbeater?: Heartbeater;
+  /** The bound /metrics port, when metricsListen was given. */
+  metricsPort?: number;
   /** Resolves when the agent has stopped after the signal aborted. */
   done: Promise<void>;
 }
 
 /** The real drivers of a host. */
-export function createHostDrivers(options: { dataDir: string; address?: string; netns?: string }): AgentDrivers {
+export function createHostDrivers(options: { dataDir: string; address?: string; underlayDevice?: string; netns?: string }): AgentDrivers {
   const paths = new AgentPaths(options.dataDir);
   const disk = new QemuImgDriver();
   return {
     disk,
     fetch: new HttpFetchDriver({ disk }),
-    network: new IprouteNetworkDriver({ netns: options.netns, underlayAddress: options.address }),
+    network: new IprouteNetworkDriver({ netns: options.netns, underlayAddress: options.address, underlayDevice: options.underlayDevice }),
     cloudInit: new NoCloudDriver(),
     vm: new QemuDriver({ paths, netns: options.netns }),
   };
@@ -82,10 +89,26 @@ export async function runAgent(options: RunAgentOptions): Promise<RunningAgent> 
   new AgentPaths(options.dataDir);
   fs.mkdirSync(options.dataDir, { recursive: true });
 
-  const drivers: AgentDrivers = { ...createHostDrivers({ dataDir: options.dataDir, address: options.address, netns: options.netns }), ...options.drivers };
+  const drivers: AgentDrivers = {
+    ...createHostDrivers({ dataDir: options.dataDir, address: options.address, underlayDevice: options.underlayDevice, netns: options.netns }),
+    ...options.drivers,
+  };
   const agent = new HostAgent({ nodeName, dataDir: options.dataDir, drivers, uplink: options.uplink });
+  // Before serving, so no operation of ours is running: every temp file is a crash's leftover.
+  const swept = await agent.sweepLeftovers();
+  if (swept.length) log.info('removed leftovers of an interrupted run', { node: nodeName, files: swept });
   const accelerator = await agent.accelerator();
+  const metricsAt = options.metricsListen === undefined ? undefined : splitHostPort(options.metricsListen);
   const server = await AgentServer.start({ agent, listen, tls: options.tls });
+  let metrics: MetricsListener | undefined;
+  if (metricsAt) {
+    try {
+      metrics = await serveMetrics(metricsAt.host, metricsAt.port);
+    } catch (err) {
+      await server.stop();
+      throw err;
+    }
+  }
   const advertised = options.advertiseEndpoint ?? advertisedEndpoint(listenHost, server.port, options.address);
   const version = agentVersion();
   log.info('agent serving', { node: nodeName, endpoint: server.endpoint, advertised, accelerator, version, dataDir: options.dataDir });
@@ -118,7 +141,7 @@ export async function runAgent(options: RunAgentOptions): Promise<RunningAgent> 
       log.info('agent stopping; VMs keep running', { node: nodeName });
       stopHeartbeats.abort();
       agent.close();
-      await Promise.all([server.stop(), heartbeating]);
+      await Promise.all([server.stop(), heartbeating, metrics?.stop()]);
       log.info('agent stopped', { node: nodeName });
       resolve();
     };
@@ -126,5 +149,5 @@ export async function runAgent(options: RunAgentOptions): Promise<RunningAgent> 
     else options.signal.addEventListener('abort', () => void stop(), { once: true });
   });
 
-  return { agent, endpoint: server.endpoint, port: server.port, advertisedEndpoint: advertised, accelerator, heartbeater, done };
+  return { agent, endpoint: server.endpoint, port: server.port, advertisedEndpoint: advertised, accelerator, heartbeater, metricsPort: metrics?.port, done };
 }

@@ -6,6 +6,7 @@ import { InvalidArgumentError } from '../api/errors';
 import { logger } from '../api/log';
 import type { AgentApi, ConsoleStream } from './api';
 import { toGrpcStatus } from './status';
+import { agentRpcDuration } from './metrics';
 import { validateConsoleKind } from './validate';
 import {
   agentService,
@@ -55,13 +56,16 @@ function peerIdentity(call: { getAuthContext?: () => { sslPeerCertificate?: { su
 function unary<Req, Res>(method: string, fn: (req: Req) => Promise<Res>): grpc.handleUnaryCall<Req, Res> {
   return (call, callback) => {
     const started = Date.now();
+    const timer = agentRpcDuration.startTimer({ method });
     fn(call.request).then(
       (res) => {
+        timer({ code: 'OK' });
         log.debug('rpc', { method, ms: Date.now() - started, peer: peerIdentity(call as never) });
         callback(null, res);
       },
       (err: unknown) => {
         const status = toGrpcStatus(err);
+        timer({ code: grpc.status[status.code] });
         log[status.code === grpc.status.INTERNAL ? 'error' : 'info']('rpc failed', { method, code: grpc.status[status.code], error: status.details, peer: peerIdentity(call as never) });
         callback(status);
       },

@@ -13,9 +13,10 @@ import { mutate } from '../api/store/mutate';
 import { FINALIZERS } from '../api/server/context';
 import type { AgentResolver } from './agents';
 import type { VmNic, VmObservation } from '../agent/api';
-import { placeAndReserve, releaseOn } from './placement';
+import { placeAndReserve, releaseOn } from '../api/placement';
 import type { Cache, ReconcileContext, ReconcileResult, Reconciler } from './runtime/types';
 import { logger } from '../api/log';
+import { observeFirstRunning } from './metrics';
 
 const RESERVED_BY = 'n0core/provisioning/virtual_machine/virtual_machine/reserved_by';
 const RESYNC_MS = 30_000;
@@ -83,21 +84,18 @@ export class VirtualMachineReconciler implements Reconciler<'VirtualMachine'> {
       }
       disks.push(bs);
     }
-    const diskNodes = [...new Set(disks.map((d) => d.status!.node_name!))];
-    if (diskNodes.length > 1) throw new StepFailure('Unschedulable', `block storages are on different nodes (${diskNodes.join(', ')}); a VM needs all its disks on one node`, 60_000);
 
-    // 2. Place and reserve compute (kept once chosen).
+    // 2. Place (where the disks are; pinned by the seed's annotation) and reserve compute, once.
     let nodeName = vm.status?.node_name;
     if (!nodeName) {
-      const pinned = vm.spec.node_name ?? diskNodes[0];
-      if (vm.spec.node_name && diskNodes[0] && vm.spec.node_name !== diskNodes[0]) {
-        throw new StepFailure('Unschedulable', `pinned to node ${vm.spec.node_name}, but its block storages are on ${diskNodes[0]}`, 60_000);
-      }
       try {
-        nodeName = await placeAndReserve(ctx.store, ctx.cache.list('Node'), name, { what: 'compute', value: {
+        nodeName = await placeAndReserve(ctx.store, name, { what: 'compute', value: {
           request_cpu_milli_core: vm.spec.request_cpu_milli_core ?? vm.spec.limit_cpu_milli_core, limit_cpu_milli_core: vm.spec.limit_cpu_milli_core,
           request_memory_bytes: vm.spec.request_memory_bytes ?? vm.spec.limit_memory_bytes, limit_memory_bytes: vm.spec.limit_memory_bytes,
-        } }, RESERVED_BY, pinned);
+        } }, { [RESERVED_BY]: name }, {
+          pinnedNode: vm.spec.node_name, pinnedField: vm.spec.node_name ? 'node_name' : undefined,
+          blockStorages: disks.map((d) => ({ name: d.metadata.name, nodeName: d.status!.node_name })),
+        });
       } catch (err) {
         if (isN0Error(err, 'FailedPrecondition')) throw new StepFailure('Unschedulable', (err as Error).message, 15_000);
         throw err;
@@ -171,6 +169,7 @@ export class VirtualMachineReconciler implements Reconciler<'VirtualMachine'> {
       obs = await agent.vmAction(name, pending.action);
     }
     const state = STATE_OF[obs.runState];
+    observeFirstRunning(fresh, state);
     await this.setStatus(ctx, name, fresh.metadata.generation ?? generation, {
       state, accelerator: obs.accelerator, ...(pending ? { last_action_id: pending.id } : {}),
       nics: (fresh.spec.nics ?? []).map((n, i) => ({ network_name: n.network_name, hardware_address: nics[i].hardwareAddress, ipv4_address: nics[i].ipv4Address, ipv6_address: nics[i].ipv6Address })),
