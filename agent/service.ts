@@ -43,6 +43,7 @@ import {
   validateVmAction,
 } from './validate';
 import { agentVersion } from './version';
+import { sweepTempFiles } from './drivers/fsutil';
 
 const log = logger('agent');
 
@@ -129,6 +130,20 @@ export class HostAgent implements AgentApi {
       throw err;
     });
     return this.acceleratorPromise;
+  }
+
+  /**
+   * Removes the temp files a crashed agent left in the disks dir (fetch/qemu-img temp names and
+   * copies' <name>.qcow2.tmp). Call it before serving: then no operation of ours is running.
+   */
+  async sweepLeftovers(): Promise<string[]> {
+    const removed = await sweepTempFiles(this.paths.disksDir, 0);
+    for (const f of fs.readdirSync(this.paths.disksDir)) {
+      if (!f.endsWith('.qcow2.tmp') || nameProblem(f.slice(0, -'.qcow2.tmp'.length)) !== undefined) continue;
+      fs.rmSync(path.join(this.paths.disksDir, f), { force: true });
+      removed.push(f);
+    }
+    return removed.sort();
   }
 
   // -------------------------------------------------------------------------------------------
@@ -329,11 +344,14 @@ export class HostAgent implements AgentApi {
     const disks = req.blockStorageNames.map((n) => this.readyDiskPath(n, 'block_storage_names'));
     const nics = this.nicSpecs(req);
     if (nics.length > 0) {
-      const bridges = new Set((await this.drivers.network.list()).filter((n) => n.present).map((n) => n.bridgeName));
+      const bridges = new Map((await this.drivers.network.list()).filter((n) => n.present).map((n) => [n.bridgeName, n]));
       req.nics.forEach((nic, i) => {
-        if (!bridges.has(nics[i].bridgeName)) {
+        const bridge = bridges.get(nics[i].bridgeName);
+        if (!bridge) {
           throw new FailedPreconditionError(`network "${nic.networkName}" is not set up on node ${this.nodeName}`, `nics[${i}].network_name`);
         }
+        // The guest takes its bridge's MTU (1450 behind VXLAN), or large packets vanish.
+        if (bridge.mtu !== undefined) nics[i].mtu = bridge.mtu;
       });
       for (const nic of nics) await this.drivers.network.ensureTap(nic);
     }

@@ -176,6 +176,7 @@ storeOptions(program.command('agent'))
   .option('--listen <host:port>', 'agent gRPC address', '127.0.0.1:20181')
   .requiredOption('--node-name <name>', 'this Node\'s name')
   .requiredOption('--address <ip>', 'underlay address other nodes reach this one at')
+  .option('--underlay-device <interface>', 'interface VXLAN traffic leaves through (the one holding --address)')
   .requiredOption('--pki-dir <dir>', 'CA and this agent\'s server certificate (agent.crt/agent.key)')
   .option('--uplink <interface>', 'host interface for VLAN networks')
   .option('--netns <name>', 'run networks and VMs inside this network namespace')
@@ -185,7 +186,7 @@ storeOptions(program.command('agent'))
     const store = await storeFrom(opts, path.dirname(path.resolve(opts.dataDir)));
     life.onStop(() => store.close());
     const agent = await runAgent({
-      listen: opts.listen, dataDir: path.resolve(opts.dataDir), nodeName: validateName(opts.nodeName, '--node-name'), address: opts.address,
+      listen: opts.listen, dataDir: path.resolve(opts.dataDir), nodeName: validateName(opts.nodeName, '--node-name'), address: opts.address, underlayDevice: opts.underlayDevice,
       tls: readTlsMaterial(opts.pkiDir, 'agent'), registrar: new StoreNodeRegistrar(store), uplink: opts.uplink, netns: opts.netns, signal: life.signal,
     });
     life.onStop(() => agent.done);

@@ -100,6 +100,13 @@ describe('network-config', () => {
     expect(files['network-config']).toContain('macaddress: "52:54:00:00:00:02"');
   });
 
+  it('sets the link MTU the agent found on the nic\'s bridge (1450 behind VXLAN)', () => {
+    const files = renderSeedFiles(spec({ nics: [nic({ mtu: 1450 }), nic({ hardwareAddress: '52:54:00:00:00:02' })] }));
+    const doc = parseYaml(files['network-config']) as { ethernets: Record<string, Record<string, unknown>> };
+    expect(doc.ethernets.eth0.mtu).toBe(1450);
+    expect(doc.ethernets.eth1).not.toHaveProperty('mtu');
+  });
+
   it('is an empty v2 config without nics', () => {
     expect(networkConfigDocument(spec({ nics: [] }))).toEqual({ version: 2, ethernets: {} });
   });
@@ -128,6 +135,7 @@ describe('validateCloudInitSpec', () => {
       { ipv4Address: '10.0.0.256' }, { ipv4PrefixLength: 33 }, { ipv4PrefixLength: undefined },
       { ipv4Gateway: 'fd00::1' }, { ipv4Address: undefined, ipv4PrefixLength: undefined },
       { ipv6Address: '10.0.0.1', ipv6PrefixLength: 64 }, { ipv6Address: 'fd00::1' },
+      { mtu: 67 }, { mtu: 65536 }, { mtu: 1450.5 }, { mtu: '1450' as unknown as number },
     ];
     for (const bad of badNics) expect(fieldOf(() => validateCloudInitSpec(spec({ nics: [nic(bad)] })))).toBe('nics');
     expect(fieldOf(() => validateCloudInitSpec(spec({ nics: [nic(), nic({ hardwareAddress: '52:54:00:12:34:56' })] })))).toBe('nics');

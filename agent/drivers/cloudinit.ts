@@ -85,6 +85,10 @@ function validateNic(nic: NicSpec, i: number, macs: Set<string>): void {
     if (!isIPv6(nic.ipv6Address)) invalid('nics', `${f}.ipv6_address ${JSON.stringify(nic.ipv6Address)} is not an IPv6 address`);
     if (!isPrefix(nic.ipv6PrefixLength, 128)) invalid('nics', `${f}: an IPv6 address needs a prefix length of 0-128`);
   }
+  // 68 is IPv4's minimum; 65535 the largest a Linux link takes.
+  if (nic.mtu !== undefined && !(Number.isInteger(nic.mtu) && nic.mtu >= 68 && nic.mtu <= 65535)) {
+    invalid('nics', `${f}.mtu ${JSON.stringify(nic.mtu)} must be an integer 68-65535`);
+  }
 }
 
 function isPrefix(n: unknown, max: number): boolean {
@@ -145,6 +149,9 @@ export function networkConfigDocument(spec: CloudInitSpec): Record<string, unkno
       // No static IPv4 from IPAM: let the network's DHCP (if any) answer.
       dhcp4: nic.ipv4Address === undefined,
       ...(addresses.length ? { addresses } : {}),
+      // Behind a VXLAN overlay the bridge carries 1450-byte frames; a guest left at 1500 would
+      // lose every full-sized packet without a word.
+      ...(nic.mtu !== undefined ? { mtu: nic.mtu } : {}),
       // A default route rather than gateway4, which newer netplan deprecates; 0.0.0.0/0 instead
       // of `default`, which old netplan does not know.
       ...(nic.ipv4Gateway !== undefined ? { routes: [{ to: '0.0.0.0/0', via: nic.ipv4Gateway }] } : {}),

@@ -78,8 +78,9 @@ describe('buildStates', () => {
   it('reports every n0 bridge with its segment, peers and taps, and ignores foreign bridges', () => {
     const states = buildStates(parseLinks(LINKS), parseFdbPeers(FDB));
     expect(states).toEqual([
-      { name: 'n0br00000000', bridgeName: 'n0br00000000', present: true, segmentId: 7, peers: [], taps: [] },
-      { name: 'net-one', bridgeName: 'n0bra1b2c3d4', present: true, segmentId: 100, peers: ['10.250.0.2', '10.250.0.3'], taps: ['n0tp123456789'] },
+      { name: 'n0br00000000', bridgeName: 'n0br00000000', present: true, segmentId: 7, peers: [], taps: [], mtu: 1500 },
+      // A VXLAN network's bridge takes its overlay port's MTU: what its guests must use.
+      { name: 'net-one', bridgeName: 'n0bra1b2c3d4', present: true, segmentId: 100, peers: ['10.250.0.2', '10.250.0.3'], taps: ['n0tp123456789'], mtu: 1450 },
     ]);
   });
 });

@@ -240,6 +240,7 @@ export function buildStates(links: readonly LinkInfo[], fdbPeers: ReadonlyMap<st
       };
       const segmentId = vx?.vxlan?.id ?? vl?.vlan?.id;
       if (segmentId !== undefined) state.segmentId = segmentId;
+      if (bridge.mtu !== undefined) state.mtu = bridge.mtu;
       return state;
     })
     .sort((a, b) => a.bridgeName.localeCompare(b.bridgeName));

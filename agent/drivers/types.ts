@@ -55,6 +55,8 @@ export interface NicSpec {
   ipv4Gateway?: string;
   ipv6Address?: string;
   ipv6PrefixLength?: number;
+  /** Link MTU the guest should use: its bridge's, e.g. 1450 behind a VXLAN overlay. */
+  mtu?: number;
 }
 
 export interface NetworkSpecOnHost {
@@ -79,6 +81,8 @@ export interface NetworkState {
   segmentId?: number;
   peers: string[];
   taps: string[];
+  /** The bridge's MTU: the smallest of its ports' (a VXLAN port's is 50 bytes below its underlay's). */
+  mtu?: number;
 }
 
 /** iproute2 (agent/drivers/network). */
