@@ -9,7 +9,8 @@ packages=(qemu-system-x86 qemu-utils genisoimage iproute2 etcd-server)
 # The test tiers also boot a tiny guest: Debian's kernel plus a busybox initramfs built by the tests.
 # python3-yaml: the cloud-init tests parse seed files with PyYAML, the parser cloud-init uses.
 # dosfstools, mtools, syslinux: the BIOS-bootable test disk (agent/drivers/testing/bootdisk.ts).
-if [[ "${1:-}" == "--test" ]]; then packages+=(linux-image-amd64 busybox-static cpio openssh-client python3-yaml dosfstools mtools syslinux syslinux-common); fi
+# curl: the download baseline of bench/disk.ts.
+if [[ "${1:-}" == "--test" ]]; then packages+=(linux-image-amd64 busybox-static cpio openssh-client python3-yaml dosfstools mtools syslinux syslinux-common curl); fi
 
 missing=()
 for p in "${packages[@]}"; do

@@ -1,0 +1,229 @@
+// Real-VM latency: a real agent (runAgent: HostAgent with its real drivers behind gRPC + mTLS, QEMU
+// started inside a test network namespace) behind the real controllers and facade on the
+// embedded store. 20 VMs (1 vCPU, 128 MiB, a copy-on-write disk of the test boot disk, a
+// cloud-init seed ISO) are created 100 ms apart on one node; measured per VM: create → QEMU
+// running (its QMP answers), split into the agent's own work (timestamps around the cloud-init
+// ISO and around QEMU's start, taken inside the agent's drivers) and the control plane (the rest:
+// facade write, watch, queue, reconcile steps, gRPC hops). Physical baseline in the same run: the
+// same QEMU command lines (read from each VM's spec.json), started bare 100 ms apart, spawn → QMP
+// answers. Everything is deleted at the end, also on failure.
+//   npm run build && npm run bench:vm
+import './quiet';
+import { spawn } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
+import * as fs from 'node:fs';
+import * as http from 'node:http';
+import * as os from 'node:os';
+import * as path from 'node:path';
+import { openStore } from '../api/store';
+import { createCa, issueClientCert, issueServerCert } from '../api/pki';
+import { run } from '../agent/exec';
+import { runAgent, type RunningAgent } from '../agent/main';
+import { NoCloudDriver } from '../agent/drivers/cloudinit';
+import { QemuDriver, RUN_FILES } from '../agent/drivers/qemu';
+import { withQmp } from '../agent/drivers/qmp';
+import type { CloudInitDriver, VmDriver } from '../agent/drivers/types';
+import { AgentPaths } from '../agent/paths';
+import { StoreNodeRegistrar } from '../agent/registration';
+import { startApi, startControllers } from '../cli/controlplane';
+import { FacadeClient } from '../cli/client';
+import { NetnsLab } from '../e2e/netns';
+import { histogramTotals, loadAverage, parseArgs, percentile, round, table, writeResults } from './util';
+
+const MiB = 2 ** 20;
+const defaults = { vms: 20, intervalMs: 100, memoryMib: 128 };
+
+interface Stamps { isoStart?: number; isoEnd?: number; qemuStart?: number; qemuEnd?: number }
+
+/** The agent's VM and cloud-init drivers with timestamps around the calls that matter. */
+function instrument(vm: VmDriver, cloudInit: CloudInitDriver, stamps: Map<string, Stamps>): { vm: VmDriver; cloudInit: CloudInitDriver } {
+  const of = (name: string) => { let s = stamps.get(name); if (!s) stamps.set(name, (s = {})); return s; };
+  return {
+    vm: new Proxy(vm, {
+      get: (target, prop, receiver) => prop !== 'start' ? Reflect.get(target, prop, receiver) : async (spec: Parameters<VmDriver['start']>[0]) => {
+        of(spec.name).qemuStart = Date.now();
+        const state = await target.start(spec);
+        of(spec.name).qemuEnd = Date.now();
+        return state;
+      },
+    }),
+    cloudInit: {
+      async buildSeedIso(file, spec) {
+        of(spec.hostname).isoStart = Date.now();
+        await cloudInit.buildSeedIso(file, spec);
+        of(spec.hostname).isoEnd = Date.now();
+      },
+    },
+  };
+}
+
+async function bootDisk(dir: string): Promise<{ file: string; what: string }> {
+  try {
+    // eslint-disable-next-line @typescript-eslint/no-require-imports
+    const { buildTestBootDisk } = require('../agent/drivers/testing/bootdisk') as typeof import('../agent/drivers/testing/bootdisk');
+    return { file: await buildTestBootDisk(), what: 'the test boot disk (busybox guest)' };
+  } catch (err) {
+    const file = path.join(dir, 'empty.qcow2');
+    await run('qemu-img', ['create', '-f', 'qcow2', file, '64M']);
+    return { file, what: `an empty 64 MiB qcow2 (test boot disk unavailable: ${(err as Error).message.slice(0, 120)})` };
+  }
+}
+
+async function waitQmp(socket: string, deadline: number): Promise<void> {
+  for (;;) {
+    if (fs.existsSync(socket)) {
+      const ok = await withQmp(socket, (q) => q.execute('query-status'), { timeoutMs: 2000, commandTimeoutMs: 2000 }).then(() => true, () => false);
+      if (ok) return;
+    }
+    if (Date.now() > deadline) throw new Error(`QMP at ${socket} did not answer in time`);
+    await new Promise((r) => setTimeout(r, 10));
+  }
+}
+
+async function main(): Promise<void> {
+  const opts = parseArgs(process.argv.slice(2), defaults);
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'n0stack-bench-vm-'));
+  const lab = new NetnsLab();
+  const cleanups: (() => unknown)[] = [];
+  const bare = new Set<number>();
+  let agent: RunningAgent | undefined;
+  try {
+    const disk = await bootDisk(dir);
+    const server = http.createServer((req, res) => {
+      if (req.url !== '/boot.qcow2') { res.writeHead(404).end(); return; }
+      res.writeHead(200, { 'Content-Length': fs.statSync(disk.file).size });
+      fs.createReadStream(disk.file).pipe(res);
+    });
+    await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+    cleanups.push(() => new Promise((r) => { server.closeAllConnections(); server.close(r); }));
+
+    const ca = createCa({ commonName: 'n0stack bench CA' });
+    const serverCert = issueServerCert(ca, { commonName: 'agent', dnsNames: ['localhost'], ipAddresses: ['127.0.0.1'] });
+    const clientCert = issueClientCert(ca, { commonName: 'controllers' });
+    const store = await openStore({ backend: 'embedded', dataDir: path.join(dir, 'store') });
+    cleanups.push(() => store.close());
+    const netns = await lab.create();
+    const dataDir = path.join(dir, 'node');
+    const paths = new AgentPaths(dataDir);
+    const stamps = new Map<string, Stamps>();
+    const drivers = instrument(new QemuDriver({ paths, netns }), new NoCloudDriver(), stamps);
+    const stopAgent = new AbortController();
+    agent = await runAgent({
+      listen: '127.0.0.1:0', dataDir, nodeName: 'bench-host', address: '127.0.0.1', netns, metricsListen: '127.0.0.1:0',
+      tls: { ca: ca.certPem, cert: serverCert.certPem, key: serverCert.keyPem },
+      registrar: new StoreNodeRegistrar(store), heartbeatIntervalMs: 2000, drivers, signal: stopAgent.signal,
+    });
+    const running = agent;
+    cleanups.push(async () => { stopAgent.abort(); await running.done; });
+    const stopControllers = new AbortController();
+    const controllers = await startControllers({ store, agentTls: { ca: ca.certPem, cert: clientCert.certPem, key: clientCert.keyPem }, signal: stopControllers.signal });
+    cleanups.push(async () => { stopControllers.abort(); await controllers.manager.stopped.catch(() => undefined); });
+    const token = randomBytes(16).toString('hex');
+    const api = await startApi({ store, listen: '127.0.0.1:0', token, defaultWaitMs: 300_000 });
+    cleanups.push(() => api.stop());
+    const client = new FacadeClient({ endpoint: `127.0.0.1:${api.facade.port}`, token, sources: { endpoint: 'bench' } }, 300_000);
+    cleanups.push(() => client.close());
+    const call = (service: string, method: string, req: unknown) => client.call<any>(service, method, req);
+
+    // Disks first (not measured): the boot disk as an image, one overlay per VM.
+    const deadline = Date.now() + 60_000;
+    while ((await call('NodeService', 'GetNode', { name: 'bench-host' }).catch(() => undefined))?.state !== 'Ready') {
+      if (Date.now() > deadline) throw new Error('node bench-host did not become Ready within 60 s');
+      await new Promise((r) => setTimeout(r, 200));
+    }
+    const size = (await run('qemu-img', ['info', '--output=json', disk.file])).stdout;
+    const limit = Math.max(JSON.parse(size)['virtual-size'] as number, 64 * MiB);
+    await call('BlockStorageService', 'FetchBlockStorage', { name: 'boot', request_bytes: MiB, limit_bytes: limit, source_url: `http://127.0.0.1:${(server.address() as { port: number }).port}/boot.qcow2` });
+    await call('ImageService', 'ApplyImage', { name: 'boot' });
+    await call('ImageService', 'RegisterBlockStorage', { image_name: 'boot', block_storage_name: 'boot', tags: ['latest'] });
+    const names = Array.from({ length: opts.vms }, (_, i) => `lat-${String(i).padStart(2, '0')}`);
+    for (const name of names) await call('ImageService', 'GenerateBlockStorage', { image_name: 'boot', tag: 'latest', block_storage_name: `${name}-disk`, request_bytes: MiB, limit_bytes: limit });
+
+    // The measured burst: one create every intervalMs, not waiting for the previous one.
+    const facade0 = await histogramTotals('n0stack_facade_rpc_duration_seconds', { method: 'CreateVirtualMachine' });
+    const created = new Map<string, number>();
+    const replied = new Map<string, number>();
+    const calls: Promise<void>[] = [];
+    for (const name of names) {
+      created.set(name, Date.now());
+      calls.push(call('VirtualMachineService', 'CreateVirtualMachine', {
+        name, request_cpu_milli_core: 100, limit_cpu_milli_core: 1000, request_memory_bytes: opts.memoryMib * MiB, limit_memory_bytes: opts.memoryMib * MiB,
+        block_storage_names: [`${name}-disk`], login_username: 'bench',
+      }).then((vm) => {
+        if (vm.state !== 'RUNNING') throw new Error(`${name} is ${vm.state}`);
+        replied.set(name, Date.now());
+      }));
+      await new Promise((r) => setTimeout(r, opts.intervalMs));
+    }
+    await Promise.all(calls);
+    const facade1 = await histogramTotals('n0stack_facade_rpc_duration_seconds', { method: 'CreateVirtualMachine' });
+    const metricsText = await new Promise<string>((resolve, reject) => {
+      http.get(`http://127.0.0.1:${running.metricsPort}/metrics`, (res) => { let t = ''; res.on('data', (c) => { t += c; }); res.on('end', () => resolve(t)); }).on('error', reject);
+    });
+    const scrape = (series: string) => Number(new RegExp(`^${series} ([0-9.e+-]+)$`, 'm').exec(metricsText)?.[1] ?? NaN);
+    const ensureCount = scrape('n0stack_agent_rpc_duration_seconds_count\\{method="EnsureVm",code="OK"\\}');
+    const ensureSum = scrape('n0stack_agent_rpc_duration_seconds_sum\\{method="EnsureVm",code="OK"\\}');
+
+    const per = names.map((name) => {
+      const s = stamps.get(name) ?? {};
+      const t0 = created.get(name)!;
+      const total = (s.qemuEnd ?? NaN) - t0;
+      const qemu = (s.qemuEnd ?? NaN) - (s.qemuStart ?? NaN);
+      const iso = (s.isoEnd ?? NaN) - (s.isoStart ?? NaN);
+      return { name, createToQemuMs: total, qemuStartMs: qemu, isoMs: iso, controlPlaneMs: total - qemu - iso, replyAfterQemuMs: replied.get(name)! - (s.qemuEnd ?? NaN), createToReplyMs: replied.get(name)! - t0 };
+    });
+
+    // Physical baseline: the same command lines, bare, 100 ms apart, each until its QMP answers.
+    const argvs = names.map((name) => {
+      const vmDir = paths.vmDir(name);
+      const stored = JSON.parse(fs.readFileSync(path.join(vmDir, RUN_FILES.spec), 'utf8')) as { args: string[] };
+      const bareDir = path.join(dir, 'bare', name);
+      fs.mkdirSync(bareDir, { recursive: true });
+      fs.copyFileSync(path.join(vmDir, 'seed.iso'), path.join(bareDir, 'seed.iso'));
+      return { bareDir, args: stored.args.map((a) => a.split(vmDir).join(bareDir)) };
+    });
+    for (const name of names) await call('VirtualMachineService', 'DeleteVirtualMachine', { name });
+    const bareMs: number[] = [];
+    const starts: Promise<void>[] = [];
+    for (const { bareDir, args } of argvs) {
+      const t0 = Date.now();
+      const child = spawn('ip', ['netns', 'exec', netns, 'qemu-system-x86_64', ...args], { stdio: 'ignore', cwd: bareDir });
+      if (child.pid) bare.add(child.pid);
+      starts.push(waitQmp(path.join(bareDir, RUN_FILES.qmp), t0 + 120_000).then(() => { bareMs.push(Date.now() - t0); }));
+      await new Promise((r) => setTimeout(r, opts.intervalMs));
+    }
+    await Promise.all(starts);
+
+    const col = (k: keyof (typeof per)[number]) => per.map((p) => p[k] as number);
+    const p = (k: keyof (typeof per)[number], q: number) => round(percentile(col(k), q), 0);
+    const acc = agent.accelerator;
+    const lines = [`vm-latency: ${opts.vms} VMs created ${opts.intervalMs} ms apart on one node (${acc}), ${opts.memoryMib} MiB, 1 vCPU, disk: ${disk.what}; load ${loadAverage()}`, ''];
+    lines.push(table(['measure', 'p50 ms', 'p95 ms', 'max ms'], [
+      ['create → QEMU running (QMP answers), through n0stack', p('createToQemuMs', 50), p('createToQemuMs', 95), p('createToQemuMs', 100)],
+      ['  of which control plane (facade, store, queue, reconcile, gRPC)', p('controlPlaneMs', 50), p('controlPlaneMs', 95), p('controlPlaneMs', 100)],
+      ['  of which agent: cloud-init seed ISO', p('isoMs', 50), p('isoMs', 95), p('isoMs', 100)],
+      ['  of which agent: QEMU spawn → QMP answers', p('qemuStartMs', 50), p('qemuStartMs', 95), p('qemuStartMs', 100)],
+      ['QEMU running → CreateVirtualMachine returns RUNNING', p('replyAfterQemuMs', 50), p('replyAfterQemuMs', 95), p('replyAfterQemuMs', 100)],
+      ['bare qemu-system-x86_64, same argv, spawn → QMP answers (baseline)', round(percentile(bareMs, 50), 0), round(percentile(bareMs, 95), 0), round(percentile(bareMs, 100), 0)],
+    ]));
+    const cpShare = percentile(col('controlPlaneMs'), 50) / percentile(col('createToQemuMs'), 50);
+    lines.push('', `control plane share of create→running (p50): ${round(cpShare * 100, 0)}%; n0stack p50 vs bare QEMU p50: ${round(percentile(col('createToQemuMs'), 50) / percentile(bareMs, 50), 2)}x`);
+    lines.push(`from /metrics: agent EnsureVm mean ${round((ensureSum / ensureCount) * 1000, 0)} ms over ${ensureCount} calls; facade CreateVirtualMachine mean ${round(((facade1.sum - facade0.sum) / (facade1.count - facade0.count)) * 1000, 0)} ms over ${facade1.count - facade0.count} calls`);
+    process.stdout.write(`${lines.join('\n')}\n`);
+    writeResults('vm-latency', { options: opts, accelerator: acc, disk: disk.what, perVm: per, bareMs, controlPlaneShareP50: cpShare, ensureVmMeanMs: (ensureSum / ensureCount) * 1000 });
+  } finally {
+    for (const pid of bare) { try { process.kill(pid, 'SIGKILL'); } catch { /* already gone */ } }
+    if (agent) {
+      const vms = await agent.agent.observe().then((o) => o.vms).catch(() => []);
+      for (const vm of vms) await agent.agent.deleteVm(vm.name).catch(() => undefined);
+    }
+    for (const c of cleanups.reverse()) await Promise.resolve().then(c).catch(() => undefined);
+    await lab.cleanupAll().catch(() => undefined);
+    fs.rmSync(dir, { recursive: true, force: true });
+  }
+}
+
+main().then(() => process.exit(), (err) => {
+  process.stderr.write(`${err instanceof Error ? err.stack : String(err)}\n`);
+  process.exit(1);
+});
