@@ -2,6 +2,11 @@
 // key bound to its own lease; the oldest key leads). Leadership is lost when the lease is lost
 // (keep-alive failed past its TTL, or the lease was revoked), which onLost reports so the
 // controllers stop acting at once — another instance may already be leading.
+//
+// etcd3's lease reports a loss only 2×TTL after its last keep-alive, while etcd expires the
+// lease — and a follower may lead — after 1×TTL. So while leading, a watchdog declares the
+// lead lost once no keep-alive has succeeded for 3/4 of the TTL, before the server can expire it.
+import type { EventEmitter } from 'node:events';
 import type { Campaign, Etcd3 } from 'etcd3';
 import { DeadlineExceededError, InvalidArgumentError, UnavailableError } from '../errors';
 import { logger } from '../log';
@@ -46,15 +51,31 @@ export class LeaderElection {
       };
       signal?.addEventListener('abort', onAbort, { once: true });
       // etcd3 still emits 'elected' after a resign that raced the win: only the current campaign counts.
+      // The lease is campaign-private in etcd3's typings, but its keep-alive events are the only
+      // way to know how fresh the lead is.
+      const lease = (campaign as unknown as { lease?: EventEmitter }).lease;
+      let lastKeepAlive = Date.now();
+      const onKeepAlive = () => { lastKeepAlive = Date.now(); };
+      lease?.on('keepaliveSucceeded', onKeepAlive);
+      let watchdog: NodeJS.Timeout | undefined;
       campaign.on('elected', () => {
         signal?.removeEventListener('abort', onAbort);
         if (this.current !== campaign) return;
         this.leading = true;
         log.info('elected leader', { election: this.name, identity });
+        lastKeepAlive = Date.now();
+        const limitMs = (this.ttl * 1000 * 3) / 4;
+        watchdog = setInterval(() => {
+          if (this.current !== campaign) { clearInterval(watchdog); return; }
+          if (Date.now() - lastKeepAlive > limitMs) campaign.emit('error', new UnavailableError(`no lease keep-alive for ${this.name} succeeded in ${Math.round(limitMs)} ms; the lease may expire`));
+        }, Math.max(100, (this.ttl * 1000) / 8));
+        watchdog.unref();
         resolve();
       });
       campaign.on('error', (err: Error) => {
         signal?.removeEventListener('abort', onAbort);
+        clearInterval(watchdog);
+        lease?.off('keepaliveSucceeded', onKeepAlive);
         if (this.current !== campaign) return;
         const wasLeading = this.leading;
         this.leading = false;

@@ -17,7 +17,10 @@
 //    with a 410 Expired Status for a compacted revision;
 //  - bodies are pruned/validated against a structural form of the CRD schema: unknown fields
 //    are dropped with a Warning header, or 400 with fieldValidation=Strict; schema violations 422.
-// Not modelled: namespaces, generateName, pagination (limit/continue), set-based selectors
+// It also serves coordination.k8s.io/v1 Leases (namespaced; get, create, update with an optional
+// resourceVersion precondition — unconditional without one, as for built-in kinds) for the
+// Lease-based leader election of the controllers.
+// Not modelled: namespaces of the CRDs, generateName, pagination (limit/continue), set-based selectors
 // (answered 400), watch label-selector transitions, field selectors, admission, server-side apply,
 // strategic merge patch, managedFields, RBAC (only an optional bearer token).
 import * as http from 'node:http';
@@ -110,6 +113,7 @@ export class FakeApiServer {
   private readonly history: HistoryEvent[] = [];
   private readonly watchers = new Set<Watcher>();
   private readonly schemas = new Map<Kind, { schema: any; validate: ValidateFunction }>();
+  private readonly leases = new Map<string, Obj>();
   private rev = 0;
   private compacted = 0;
   url = '';
@@ -171,6 +175,7 @@ export class FakeApiServer {
     if (this.options.token !== undefined && req.headers.authorization !== `Bearer ${this.options.token}`) throw new HttpError(401, 'Unauthorized', 'Unauthorized');
     const url = new URL(req.url ?? '/', 'http://fake');
     const parts = url.pathname.split('/').filter(Boolean);
+    if (parts[0] === 'apis' && parts[1] === 'coordination.k8s.io') return this.lease(req, res, parts);
     const kind = KINDS.find((k) => PLURALS[k] === parts[3]);
     if (parts[0] !== 'apis' || parts[1] !== GROUP || parts[2] !== VERSION || !kind || parts.length > 6 || (parts.length === 6 && parts[5] !== 'status')) {
       throw new HttpError(404, 'NotFound', 'the server could not find the requested resource');
@@ -190,6 +195,55 @@ export class FakeApiServer {
       if (method === 'DELETE' && !sub) return this.send(res, 200, this.delete(kind, name, await this.rawBody(req)));
     }
     throw new HttpError(405, 'MethodNotAllowed', `the server does not allow this method on the requested resource`);
+  }
+
+  /** /apis/coordination.k8s.io/v1/namespaces/{ns}/leases[/{name}] */
+  private async lease(req: http.IncomingMessage, res: http.ServerResponse, parts: string[]): Promise<void> {
+    const [, , version, namespaces, ns, leases, name, ...rest] = parts;
+    if (version !== 'v1' || namespaces !== 'namespaces' || leases !== 'leases' || !ns || rest.length) throw new HttpError(404, 'NotFound', 'the server could not find the requested resource');
+    const key = (n: string) => `${ns}/${n}`;
+    const notFound = (n: string) => new HttpError(404, 'NotFound', `leases.coordination.k8s.io "${n}" not found`, { name: n, group: 'coordination.k8s.io', kind: 'leases' });
+    const method = req.method ?? 'GET';
+    if (method === 'GET' && name) {
+      const obj = this.leases.get(key(name));
+      if (!obj) throw notFound(name);
+      return this.send(res, 200, obj);
+    }
+    const check = (obj: Obj, n: string) => {
+      if (obj?.kind !== undefined && obj.kind !== 'Lease') throw new HttpError(400, 'BadRequest', `the kind in the data (${obj.kind}) is not Lease`);
+      if (typeof obj?.metadata?.name !== 'string' || !DNS_SUBDOMAIN.test(obj.metadata.name) || obj.metadata.name !== n) throw new HttpError(422, 'Invalid', `Lease.coordination.k8s.io "${n}" is invalid: metadata.name: Invalid value`);
+      const spec = (obj.spec ?? {}) as Record<string, unknown>;
+      for (const f of ['acquireTime', 'renewTime'] as const) {
+        // MicroTime: RFC 3339 with exactly six fractional digits, or Go's parser refuses it.
+        if (spec[f] !== undefined && !/^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{6}(Z|[+-]\d\d:\d\d)$/.test(String(spec[f]))) {
+          throw new HttpError(400, 'BadRequest', `parsing time "${spec[f]}" as "2006-01-02T15:04:05.000000Z07:00": cannot parse`);
+        }
+      }
+    };
+    const stored = (obj: Obj, old?: Obj): Obj => ({
+      apiVersion: 'coordination.k8s.io/v1', kind: 'Lease', spec: obj.spec,
+      metadata: { ...obj.metadata, namespace: ns, uid: old?.metadata.uid ?? randomUUID(), creationTimestamp: old?.metadata.creationTimestamp ?? now(), resourceVersion: String(++this.rev) },
+    });
+    if (method === 'POST' && !name) {
+      const obj = JSON.parse(await this.rawBody(req)) as Obj;
+      check(obj, obj?.metadata?.name);
+      if (this.leases.has(key(obj.metadata.name))) throw new HttpError(409, 'AlreadyExists', `leases.coordination.k8s.io "${obj.metadata.name}" already exists`);
+      const created = stored(obj);
+      this.leases.set(key(obj.metadata.name), created);
+      return this.send(res, 201, created);
+    }
+    if (method === 'PUT' && name) {
+      const obj = JSON.parse(await this.rawBody(req)) as Obj;
+      check(obj, name);
+      const old = this.leases.get(key(name));
+      if (!old) throw notFound(name);
+      const rv = obj.metadata.resourceVersion;
+      if (rv && rv !== old.metadata.resourceVersion) throw new HttpError(409, 'Conflict', `Operation cannot be fulfilled on leases.coordination.k8s.io "${name}": the object has been modified; please apply your changes to the latest version and try again`);
+      const updated = stored(obj, old);
+      this.leases.set(key(name), updated);
+      return this.send(res, 200, updated);
+    }
+    throw new HttpError(405, 'MethodNotAllowed', 'the server does not allow this method on the requested resource');
   }
 
   private async rawBody(req: http.IncomingMessage): Promise<string> {
