@@ -21,6 +21,8 @@ export interface VethEnd {
   name?: string;
   /** Address with prefix length, e.g. 10.250.0.1/24. */
   cidr?: string;
+  /** A bridge (made with bridge()) in the same namespace that this end joins. */
+  master?: string;
 }
 
 export interface ExecResult {
@@ -74,6 +76,7 @@ export class NetnsLab {
       ns: end.ns === undefined ? undefined : checkNetns(end.ns),
       name: checkIfname(end.name ?? unique('t0v')),
       cidr: end.cidr === undefined ? undefined : checkCidr(end.cidr),
+      master: end.master === undefined ? undefined : checkIfname(end.master),
     }));
     const [ea, eb] = ends;
     const args = ['link', 'add', ea.name];
@@ -85,9 +88,23 @@ export class NetnsLab {
     for (const end of ends) {
       const prefix = end.ns ? ['-n', end.ns] : [];
       if (end.cidr) await run('ip', [...prefix, 'addr', 'add', end.cidr, 'dev', end.name], { timeoutMs: IP_TIMEOUT_MS });
+      if (end.master) await run('ip', [...prefix, 'link', 'set', 'dev', end.name, 'master', end.master], { timeoutMs: IP_TIMEOUT_MS });
       await run('ip', [...prefix, 'link', 'set', 'dev', end.name, 'up'], { timeoutMs: IP_TIMEOUT_MS });
     }
     return { a: ea.name, b: eb.name };
+  }
+
+  /**
+   * A bridge, up, inside one of this lab's namespaces (never the root one): a test "switch"
+   * that veth ends join with `master`. It goes away with its namespace.
+   */
+  async bridge(ns: string, name: string): Promise<string> {
+    checkNetns(ns);
+    if (!this.namespaces.has(ns)) throw new InvalidArgumentError(`netns ${ns} was not made by this lab`, 'netns');
+    checkIfname(name);
+    await run('ip', ['-n', ns, 'link', 'add', 'name', name, 'type', 'bridge'], { timeoutMs: IP_TIMEOUT_MS });
+    await run('ip', ['-n', ns, 'link', 'set', 'dev', name, 'up'], { timeoutMs: IP_TIMEOUT_MS });
+    return name;
   }
 
   /** Runs `prog args...` inside `ns` and collects its output; kills it at the deadline. */
