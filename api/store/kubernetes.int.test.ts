@@ -104,12 +104,56 @@ describe('kubernetes store: what only this backend does', () => {
   });
 
   it('maps server-side refusals (not caught locally) to typed errors', async () => {
-    // A name api/names.ts accepts but a real API server refuses: custom resource names are DNS subdomains.
+    // A label prefix api/names.ts accepts but a real API server refuses: prefixes are DNS subdomains (no '_').
     let caught: unknown;
-    try { await store.create(net('debug_ipv6')); } catch (err) { caught = err; }
+    try { await store.create(net('lbl', { 'under_score.io/x': 'y' })); } catch (err) { caught = err; }
     expect(isN0Error(caught, 'InvalidArgument')).toBe(true);
-    expect((caught as Error).message).toMatch(/metadata\.name.*RFC 1123/);
-    await expect(store.get('Network', 'debug_ipv6')).rejects.toMatchObject({ code: 'NotFound' });
+    expect((caught as Error).message).toMatch(/metadata\.labels.*RFC 1123/);
+    await expect(store.get('Network', 'lbl')).rejects.toMatchObject({ code: 'NotFound' });
+  });
+
+  it("refuses names with '_' before the server sees them, for every call that takes a name", async () => {
+    const message = /the kubernetes store cannot hold names with '_' — Kubernetes object names are DNS subdomains/;
+    await expect(store.create(net('debug_ipv6'))).rejects.toMatchObject({ code: 'InvalidArgument', field: 'metadata.name', message });
+    await expect(store.get('Network', 'debug_ipv6')).rejects.toMatchObject({ code: 'InvalidArgument', message });
+    await expect(store.patch('Network', 'debug_ipv6', { type: 'merge', value: { metadata: { labels: { a: 'b' } } } })).rejects.toMatchObject({ code: 'InvalidArgument', message });
+    await expect(store.delete('Network', 'debug_ipv6')).rejects.toMatchObject({ code: 'InvalidArgument', message });
+    // The stand-in refuses it too, as a real server does.
+    const res = await fetch(`${fake.url}/apis/n0stack.io/v1alpha1/networks`, { method: 'POST', headers: { authorization: 'Bearer t0ken', 'content-type': 'application/json' }, body: JSON.stringify(net('debug_ipv6')) });
+    expect(res.status).toBe(422);
+  });
+
+  it("stores the seed's multi-slash annotation keys transcoded, and hands them back as they were", async () => {
+    const vm = 'n0core/provisioning/virtual_machine/request_node_name';
+    const vlan = 'n0core/provisioning/virtual_machine/vlan_id';
+    const { resourceVersion } = await store.list('Network');
+    const controller = new AbortController();
+    const timer = setTimeout(() => controller.abort(), 10_000);
+    const watched: Record<string, string>[] = [];
+    const watching = (async () => {
+      for await (const e of store.watch('Network', { resourceVersion, signal: controller.signal })) {
+        watched.push(e.object.metadata.annotations ?? {});
+        if (watched.length === 3) controller.abort();
+      }
+    })();
+    const created = await store.create({ ...net('seed'), metadata: { name: 'seed', annotations: { [vm]: 'node1', plain: 'x' } } });
+    expect(created.metadata.annotations).toEqual({ [vm]: 'node1', plain: 'x' });
+    // On the server: the qualified form only.
+    const raw = await (await fetch(`${fake.url}/apis/n0stack.io/v1alpha1/networks/seed`, { headers: { authorization: 'Bearer t0ken' } })).json() as { metadata: { annotations: Record<string, string> } };
+    expect(raw.metadata.annotations).toEqual({ 'n0core.path.n0stack.io/provisioning.virtual_machine.request_node_name': 'node1', plain: 'x' });
+    const merged = await store.patch('Network', 'seed', { type: 'merge', value: { metadata: { annotations: { [vm]: null, [vlan]: '100' } } } });
+    expect(merged.metadata.annotations).toEqual({ [vlan]: '100', plain: 'x' });
+    const patched = await store.patch('Network', 'seed', { type: 'json', ops: [{ op: 'add', path: '/metadata/annotations/n0core~1provisioning~1virtual_machine~1request_node_name', value: 'node2' }, { op: 'remove', path: '/metadata/annotations/plain' }] });
+    expect(patched.metadata.annotations).toEqual({ [vlan]: '100', [vm]: 'node2' });
+    const updated = await store.update({ ...patched, metadata: { ...patched.metadata, annotations: { ...patched.metadata.annotations, [vlan]: '200' } } });
+    expect(updated.metadata.annotations).toEqual({ [vlan]: '200', [vm]: 'node2' });
+    expect((await store.get('Network', 'seed')).metadata.annotations).toEqual({ [vlan]: '200', [vm]: 'node2' });
+    expect((await store.list('Network')).items.find((i) => i.metadata.name === 'seed')?.metadata.annotations).toEqual({ [vlan]: '200', [vm]: 'node2' });
+    await watching;
+    clearTimeout(timer);
+    expect(watched).toEqual([{ [vm]: 'node1', plain: 'x' }, { [vlan]: '100', plain: 'x' }, { [vlan]: '100', [vm]: 'node2' }]);
+    // A key no mapping fits is refused locally, naming it.
+    await expect(store.create({ ...net('bad'), metadata: { name: 'bad', annotations: { 'Upper/a/b': 'x' } } })).rejects.toMatchObject({ code: 'InvalidArgument', message: expect.stringContaining('"Upper/a/b"') });
   });
 
   it('a request to a server that is gone fails as Unavailable, not a hang', async () => {

@@ -18,7 +18,9 @@
 // they use `additionalProperties: false` next to `properties` (structuralProblems() in the fake
 // lists them), it refuses names with '_' (CR names must be DNS subdomains), which
 // api/names.ts allows for the seed's examples, and it refuses annotation keys with more than one
-// '/' (they are qualified names), such as the seed's n0core/provisioning/... keys. Run the conformance suite against a real cluster
+// '/' (they are qualified names), such as the seed's n0core/provisioning/... keys: this backend
+// refuses the former and transcodes the latter reversibly (kubernetes-names.ts), and the fake
+// refuses both as a real server does. Run the conformance suite against a real cluster
 // (kind/k3s) before relying on this backend.
 import * as http from 'node:http';
 import * as https from 'node:https';
@@ -32,9 +34,9 @@ import {
   N0Error, NotFoundError, TooOldError, UnavailableError,
 } from '../errors';
 import { logger } from '../log';
-import { validateName } from '../names';
 import { validateDocument } from '../schema';
 import { GROUP, VERSION, PLURALS, isKind, type AnyResource, type Kind, type KindMap } from '../types';
+import { decodeDocument, encodeDocument, encodePatchOps, kubernetesName } from './kubernetes-names';
 import { parseLabelSelector } from './labels';
 import type { DeleteOptions, ListOptions, ListResult, Patch, PatchOptions, Store, UpdateOptions, WatchEvent, WatchOptions } from './store';
 
@@ -104,12 +106,12 @@ export function mapError(err: unknown, op: Op, kind: string, name: string): N0Er
   return new UnavailableError(`kubernetes API ${op} of ${kind} "${name}" failed: ${e?.message ?? String(err)}`);
 }
 
-/** Strips what only a real server adds and what Store callers never see. */
+/** Strips what only a real server adds and what Store callers never see; decodes annotation keys. */
 function clean<T extends AnyResource>(obj: T): T {
   const meta = obj.metadata as unknown as Record<string, unknown>;
   delete meta.managedFields;
   delete meta.selfLink;
-  return obj;
+  return decodeDocument(obj);
 }
 
 export class KubernetesStore implements Store {
@@ -191,7 +193,7 @@ export class KubernetesStore implements Store {
 
   async get<K extends Kind>(kind: K, name: string): Promise<KindMap[K]> {
     this.checkKind(kind);
-    validateName(name, 'metadata.name');
+    kubernetesName(name);
     const obj = await this.call('get', kind, name, () => this.api.getClusterCustomObject({ ...this.ref(kind), name }, this.opts()));
     return clean(obj as KindMap[K]);
   }
@@ -211,6 +213,8 @@ export class KubernetesStore implements Store {
     // The server assigns these; a set resourceVersion would even be refused on create.
     for (const f of ['uid', 'resourceVersion', 'generation', 'creationTimestamp', 'deletionTimestamp'] as const) delete body.metadata?.[f];
     validateDocument(body);
+    kubernetesName(body.metadata.name);
+    encodeDocument(body);
     const kind = body.kind;
     const created = await this.call('create', kind, body.metadata.name, () =>
       this.api.createClusterCustomObject({ ...this.ref(kind), body, fieldValidation: 'Strict' }, this.opts()));
@@ -220,6 +224,8 @@ export class KubernetesStore implements Store {
   async update<T extends AnyResource>(doc: T, options: UpdateOptions = {}): Promise<T> {
     const body = structuredClone(doc);
     validateDocument(body);
+    kubernetesName(body.metadata.name);
+    encodeDocument(body);
     const { kind, metadata: { name, resourceVersion } } = body;
     if (!resourceVersion) throw new InvalidArgumentError(`${kind} "${name}": metadata.resourceVersion is required for an update`, 'metadata.resourceVersion');
     const req = { ...this.ref(kind), name, body, fieldValidation: 'Strict' };
@@ -231,7 +237,7 @@ export class KubernetesStore implements Store {
 
   async patch<K extends Kind>(kind: K, name: string, patch: Patch, options: PatchOptions = {}): Promise<KindMap[K]> {
     this.checkKind(kind);
-    validateName(name, 'metadata.name');
+    kubernetesName(name);
     // Apply locally to the current object first so an invalid result is refused before any write.
     // The server applies the patch again to whatever is current then, and validates it itself.
     const current = await this.get(kind, name);
@@ -249,15 +255,15 @@ export class KubernetesStore implements Store {
         throw new InvalidArgumentError(`${kind} "${name}": JSON Patch does not apply: ${e.message.split('\n')[0]}`, 'patch');
       }
       // A resourceVersion in the patched object is the server's precondition (409 when stale).
-      body = options.resourceVersion !== undefined
+      body = encodePatchOps(options.resourceVersion !== undefined
         ? [...patch.ops, { op: 'replace', path: '/metadata/resourceVersion', value: options.resourceVersion } satisfies Operation]
-        : patch.ops;
+        : patch.ops);
     } else {
       if (!patch.value || typeof patch.value !== 'object' || Array.isArray(patch.value)) throw new InvalidArgumentError('merge patch must be an object', 'patch');
       patched = mergePatch(structuredClone(current), patch.value) as KindMap[K];
-      body = options.resourceVersion !== undefined
+      body = encodeDocument(structuredClone(options.resourceVersion !== undefined
         ? { ...patch.value, metadata: { ...(patch.value.metadata as object | undefined), resourceVersion: options.resourceVersion } }
-        : patch.value;
+        : patch.value));
     }
     if (patched?.metadata?.name !== name || patched.kind !== kind) {
       throw new InvalidArgumentError(`${kind} "${name}": a patch may not change metadata.name or kind`, 'metadata.name');
@@ -276,7 +282,7 @@ export class KubernetesStore implements Store {
 
   async delete<K extends Kind>(kind: K, name: string, options: DeleteOptions = {}): Promise<KindMap[K] | undefined> {
     this.checkKind(kind);
-    validateName(name, 'metadata.name');
+    kubernetesName(name);
     const body = options.resourceVersion !== undefined ? { preconditions: { resourceVersion: options.resourceVersion } } : undefined;
     const res = await this.call('delete', kind, name, () => this.api.deleteClusterCustomObject({ ...this.ref(kind), name, body }, this.opts())) as { kind?: string };
     // Removed at once: the server answers with a Status. Held by finalizers: with the object.

@@ -59,6 +59,17 @@ const MAX_ANNOTATION_BYTES = 256 * 1024;
 const clone = <T>(v: T): T => JSON.parse(JSON.stringify(v));
 const now = () => new Date().toISOString().replace(/\.\d{3}Z$/, 'Z');
 
+/**
+ * Label and annotation keys are qualified names: at most one '/', the prefix a lower-case DNS
+ * subdomain (no '_', unlike api/names.ts's names), the name part 63 characters of [-A-Za-z0-9_.].
+ */
+function qualifiedKeyProblem(key: string): string | undefined {
+  const parts = key.split('/');
+  if (parts.length > 2) return 'may contain at most one /';
+  if (parts.length === 2 && (parts[0].length > 253 || !DNS_SUBDOMAIN.test(parts[0]))) return 'prefix part a lowercase RFC 1123 subdomain must consist of lower case alphanumeric characters, \'-\' or \'.\'';
+  return labelKeyProblem(parts[parts.length - 1]);
+}
+
 /** RFC 7386 JSON merge patch. */
 export function mergePatch(target: unknown, patch: unknown): unknown {
   if (patch === null || typeof patch !== 'object' || Array.isArray(patch)) return patch;
@@ -300,13 +311,13 @@ export class FakeApiServer {
     if (typeof name !== 'string' || !name) throw this.invalid(kind, String(name ?? ''), 'metadata.name', 'Required value: name is required');
     if (name.length > 253 || !DNS_SUBDOMAIN.test(name)) throw this.invalid(kind, name, 'metadata.name', `Invalid value: "${name}": a lowercase RFC 1123 subdomain must consist of lower case alphanumeric characters, '-' or '.'`);
     for (const [k, v] of Object.entries(labels ?? {})) {
-      const problem = labelKeyProblem(k) ?? (typeof v === 'string' ? labelValueProblem(v) : 'must be a string');
+      const problem = qualifiedKeyProblem(k) ?? (typeof v === 'string' ? labelValueProblem(v) : 'must be a string');
       if (problem) throw this.invalid(kind, name, 'metadata.labels', `Invalid value: "${k}": ${problem}`);
     }
     // Annotation keys are qualified names like label keys (at most one '/'), so the seed's
     // n0core/provisioning/... keys are refused by a real server too.
     for (const k of Object.keys(annotations ?? {})) {
-      const problem = labelKeyProblem(k);
+      const problem = qualifiedKeyProblem(k);
       if (problem) throw this.invalid(kind, name, 'metadata.annotations', `Invalid value: "${k}": ${problem}`);
     }
     if (Buffer.byteLength(JSON.stringify(annotations ?? {})) > MAX_ANNOTATION_BYTES) throw this.invalid(kind, name, 'metadata.annotations', `Too long: must have at most ${MAX_ANNOTATION_BYTES} bytes`);
