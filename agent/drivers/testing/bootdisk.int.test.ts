@@ -19,7 +19,7 @@ import { buildTestBootDisk, CLOUDINIT_DONE_MARKER, NET_CONFIGURED_MARKER, NETWOR
 import { GUEST_READY_MARKER } from './guest';
 import { SerialConsole } from './serial';
 
-jest.setTimeout(180_000);
+jest.setTimeout(300_000);
 
 const MiB = 1024 * 1024;
 const VM = 'bootdisk-vm';
@@ -162,20 +162,25 @@ describe('a VM booting from a BlockStorage overlay of the boot disk', () => {
     await network.ensureNetwork({ name: NET, bridgeName: nic.bridgeName, segmentId: 4099, peers: [], gatewayCidr: '192.168.99.1/24' });
     await network.ensureTap(nic);
 
-    qemu = new QemuDriver({ paths: new AgentPaths(path.join(tmp, 'agent')), netns: ns });
+    const paths = new AgentPaths(path.join(tmp, 'agent'));
+    qemu = new QemuDriver({ paths, netns: ns });
     const spec: VmLaunchSpec = { name: VM, uuid: randomUUID(), vcpus: 1, memoryBytes: 256 * MiB, disks: [overlay], seedIso: seed, nics: [nic] };
     const started = Date.now();
     const state = await qemu.start(spec);
-    expect(state.accelerator).toBe(fs.existsSync('/dev/kvm') ? state.accelerator : 'tcg');
+    if (!fs.existsSync('/dev/kvm')) expect(state.accelerator).toBe('tcg');
+    // Firmware boot from the disk: QEMU got no kernel of its own.
+    const args = (JSON.parse(fs.readFileSync(path.join(paths.vmDir(VM), 'spec.json'), 'utf8')) as { args: string[] }).args;
+    expect(args).not.toContain('-kernel');
+    expect(args.join(' ')).toContain(`file=${overlay},if=none`);
     const serial = await SerialConsole.connect(state.serialSocket, 10_000);
     consoles.push(serial);
 
-    await serial.waitFor(GUEST_READY_MARKER, 90_000);
+    // About 12-25 s on an idle 2-core machine under TCG; generous for a machine shared with other suites.
+    await serial.waitFor(GUEST_READY_MARKER, 150_000);
     measured.biosBootToReadyMs = Date.now() - started;
     await serial.waitFor(`${NET_CONFIGURED_MARKER} ${GUEST_IP}`, 30_000);
-    await serial.waitFor(CLOUDINIT_DONE_MARKER, 30_000);
+    const doneAt = await serial.waitFor(CLOUDINIT_DONE_MARKER, 30_000);
     measured.bootToCloudInitDoneMs = Date.now() - started;
-    expect(serial.output).toMatch(/SYSLINUX|N0STACK/);
     expect(serial.output).not.toMatch(/n0boot: (no NoCloud seed|cannot|no interface)/);
 
     // Reachable from the namespace: ICMP, then TCP with the hostname the guest took from meta-data.
@@ -189,18 +194,26 @@ describe('a VM booting from a BlockStorage overlay of the boot disk', () => {
     expect(page.stdout.trim()).toBe(VM);
 
     // The serial shell answers; the arithmetic shows it ran the command rather than echoing it.
+    // ash asks the terminal for the cursor position when it starts and may swallow input typed
+    // before its prompt, so wait for the prompt and type again if the first line got lost.
+    await serial.waitFor('# ', 15_000, doneAt);
+    const command = 'echo n0-$((6*7)) $(hostname) $(ip -4 addr show dev eth0 | grep -c 192.168.99.10/24)\n';
     const mark = serial.mark;
-    serial.write('echo n0-$((6*7)) $(hostname) $(ip -4 addr show dev eth0 | grep -c 192.168.99.10/24)\n');
-    await serial.waitFor(`n0-42 ${VM} 1`, 15_000, mark);
+    serial.write(command);
+    await serial.waitFor(`n0-42 ${VM} 1`, 8_000, mark).catch(() => {
+      serial.write(command);
+      return serial.waitFor(`n0-42 ${VM} 1`, 8_000, mark);
+    });
 
     // ACPI power button: acpid powers the guest off, QEMU exits without the quit fallback.
     const t = Date.now();
     await qemu.shutdown(VM, { hard: false, timeoutMs: 45_000 });
     measured.acpiShutdownMs = Date.now() - t;
     expect(measured.acpiShutdownMs).toBeLessThan(45_000);
-    expect(serial.output).toContain('n0boot: power button, powering off');
+    // QEMU may be gone before the console's last bytes are read here, so wait for them.
+    await serial.waitFor('n0boot: power button, powering off', 5_000, doneAt);
     // The kernel's own last word: the guest powered itself off (a QMP quit would not print it).
-    expect(serial.output).toMatch(/reboot: Power down/);
+    await serial.waitFor('reboot: Power down', 5_000, doneAt);
     expect((await qemu.state(VM))?.runState).toBe('shutdown');
   });
 });
