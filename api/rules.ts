@@ -3,30 +3,11 @@
 import { InvalidArgumentError } from './errors';
 import { validateName } from './names';
 import type { BlockStorageSpec, VirtualMachineSpec } from './types';
+import { virtualMachineSpecProblem } from './logic/vm';
 
 export function checkVirtualMachineSpec(spec: VirtualMachineSpec): void {
-  const limitCpu = spec.limit_cpu_milli_core;
-  if (!Number.isInteger(limitCpu) || limitCpu <= 0 || limitCpu % 1000 !== 0) {
-    throw new InvalidArgumentError(`limit_cpu_milli_core must be a positive multiple of 1000 (it is a number of whole cores), got ${limitCpu}`, 'limit_cpu_milli_core');
-  }
-  const requestCpu = spec.request_cpu_milli_core ?? limitCpu;
-  if (requestCpu > limitCpu) {
-    throw new InvalidArgumentError(`request_cpu_milli_core (${requestCpu}) must not exceed limit_cpu_milli_core (${limitCpu})`, 'request_cpu_milli_core');
-  }
-  const limitMemory = spec.limit_memory_bytes;
-  if (!Number.isInteger(limitMemory) || limitMemory <= 0) {
-    throw new InvalidArgumentError(`limit_memory_bytes must be a positive integer, got ${limitMemory}`, 'limit_memory_bytes');
-  }
-  if (spec.request_memory_bytes !== undefined && spec.request_memory_bytes !== limitMemory) {
-    throw new InvalidArgumentError(`request_memory_bytes (${spec.request_memory_bytes}) must equal limit_memory_bytes (${limitMemory}): memory ballooning is disabled`, 'request_memory_bytes');
-  }
-  const seen = new Set<string>();
-  (spec.block_storage_names ?? []).forEach((name, i) => {
-    validateName(name, `block_storage_names[${i}]`);
-    if (seen.has(name)) throw new InvalidArgumentError(`block_storage_names[${i}] "${name}" is listed twice`, `block_storage_names[${i}]`);
-    seen.add(name);
-  });
-  (spec.nics ?? []).forEach((nic, i) => validateName(nic.network_name, `nics[${i}].network_name`));
+  const problem = virtualMachineSpecProblem(spec);
+  if (problem) throw problem;
 }
 
 export function checkBlockStorageSpec(spec: BlockStorageSpec): void {

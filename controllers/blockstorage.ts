@@ -7,7 +7,7 @@ import { setCondition, type ConditionInput } from '../api/conditions';
 import { mutate } from '../api/store/mutate';
 import { FINALIZERS } from '../api/server/context';
 import type { AgentResolver } from './agents';
-import { placeAndReserve, releaseOn } from './placement';
+import { placeAndReserve, releaseOn } from '../api/placement';
 import type { ReconcileContext, ReconcileResult, Reconciler } from './runtime/types';
 import { logger } from '../api/log';
 
@@ -42,7 +42,7 @@ export class BlockStorageReconciler implements Reconciler<'BlockStorage'> {
         pinned = sourceNode;
       }
       try {
-        nodeName = await placeAndReserve(ctx.store, ctx.cache.list('Node'), name, { what: 'storage', value: { request_bytes: bs.spec.request_bytes, limit_bytes: bs.spec.limit_bytes } }, RESERVED_BY, pinned);
+        nodeName = await placeAndReserve(ctx.store, name, { what: 'storage', value: { request_bytes: bs.spec.request_bytes, limit_bytes: bs.spec.limit_bytes } }, { [RESERVED_BY]: name }, { pinnedNode: pinned });
       } catch (err) {
         if (!isN0Error(err, 'FailedPrecondition')) throw err;
         await this.setStatus(ctx, name, generation, { state: 'FAILED' }, { type: 'Ready', status: 'False', reason: 'Unschedulable', message: (err as Error).message });

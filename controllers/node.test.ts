@@ -1,6 +1,6 @@
 import { Registry } from 'prom-client';
 import type { Node } from '../api/types';
-import { getCondition } from './logic/conditions';
+import { getCondition } from '../api/conditions';
 import { NodeReconciler, readiness } from './node';
 import { Manager } from './runtime/manager';
 import { MemoryStore } from './runtime/testing/memory-store';

@@ -5,8 +5,8 @@
 import { isN0Error } from '../api/errors';
 import { mutate } from '../api/store/mutate';
 import type { Node, NodeStatus } from '../api/types';
-import { setCondition } from './logic/conditions';
-import { allocatableOf } from './logic/resources';
+import { setCondition } from '../api/conditions';
+import { allocatableOf } from '../api/logic/resources';
 import type { ReconcileContext, ReconcileResult, Reconciler } from './runtime/types';
 
 export const DEFAULT_HEARTBEAT_TIMEOUT_MS = 20_000;
@@ -65,7 +65,7 @@ export class NodeReconciler implements Reconciler<'Node'> {
         status.state = verdict.ready ? 'Ready' : 'NotReady';
         status.observedGeneration = generation;
         status.allocatable = { cpu_milli_cores: allocatable.cpuMilli, memory_bytes: allocatable.memoryBytes, storage_bytes: allocatable.storageBytes };
-        status.conditions = setCondition(status.conditions, { type: 'Ready', status: verdict.ready ? 'True' : 'False', reason: verdict.reason, message: verdict.message }, now, generation);
+        status.conditions = setCondition(status.conditions, { type: 'Ready', status: verdict.ready ? 'True' : 'False', reason: verdict.reason, message: verdict.message }, generation, now);
         node.status = status;
         return JSON.stringify(status) !== before;
       }, { subresource: 'status' });

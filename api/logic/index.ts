@@ -1,5 +1,4 @@
 // Pure controller logic: no I/O, no clocks except those passed in.
-export * from './conditions';
 export * from './quantity';
 export * from './resources';
 export * from './scheduler';

@@ -1,4 +1,4 @@
-import { isN0Error } from '../../api/errors';
+import { isN0Error } from '../errors';
 import {
   allocateIPv4, allocateIPv6, allocateMac, eui64, formatIPv6, generateMac, parseIPv4, parseIPv4Cidr,
   parseIPv6, parseIPv6Cidr, usableIPv4, validateMac,

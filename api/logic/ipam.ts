@@ -3,7 +3,7 @@
 // (from Network status.reserved_network_interfaces) and write the result with optimistic
 // concurrency, which is what keeps two VMs from getting one address.
 import { createHash } from 'node:crypto';
-import { FailedPreconditionError, InvalidArgumentError } from '../../api/errors';
+import { FailedPreconditionError, InvalidArgumentError } from '../errors';
 
 // ---------- IPv4 ----------
 

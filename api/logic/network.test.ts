@@ -1,5 +1,5 @@
-import { isN0Error } from '../../api/errors';
-import type { Network } from '../../api/types';
+import { isN0Error } from '../errors';
+import type { Network } from '../types';
 import { hashSegmentId, segmentOf, VLAN_ANNOTATION_FIELD } from './network';
 
 const net = (name: string, spec: Network['spec'] = {}, annotations?: Record<string, string>): Network => ({

@@ -2,8 +2,8 @@
 // stable hash of the name (so a network keeps its segment across controller restarts without
 // storing anything; two hashed networks may collide, which the Network reconciler must check).
 import { createHash } from 'node:crypto';
-import { InvalidArgumentError } from '../../api/errors';
-import { ANNOTATIONS, type Network } from '../../api/types';
+import { InvalidArgumentError } from '../errors';
+import { ANNOTATIONS, type Network } from '../types';
 
 export const MAX_VXLAN_ID = 16_777_215;
 export const MAX_VLAN_ID = 4094;

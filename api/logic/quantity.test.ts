@@ -1,4 +1,4 @@
-import { isN0Error } from '../../api/errors';
+import { isN0Error } from '../errors';
 import { formatBytes, formatCpu, parseBytes, parseCpuMilli } from './quantity';
 
 describe('quantity', () => {

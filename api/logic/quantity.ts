@@ -1,6 +1,6 @@
 // Human-readable quantities for messages a user acts on ("512 MiB free, 1 GiB requested") and
 // parsing of Kubernetes-style quantities ("1Gi", "512M", "1500m") for inputs.
-import { InvalidArgumentError } from '../../api/errors';
+import { InvalidArgumentError } from '../errors';
 
 const BINARY = ['B', 'KiB', 'MiB', 'GiB', 'TiB', 'PiB'];
 

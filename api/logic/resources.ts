@@ -2,7 +2,7 @@
 // minus the requests already reserved); limits may overcommit capacity up to a ratio (CPU 4x by
 // default: guests rarely use all their vCPUs; memory 1x: ballooning is off, so a guest may touch
 // all of its memory; storage limits unbounded: disks are thin qcow2 files, only requests count).
-import type { Node } from '../../api/types';
+import type { Node } from '../types';
 import { formatBytes, formatCpu } from './quantity';
 
 export interface Resources {

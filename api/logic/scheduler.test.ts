@@ -1,4 +1,4 @@
-import { isN0Error } from '../../api/errors';
+import { isN0Error } from '../errors';
 import { scheduleCompute, scheduleStorage, isNodeReady } from './scheduler';
 import { readyNode } from './testing';
 

@@ -1,9 +1,9 @@
 // Placement of VMs (CPU + memory) and block storages (disk space) on nodes. Pure: the caller
 // passes the nodes it sees and writes the reservation itself (with optimistic concurrency, so two
 // controllers choosing the same last free slot cannot both win).
-import { FailedPreconditionError } from '../../api/errors';
-import type { Node } from '../../api/types';
-import { getCondition } from './conditions';
+import { FailedPreconditionError } from '../errors';
+import type { Node } from '../types';
+import { getCondition } from '../conditions';
 import {
   capacityOf, fitsCompute, fitsStorage, reservedOf,
   type ComputeRequest, type Fit, type OvercommitRatios, type StorageRequest,

@@ -1,5 +1,5 @@
 // Builders for the logic tests (not exported from index.ts).
-import type { Node } from '../../api/types';
+import type { Node } from '../types';
 
 const GiB = 2 ** 30;
 

@@ -1,4 +1,4 @@
-import type { VirtualMachineSpec } from '../../api/types';
+import type { VirtualMachineSpec } from '../types';
 import { virtualMachineSpecProblem, vmShape } from './vm';
 
 const MiB = 2 ** 20;

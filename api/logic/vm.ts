@@ -3,9 +3,9 @@
 // ballooning is off; an omitted request means "equal to the limit"), every NIC names a network,
 // a block storage is listed once. Returns the problem instead of throwing so a reconciler can
 // put it into a condition; `vmShape` throws it.
-import { InvalidArgumentError } from '../../api/errors';
-import { nameProblem } from '../../api/names';
-import type { VirtualMachineSpec } from '../../api/types';
+import { InvalidArgumentError } from '../errors';
+import { nameProblem } from '../names';
+import type { VirtualMachineSpec } from '../types';
 import { parseIPv4, parseIPv6, validateMac } from './ipam';
 import type { ComputeRequest } from './resources';
 

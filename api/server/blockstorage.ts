@@ -5,7 +5,7 @@ import { FailedPreconditionError, InvalidArgumentError, isN0Error } from '../err
 import { validateName } from '../names';
 import { checkBlockStorageSpec } from '../rules';
 import { getCondition } from '../conditions';
-import { mutate } from '../store/mutate';
+import { deleteChecked, mutate } from '../store/mutate';
 import { waitFor, type WaitVerdict } from './wait';
 import { blockStorageMessage, given, mapOrUndefined, num } from './convert';
 import { compact, FINALIZERS, type CallInfo, type FacadeContext, type ServiceHandlers } from './context';
@@ -108,12 +108,13 @@ export function blockStorageService(ctx: FacadeContext): ServiceHandlers {
       });
     },
     async DeleteBlockStorage(req, call) {
-      const bs = await get(req.name);
-      if (bs.spec.protected) throw new FailedPreconditionError(`BlockStorage "${bs.metadata.name}" is PROTECTED; SetAvailableBlockStorage (or unregister it from its image) first`);
-      const user = bs.status?.in_use_by || bs.spec.claimed_by;
-      if (user) throw new FailedPreconditionError(`BlockStorage "${bs.metadata.name}" is IN_USE by ${user}`);
-      await store.delete('BlockStorage', bs.metadata.name, { resourceVersion: bs.metadata.resourceVersion });
-      await waitFor(store, 'BlockStorage', bs.metadata.name, (obj) => (obj ? undefined : { done: true }), { deadline: call.deadline, signal: call.signal, what: 'be deleted' });
+      const name = validateName(req.name, 'name');
+      await deleteChecked(store, 'BlockStorage', name, (bs) => {
+        if (bs.spec.protected) throw new FailedPreconditionError(`BlockStorage "${name}" is PROTECTED; SetAvailableBlockStorage (or unregister it from its image) first`);
+        const user = bs.status?.in_use_by || bs.spec.claimed_by;
+        if (user) throw new FailedPreconditionError(`BlockStorage "${name}" is IN_USE by ${user}`);
+      });
+      await waitFor(store, 'BlockStorage', name, (obj) => (obj ? undefined : { done: true }), { deadline: call.deadline, signal: call.signal, what: 'be deleted' });
       return {};
     },
     async SetAvailableBlockStorage(req, call) {

@@ -3,7 +3,7 @@
 import { API_VERSION, ANNOTATIONS, type Image } from '../types';
 import { FailedPreconditionError, InvalidArgumentError, NotFoundError, isN0Error } from '../errors';
 import { validateName } from '../names';
-import { mutate } from '../store/mutate';
+import { deleteChecked, mutate } from '../store/mutate';
 import { blockStorageMessage, given, imageMessage, mapOrUndefined } from './convert';
 import { blockStorageDocument, blockStorageSettled, createBlockStorage } from './blockstorage';
 import { waitFor } from './wait';
@@ -51,8 +51,8 @@ export function imageService(ctx: FacadeContext): ServiceHandlers {
       }
     },
     async DeleteImage(req, call) {
-      const image = await store.get('Image', validateName(req.name, 'name'));
-      await store.delete('Image', image.metadata.name, { resourceVersion: image.metadata.resourceVersion });
+      // The image controller writes status when its block storages change.
+      const image = await deleteChecked(store, 'Image', validateName(req.name, 'name'), () => undefined);
       for (const r of image.spec.registered_block_storages ?? []) {
         await setProtected(r.block_storage_name, false, call).catch((err) => { if (!isN0Error(err, 'NotFound')) throw err; });
       }

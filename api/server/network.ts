@@ -4,7 +4,7 @@
 import { API_VERSION, type Network, type NetworkSpec } from '../types';
 import { FailedPreconditionError, isN0Error, NotFoundError } from '../errors';
 import { validateName } from '../names';
-import { mutate } from '../store/mutate';
+import { deleteChecked, mutate } from '../store/mutate';
 import { checkNetworkSpec, reserveInterface } from '../ipam';
 import { getCondition } from '../conditions';
 import { waitFor } from './wait';
@@ -54,10 +54,11 @@ export function networkService(ctx: FacadeContext): ServiceHandlers {
     },
     async DeleteNetwork(req, call) {
       const name = validateName(req.name, 'name');
-      const net = await store.get('Network', name);
-      const reserved = Object.keys(net.status?.reserved_network_interfaces ?? {});
-      if (reserved.length) throw new FailedPreconditionError(`Network "${name}" has reserved interfaces: ${reserved.join(', ')}; delete the virtual machines first`);
-      await store.delete('Network', name, { resourceVersion: net.metadata.resourceVersion });
+      // The controller may still be writing status (just after the last VM released its interface).
+      await deleteChecked(store, 'Network', name, (net) => {
+        const reserved = Object.keys(net.status?.reserved_network_interfaces ?? {});
+        if (reserved.length) throw new FailedPreconditionError(`Network "${name}" has reserved interfaces: ${reserved.join(', ')}; delete the virtual machines first`);
+      });
       await waitFor(store, 'Network', name, (obj) => (obj ? undefined : { done: true }), { deadline: call.deadline, signal: call.signal, what: 'be deleted' });
       return {};
     },

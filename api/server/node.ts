@@ -1,11 +1,12 @@
 // NodeService: hosts and their CPU/memory/storage reservations (the seed's pool API).
 import { API_VERSION, type Node, type NodeSpec } from '../types';
-import { FailedPreconditionError, InvalidArgumentError, isN0Error, NotFoundError } from '../errors';
+import { InvalidArgumentError, isN0Error, NotFoundError } from '../errors';
 import { validateName } from '../names';
 import { mutate } from '../store/mutate';
 import { given, mapOrUndefined, nodeMessage, num } from './convert';
 import { compact, type FacadeContext, type ServiceHandlers } from './context';
-import { scheduleOn, type ComputeRequest, type StorageRequest } from '../scheduling';
+import type { ComputeRequest, StorageRequest } from '../scheduling';
+import { placeAndReserve, releaseOn, reserveOn } from '../placement';
 
 export function nodeService(ctx: FacadeContext): ServiceHandlers {
   const { store } = ctx;
@@ -27,35 +28,22 @@ export function nodeService(ctx: FacadeContext): ServiceHandlers {
     return s;
   };
 
-  async function reserve(nodeName: string, key: string, what: 'compute' | 'storage', value: ComputeRequest | StorageRequest, annotations?: Record<string, string>) {
-    const node = await mutate(store, 'Node', nodeName, (n) => {
-      scheduleOn(n, what, key, value);
-      n.status ??= {};
-      if (what === 'compute') n.status.reserved_computes = { ...n.status.reserved_computes, [key]: compact({ annotations, ...(value as ComputeRequest) }) };
-      else n.status.reserved_storages = { ...n.status.reserved_storages, [key]: compact({ annotations, ...(value as StorageRequest) }) };
-    }, { subresource: 'status' });
-    return node;
-  }
+  const reservation = (what: 'compute' | 'storage', value: ComputeRequest | StorageRequest) =>
+    (what === 'compute' ? { what, value: value as ComputeRequest } : { what, value: value as StorageRequest });
+
+  const reserve = (nodeName: string, key: string, what: 'compute' | 'storage', value: ComputeRequest | StorageRequest, annotations?: Record<string, string>) =>
+    reserveOn(store, nodeName, key, reservation(what, value), annotations);
 
   async function release(nodeName: string, key: string, what: 'reserved_computes' | 'reserved_storages') {
-    await mutate(store, 'Node', nodeName, (n) => {
-      if (!n.status?.[what]?.[key]) throw new NotFoundError(what === 'reserved_computes' ? 'compute' : 'storage', `${key}" on Node "${nodeName}`);
-      delete n.status[what]![key];
-    }, { subresource: 'status' });
+    const node = await store.get('Node', nodeName);
+    if (!node.status?.[what]?.[key]) throw new NotFoundError(what === 'reserved_computes' ? 'compute' : 'storage', `${key}" on Node "${nodeName}`);
+    await releaseOn(store, nodeName, key, what === 'reserved_computes' ? 'compute' : 'storage');
     return {};
   }
 
   async function schedule(what: 'compute' | 'storage', key: string, value: ComputeRequest | StorageRequest, annotations?: Record<string, string>) {
-    const { items } = await store.list('Node');
-    const errors: string[] = [];
-    // Least-loaded first; reservation is a CAS, so a race with another scheduler just moves on.
-    for (const node of items.filter((n) => n.status?.state === 'Ready' && !n.spec.unschedulable)) {
-      try { return await reserve(node.metadata.name, key, what, value, annotations); } catch (err) {
-        if (!isN0Error(err, 'FailedPrecondition')) throw err;
-        errors.push((err as Error).message);
-      }
-    }
-    throw new FailedPreconditionError(`no node can take ${what} "${key}"${errors.length ? `: ${errors.join('; ')}` : ' (no Ready node)'}`);
+    const nodeName = await placeAndReserve(store, key, reservation(what, value), annotations);
+    return store.get('Node', nodeName);
   }
 
   return {

@@ -34,3 +34,29 @@ export async function mutate<K extends Kind>(
 }
 
 export { ConflictError };
+
+/**
+ * Deletes an object once `check` accepts its current state (`check` throws to refuse). The delete
+ * carries the resourceVersion that was checked, so nothing slips in between; when a concurrent
+ * write wins (a controller updating status, e.g. releasing a disk after its VM is gone), it
+ * re-reads and checks again instead of failing with Conflict. Returns the object it deleted.
+ */
+export async function deleteChecked<K extends Kind>(
+  store: Store, kind: K, name: string,
+  check: (obj: KindMap[K]) => void | Promise<void>,
+  options: { attempts?: number } = {},
+): Promise<KindMap[K]> {
+  const attempts = options.attempts ?? 50;
+  for (let attempt = 0; ; attempt++) {
+    const current = await store.get(kind, name);
+    await check(current);
+    try {
+      await store.delete(kind, name, { resourceVersion: current.metadata.resourceVersion });
+      return current;
+    } catch (err) {
+      if (!isN0Error(err, 'Conflict') || attempt + 1 >= attempts) throw err;
+      await new Promise((r) => setTimeout(r, Math.random() * Math.min(50, 2 ** attempt)));
+    }
+  }
+}
+
