@@ -110,18 +110,24 @@ function taskSummary(t: Task): string {
   return `${t.type}.${t.action}${name !== undefined ? ` ${JSON.stringify(name)}` : ''}${t.ignore_error ? ' (ignore_error)' : ''}`;
 }
 
-/** Polls GetBlockStorage while a FetchBlockStorage runs, for bytes, rate and ETA. */
+/** Polls the block storage's status while a FetchBlockStorage runs, for phase, bytes, rate and ETA. */
 function fetchProgress(client: FacadeClient, task: Task, ctx: TaskContext): () => void {
-  const meter = new RateMeter();
+  let meter = new RateMeter();
+  let phase: string | undefined;
   let stopped = false;
   let timer: NodeJS.Timeout | undefined;
   const poll = async (): Promise<void> => {
     try {
-      const bs = await client.call<{ progress_bytes_done: string; progress_bytes_total: string }>('BlockStorageService', 'GetBlockStorage', { name: task.args.name }, { deadlineMs: 5000, signal: ctx.signal });
-      const done = Number(bs.progress_bytes_done);
-      const total = Number(bs.progress_bytes_total);
-      const rate = meter.sample(Date.now(), done);
-      if (!stopped && (done > 0 || total > 0)) ctx.progress({ done, total, rate });
+      const doc = await client.getDocument('BlockStorage', String(task.args.name), { deadlineMs: 5000, signal: ctx.signal });
+      const p = (doc.status as { progress?: { bytes_done?: number; bytes_total?: number; phase?: string } } | undefined)?.progress;
+      if (p && !stopped) {
+        // Each phase counts its own bytes (download, then convert); a rate across them means nothing.
+        if (p.phase !== phase) { meter = new RateMeter(); phase = p.phase; }
+        const done = Number(p.bytes_done ?? 0);
+        const total = Number(p.bytes_total ?? 0);
+        const rate = meter.sample(Date.now(), done);
+        if (done > 0 || total > 0) ctx.progress({ done, total, rate, phase: p.phase || undefined });
+      }
     } catch { /* not created yet, or a blip: the next poll will tell */ }
     if (!stopped) timer = setTimeout(() => void poll(), 1000);
   };

@@ -18,9 +18,9 @@ export function formatBytes(n: number): string {
   return unit === 0 ? `${value} B` : `${value.toFixed(value < 10 ? 2 : value < 100 ? 1 : 0)} ${UNITS[unit]}`;
 }
 
-/** "312 MiB / 1.00 GiB 30% 12.3 MiB/s ETA 58s"; without a total only bytes and rate. */
+/** "download 312 MiB / 1.00 GiB 30% 12.3 MiB/s ETA 58s"; without a total only bytes and rate. */
 export function formatProgress(p: Progress): string {
-  const parts = [p.total > 0 ? `${formatBytes(p.done)} / ${formatBytes(p.total)} ${Math.floor((100 * p.done) / p.total)}%` : formatBytes(p.done)];
+  const parts = [...(p.phase ? [p.phase] : []), p.total > 0 ? `${formatBytes(p.done)} / ${formatBytes(p.total)} ${Math.floor((100 * p.done) / p.total)}%` : formatBytes(p.done)];
   if (p.rate !== undefined && p.rate > 0) {
     parts.push(`${formatBytes(Math.round(p.rate))}/s`);
     if (p.total > p.done) parts.push(`ETA ${formatDuration((1000 * (p.total - p.done)) / p.rate)}`);
@@ -90,18 +90,33 @@ export interface Renderer {
   finish(all: Map<string, TaskStatus>): void;
 }
 
-/** Prints a line when a task starts and when it ends; running progress at most every 5 s. */
+const percent = (p: Progress): number | undefined => (p.total > 0 ? Math.floor((100 * p.done) / p.total) : undefined);
+
+/**
+ * Prints a line when a task starts and when it ends; progress when it first shows, when its phase
+ * changes, after a second when it moved by 10 points, and otherwise at most every 5 s: logs stay
+ * short, yet a fetch of a few seconds shows how it went.
+ */
 export class PlainRenderer implements Renderer {
-  private lastProgress = new Map<string, number>();
+  private lastProgress = new Map<string, { t: number; phase?: string; percent?: number }>();
+  private started = new Set<string>();
   constructor(private readonly out: NodeJS.WritableStream, private readonly now = Date.now) {}
   update(s: TaskStatus): void {
     if (s.state === 'pending') return;
     if (s.state === 'running') {
-      const t = this.now();
-      const last = this.lastProgress.get(s.name);
-      if (s.progress && last !== undefined && t - last < 5000) return;
-      if (!s.progress && last !== undefined) return;
-      this.lastProgress.set(s.name, t);
+      if (!s.progress) {
+        if (this.started.has(s.name)) return;
+        this.started.add(s.name);
+      } else {
+        const t = this.now();
+        const last = this.lastProgress.get(s.name);
+        const pct = percent(s.progress);
+        if (last && last.phase === s.progress.phase && t - last.t < 5000) {
+          const moved = pct !== undefined && last.percent !== undefined && pct - last.percent >= 10;
+          if (!moved || t - last.t < 1000) return;
+        }
+        this.lastProgress.set(s.name, { t, phase: s.progress.phase, percent: pct });
+      }
     }
     this.out.write(`${plainLine(s, this.now())}\n`);
   }

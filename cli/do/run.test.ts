@@ -113,6 +113,7 @@ describe('rendering', () => {
     expect(formatBytes(10737418240)).toBe('10.0 GiB');
     expect(formatProgress({ done: 256 * 2 ** 20, total: 2 ** 30, rate: 16 * 2 ** 20 })).toBe('256 MiB / 1.00 GiB 25% 16.0 MiB/s ETA 48.0s');
     expect(formatProgress({ done: 2 ** 20, total: 0 })).toBe('1.00 MiB');
+    expect(formatProgress({ done: 2 ** 20, total: 2 ** 21, phase: 'download' })).toBe('download 1.00 MiB / 2.00 MiB 50%');
   });
 
   it('smooths the rate from samples', () => {
@@ -134,15 +135,29 @@ describe('rendering', () => {
     expect(line.startsWith('\u2716 FetchISO (BlockStorage.FetchBlockStorage) 1.5s xxx')).toBe(true);
   });
 
-  it('the plain renderer prints starts and ends, and progress at most every 5 s', () => {
+  it('the plain renderer prints starts and ends, the first progress, phase changes, 10-point moves after 1 s, else every 5 s', () => {
     let out = '';
     let now = 0;
     const r = new PlainRenderer({ write: (s: string) => { out += s; return true; } } as NodeJS.WritableStream, () => now);
     const s = status({});
     r.update(s);
-    s.progress = { done: 1, total: 4 }; now = 1000; r.update(s);
-    s.progress = { done: 2, total: 4 }; now = 6000; r.update(s);
-    s.state = 'done'; s.endedAt = 7000; r.update(s);
-    expect(out.split('\n')).toEqual(['[running] FetchISO', '[running] FetchISO 2 B / 4 B 50%', '[ok] FetchISO 7.0s', '']);
+    r.update(s);
+    s.progress = { done: 10, total: 1000, phase: 'download' }; now = 1000; r.update(s);
+    s.progress = { done: 300, total: 1000, phase: 'download' }; now = 1500; r.update(s); // moved, but within 1 s
+    s.progress = { done: 350, total: 1000, phase: 'download' }; now = 2100; r.update(s); // moved 34 points after 1.1 s
+    s.progress = { done: 360, total: 1000, phase: 'download' }; now = 4000; r.update(s); // 1 point: waits for 5 s
+    s.progress = { done: 370, total: 1000, phase: 'download' }; now = 7100; r.update(s);
+    s.progress = { done: 0, total: 1000, phase: 'convert' }; now = 7200; r.update(s);
+    s.progress = { done: 1000, total: 1000, phase: 'convert' }; now = 7300; r.update(s);
+    s.state = 'done'; s.endedAt = 7300; r.update(s);
+    expect(out.split('\n')).toEqual([
+      '[running] FetchISO',
+      '[running] FetchISO download 10 B / 1000 B 1%',
+      '[running] FetchISO download 350 B / 1000 B 35%',
+      '[running] FetchISO download 370 B / 1000 B 37%',
+      '[running] FetchISO convert 0 B / 1000 B 0%',
+      '[ok] FetchISO 7.3s',
+      '',
+    ]);
   });
 });

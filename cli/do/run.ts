@@ -10,6 +10,8 @@ export interface Progress {
   total: number;
   /** bytes per second, smoothed by the caller */
   rate?: number;
+  /** What the bytes count, when the work has several steps (the agent's fetch: download, convert). */
+  phase?: string;
 }
 
 export interface TaskStatus {
