@@ -7,7 +7,9 @@ import { validateName } from '../names';
 import { validateDocument } from '../schema';
 import { checkBlockStorageSpec, checkVirtualMachineSpec } from '../rules';
 import { getCondition } from '../conditions';
-import { waitFor } from './wait';
+import { waitFor, type WaitVerdict } from './wait';
+import { blockStorageSettled } from './blockstorage';
+import { vmSettled } from './virtualmachine';
 import { given } from './convert';
 import { parseLabelSelector, matchesLabels } from '../store/labels';
 import { toServiceError } from './status';
@@ -38,6 +40,23 @@ function kindOf(value: unknown): Kind {
 /** The user-owned part of a document: what apply compares and writes. */
 const desired = (doc: AnyResource) => ({ labels: doc.metadata.labels ?? {}, annotations: doc.metadata.annotations ?? {}, spec: doc.spec });
 
+/**
+ * When an applied document has settled. Disks and VMs pass through Ready=False while they are
+ * made (Creating, InProgress, Scheduled, Converging), so they use the same judges as their seed
+ * RPCs; for the other kinds any Ready verdict of the written generation is final.
+ */
+export function applySettled(written: AnyResource): (obj: AnyResource | undefined) => WaitVerdict<AnyResource> {
+  const generation = written.metadata.generation ?? 1;
+  if (written.kind === 'BlockStorage') return blockStorageSettled(generation) as (obj: AnyResource | undefined) => WaitVerdict<AnyResource>;
+  if (written.kind === 'VirtualMachine') return vmSettled(generation, written.spec.run_state ?? 'RUNNING') as (obj: AnyResource | undefined) => WaitVerdict<AnyResource>;
+  return (obj) => {
+    const st = obj?.status as { observedGeneration?: number; conditions?: any[] } | undefined;
+    if (!obj || !st || (st.observedGeneration ?? 0) < generation) return undefined;
+    const ready = getCondition(st.conditions, 'Ready');
+    return ready && ready.status !== 'Unknown' ? { done: obj } : undefined;
+  };
+}
+
 export function resourceService(ctx: FacadeContext): { Apply: Handler; Get: Handler; List: Handler; Delete: Handler; Watch: (call: ServerWritableStream<any, any>) => void } {
   const { store } = ctx;
   return {
@@ -66,13 +85,7 @@ export function resourceService(ctx: FacadeContext): { Apply: Handler; Get: Hand
         written = req.dry_run || !diff.length ? existing : await store.update(next);
       }
       if (req.wait && !req.dry_run && result !== 'unchanged') {
-        const generation = written.metadata.generation ?? 1;
-        written = await waitFor(store, doc.kind, doc.metadata.name, (obj) => {
-          const st = obj?.status as { observedGeneration?: number; conditions?: any[] } | undefined;
-          if (!obj || !st || (st.observedGeneration ?? 0) < generation) return undefined;
-          const ready = getCondition(st.conditions, 'Ready');
-          return ready && ready.status !== 'Unknown' ? { done: obj } : undefined;
-        }, { deadline: call.deadline, signal: call.signal, what: 'become Ready' });
+        written = await waitFor(store, doc.kind, doc.metadata.name, applySettled(written), { deadline: call.deadline, signal: call.signal, what: 'become Ready' });
       }
       return { document_json: JSON.stringify(written), result, diff_json: JSON.stringify(diff) };
     },

@@ -1,0 +1,78 @@
+// deleteChecked on the real embedded store: a delete guarded by a check survives a concurrent
+// status writer (what the facade's DeleteBlockStorage meets right after DeleteVirtualMachine),
+// and never deletes an object whose current state the check refuses.
+import * as fs from 'node:fs';
+import * as os from 'node:os';
+import * as path from 'node:path';
+import { FailedPreconditionError, isN0Error } from '../errors';
+import type { Network } from '../types';
+import { openStore, type Store } from './index';
+import { deleteChecked, mutate } from './mutate';
+
+describe('deleteChecked', () => {
+  let dir: string;
+  let store: Store;
+  beforeEach(async () => {
+    dir = fs.mkdtempSync(path.join(os.tmpdir(), 'n0stack-mutate-'));
+    store = await openStore({ backend: 'embedded', dataDir: dir });
+  });
+  afterEach(async () => {
+    await store.close();
+    fs.rmSync(dir, { recursive: true, force: true });
+  });
+
+  const network = (name: string): Network => ({ apiVersion: 'n0stack.io/v1alpha1', kind: 'Network', metadata: { name }, spec: { ipv4_cidr: '10.0.0.0/24' } });
+  // What a controller does: a status write, which changes the resourceVersion but not the spec.
+  const writeStatus = (name: string, observedGeneration: number) => mutate(store, 'Network', name, (n) => { n.status = { ...n.status, observedGeneration }; }, { subresource: 'status' });
+
+  it('re-reads and deletes when a status write lands between its read and its delete', async () => {
+    await store.create(network('busy'));
+    let checks = 0;
+    const deleted = await deleteChecked(store, 'Network', 'busy', async () => {
+      checks++;
+      // The first time, a controller writes status right after our read: the delete must not fail.
+      if (checks === 1) await writeStatus('busy', 7);
+    });
+    expect(checks).toBe(2);
+    expect(deleted.status?.observedGeneration).toBe(7);
+    expect(deleted.metadata.name).toBe('busy');
+    await expect(store.get('Network', 'busy')).rejects.toMatchObject({ code: 'NotFound' });
+  });
+
+  it('the premise: a plain delete with the resourceVersion read before a status write is a Conflict', async () => {
+    const before = await store.create(network('raced'));
+    await writeStatus('raced', 3);
+    const err = await store.delete('Network', 'raced', { resourceVersion: before.metadata.resourceVersion }).then(() => undefined, (e) => e);
+    expect(isN0Error(err, 'Conflict')).toBe(true);
+    expect((await store.get('Network', 'raced')).metadata.name).toBe('raced');
+  });
+
+  it('refuses (and deletes nothing) when the check refuses the state it re-read', async () => {
+    await store.create(network('guarded'));
+    let checks = 0;
+    const err = await deleteChecked(store, 'Network', 'guarded', async (n) => {
+      checks++;
+      // Between our first read and the delete, the object turns into something we must not delete.
+      if (checks === 1) { await writeStatus('guarded', 9); return; }
+      if (n.status?.observedGeneration === 9) throw new FailedPreconditionError('now in use');
+    }).then(() => undefined, (e) => e);
+    expect(isN0Error(err, 'FailedPrecondition')).toBe(true);
+    expect(checks).toBe(2);
+    expect((await store.get('Network', 'guarded')).status?.observedGeneration).toBe(9);
+  });
+
+  it('keeps many concurrent status writers from failing it', async () => {
+    await store.create(network('hot'));
+    let stop = false;
+    const writers = [0, 1, 2].map(async (i) => {
+      for (let n = 0; !stop; n++) {
+        await writeStatus('hot', 100 * i + n).catch((e) => { if (!isN0Error(e, 'NotFound')) throw e; stop = true; });
+      }
+    });
+    await new Promise((r) => setTimeout(r, 20));
+    await deleteChecked(store, 'Network', 'hot', () => undefined);
+    stop = true;
+    await Promise.all(writers);
+    await expect(store.get('Network', 'hot')).rejects.toMatchObject({ code: 'NotFound' });
+  });
+});
