@@ -6,7 +6,7 @@ import { ConsoleProxy } from '../api/server/console';
 import { AgentClient, type ClientTls } from '../agent/client';
 import type { AgentApi } from '../agent/api';
 import { endpointResolver, type AgentResolver } from '../controllers/agents';
-import { Manager } from '../controllers/runtime/manager';
+import { Manager, type LeaderElector } from '../controllers/runtime/manager';
 import { NodeReconciler } from '../controllers/node';
 import { NetworkReconciler } from '../controllers/network';
 import { BlockStorageReconciler } from '../controllers/blockstorage';
@@ -22,6 +22,8 @@ export interface ControllersOptions {
   agentFor?: (endpoint: string) => AgentApi;
   nodeHeartbeatTimeoutMs?: number;
   workers?: number;
+  /** With several replicas: reconcile only while leading. */
+  elector?: LeaderElector;
   signal: AbortSignal;
 }
 
@@ -46,7 +48,7 @@ export async function startControllers(options: ControllersOptions): Promise<Run
   manager.register(new BlockStorageReconciler(agents));
   manager.register(new ImageReconciler());
   manager.register(new VirtualMachineReconciler(agents));
-  await manager.start(options.signal);
+  await manager.start(options.signal, options.elector);
   cache = manager.cache;
   return { manager, agents };
 }

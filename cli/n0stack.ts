@@ -17,6 +17,9 @@ import { startApi, startControllers } from './controlplane';
 import { writeClientConfig, configPath } from './config';
 import { startMetricsServer } from './metrics';
 import { validateName } from '../api/names';
+import { Etcd3 } from 'etcd3';
+import { etcdClientOptions } from '../api/store/etcd';
+import { DEFAULT_LEASE_SECONDS, etcdLeaderElector, kubernetesLeaderElector, type ControllerElector } from '../controllers/leader';
 
 const program = new Command('n0stack')
   .description('n0stack server: facade, controllers and node agent')
@@ -36,12 +39,11 @@ const storeOptions = (cmd: Command) => cmd
   .option('--kubeconfig <file>', 'with --store kubernetes (default: in-cluster or ~/.kube/config)');
 
 function storeFrom(opts: Record<string, string | undefined>, dataDir: string): Promise<Store> {
-  const read = (f?: string) => (f ? fs.readFileSync(f) : undefined);
   const options: OpenStoreOptions = {
     backend: opts.store as OpenStoreOptions['backend'],
     dataDir: path.join(dataDir, 'store'),
     etcdEndpoints: opts.etcdEndpoints?.split(',').map((s) => s.trim()).filter(Boolean),
-    etcdTls: opts.etcdCa ? { ca: read(opts.etcdCa)!, cert: read(opts.etcdCert), key: read(opts.etcdKey) } as any : undefined,
+    etcdTls: opts.etcdCa ? { ca: opts.etcdCa, cert: opts.etcdCert, key: opts.etcdKey } : undefined,
     prefix: opts.etcdPrefix,
     kubeconfig: opts.kubeconfig,
   } as OpenStoreOptions;
@@ -95,7 +97,7 @@ storeOptions(program.command('up'))
   .option('--console-listen <host:port>', 'console WebSocket address (OpenConsole URLs)', '127.0.0.1:20182')
   .option('--metrics-listen <host:port>', 'Prometheus /metrics address', '127.0.0.1:20190')
   .option('--agent-listen <host:port>', 'local agent gRPC address', '127.0.0.1:20181')
-  .option('--node-name <name>', 'name of the local Node (default: hostname)')
+  .option('--node-name <name>', 'name of the local Node (the seed\'s examples pin vm-host1)', 'vm-host1')
   .option('--address <ip>', 'underlay address of this node (VXLAN)', '127.0.0.1')
   .option('--netns <name>', 'run the agent\'s networks and VMs inside this network namespace')
   .option('--config <file>', 'n0ctl config to write', configPath())
@@ -104,7 +106,7 @@ storeOptions(program.command('up'))
     const life = lifecycle();
     const dataDir = path.resolve(opts.dataDir);
     fs.mkdirSync(dataDir, { recursive: true, mode: 0o700 });
-    const nodeName = validateName(opts.nodeName ?? os.hostname().toLowerCase(), '--node-name');
+    const nodeName = validateName(opts.nodeName, '--node-name');
     const store = await storeFrom(opts, dataDir);
     life.onStop(() => store.close());
     step(`store: ${store.backend}${store.backend === 'embedded' ? ` (${path.join(dataDir, 'store')})` : ''}`);
@@ -154,19 +156,38 @@ storeOptions(program.command('api'))
   });
 
 storeOptions(program.command('controllers'))
-  .description('the reconcilers (one leads when several run, with --store etcd)')
+  .description('the reconcilers (with --leader-elect several may run; one leads)')
   .option('--data-dir <dir>', 'where the embedded store and certificates are', '/var/lib/n0stack')
   .option('--pki-dir <dir>', 'CA and client certificate to reach agents (default <data-dir>/pki)')
   .option('--workers <n>', 'concurrent reconciles per kind', '2')
+  .option('--leader-elect', 'run only while leading (etcd lease or Kubernetes Lease); needed for more than one replica')
+  .option('--leader-elect-lease-seconds <s>', 'a dead leader is replaced within about this long', String(DEFAULT_LEASE_SECONDS))
+  .option('--leader-elect-identity <id>', 'this replica\'s name in the election', `${os.hostname()}-${process.pid}`)
+  .option('--leader-elect-namespace <ns>', 'namespace of the Lease (kubernetes store)')
+  .addHelpText('after', '\nExample:\n  n0stack controllers --store etcd --etcd-endpoints http://10.0.0.1:2379,http://10.0.0.2:2379 --leader-elect --pki-dir /etc/n0stack/pki')
   .action(async (opts) => {
     const life = lifecycle();
     const dataDir = path.resolve(opts.dataDir);
     const store = await storeFrom(opts, dataDir);
     life.onStop(() => store.close());
+    let elector: ControllerElector | undefined;
+    if (opts.leaderElect) {
+      const leaseSeconds = Number(opts.leaderElectLeaseSeconds);
+      if (opts.store === 'etcd') {
+        const client = new Etcd3(etcdClientOptions({ endpoints: opts.etcdEndpoints.split(','), tls: opts.etcdCa ? { ca: opts.etcdCa, cert: opts.etcdCert, key: opts.etcdKey } : undefined }));
+        life.onStop(() => client.close());
+        elector = etcdLeaderElector(client, { identity: opts.leaderElectIdentity, prefix: opts.etcdPrefix, leaseSeconds });
+      } else if (opts.store === 'kubernetes') {
+        elector = kubernetesLeaderElector({ identity: opts.leaderElectIdentity, namespace: opts.leaderElectNamespace, leaseSeconds, kubeconfig: opts.kubeconfig });
+      } else {
+        throw new Error('--leader-elect needs a shared store: --store etcd or --store kubernetes');
+      }
+    }
     const pkiDir = opts.pkiDir ?? path.join(dataDir, 'pki');
-    const controllers = await startControllers({ store, agentTls: readTlsMaterial(pkiDir, 'controllers'), workers: Number(opts.workers), signal: life.signal });
-    life.onStop(() => controllers.manager.stopped);
-    step(`controllers running (store: ${store.backend})`);
+    const controllers = await startControllers({ store, agentTls: readTlsMaterial(pkiDir, 'controllers'), workers: Number(opts.workers), elector, signal: life.signal });
+    // Resign only after the workers stopped, so a follower never overlaps an in-flight reconcile.
+    life.onStop(async () => { await controllers.manager.stopped; await elector?.resign(); });
+    step(`controllers running (store: ${store.backend}${elector ? `, leader election as ${elector.identity}` : ''})`);
     await life.wait();
   });
 
@@ -179,6 +200,7 @@ storeOptions(program.command('agent'))
   .option('--underlay-device <interface>', 'interface VXLAN traffic leaves through (the one holding --address)')
   .requiredOption('--pki-dir <dir>', 'CA and this agent\'s server certificate (agent.crt/agent.key)')
   .option('--uplink <interface>', 'host interface for VLAN networks')
+  .option('--metrics-listen <host:port>', 'Prometheus /metrics address of the agent')
   .option('--netns <name>', 'run networks and VMs inside this network namespace')
   .action(async (opts) => {
     const life = lifecycle();
@@ -187,7 +209,7 @@ storeOptions(program.command('agent'))
     life.onStop(() => store.close());
     const agent = await runAgent({
       listen: opts.listen, dataDir: path.resolve(opts.dataDir), nodeName: validateName(opts.nodeName, '--node-name'), address: opts.address, underlayDevice: opts.underlayDevice,
-      tls: readTlsMaterial(opts.pkiDir, 'agent'), registrar: new StoreNodeRegistrar(store), uplink: opts.uplink, netns: opts.netns, signal: life.signal,
+      tls: readTlsMaterial(opts.pkiDir, 'agent'), registrar: new StoreNodeRegistrar(store), uplink: opts.uplink, netns: opts.netns, metricsListen: opts.metricsListen, signal: life.signal,
     });
     life.onStop(() => agent.done);
     step(`agent: node ${opts.nodeName} on ${agent.endpoint} (accelerator: ${agent.accelerator})`);
