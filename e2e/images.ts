@@ -26,3 +26,17 @@ export async function serveImages(files: string[]): Promise<ImageServer> {
 export function timing(scenario: string, label: string, ms: number): void {
   process.stderr.write(`[e2e timing] ${scenario}: ${label}: ${ms} ms\n`);
 }
+
+type Caller = (service: string, method: string, req: unknown) => Promise<any>;
+
+/**
+ * An empty 16 MiB disk on `node` for a VM that only has to run, not boot an OS (QEMU's driver
+ * wants a disk or a kernel; SeaBIOS then finds nothing bootable and idles).
+ */
+export async function emptyDisk(call: Caller, name: string, node: string): Promise<string> {
+  const bs = await call('BlockStorageService', 'CreateBlockStorage', {
+    name, annotations: { 'n0core/provisioning/block_storage/request_node_name': node }, request_bytes: 1024 * 1024, limit_bytes: 16 * 1024 * 1024,
+  });
+  if (bs.state !== 'AVAILABLE') throw new Error(`empty disk ${name} is ${bs.state}`);
+  return name;
+}

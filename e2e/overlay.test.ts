@@ -1,6 +1,7 @@
 // Two hosts joined by a real underlay link: VMs on one Network reach each other across hosts over
 // VXLAN (also with packets near the overlay's 1450-byte MTU), a VM on another Network with the
 // same addresses does not; then the power actions of a running VM, watched on its console.
+import './quiet';
 import * as path from 'node:path';
 import { TestCloud } from './cloud';
 import { SerialConsole } from './console';
