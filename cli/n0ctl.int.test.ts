@@ -1,31 +1,16 @@
 // The built n0ctl (dist/cli/n0ctl.js) against a real facade on the embedded store, with a token.
 // Only Node and Image RPCs are used for effects: they answer without controllers, which this test
 // does not start. Everything else the CLI does (validation, ordering, printing, exit codes) is real.
-import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
+import { spawn, type ChildProcess } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { openStore, type Store } from '../api/store';
 import { startFacade, type Facade } from '../api/server/server';
 import { writeClientConfig } from './config';
+import { CLI, ROOT, ensureBuilt } from './testing/n0ctl';
 
-const ROOT = path.resolve(__dirname, '..');
-const CLI = path.join(ROOT, 'dist', 'cli', 'n0ctl.js');
 const TOKEN = 'integration-token-0123456789';
-
-/** Rebuilds dist/ when any cli/ or api/ source is newer than the built CLI. */
-function ensureBuilt(): void {
-  const newest = (dir: string): number => Math.max(0, ...fs.readdirSync(dir, { withFileTypes: true }).map((e) => {
-    const p = path.join(dir, e.name);
-    if (e.isDirectory()) return e.name === 'generated' || e.name === 'node_modules' ? 0 : newest(p);
-    return e.name.endsWith('.ts') && !e.name.endsWith('.test.ts') ? fs.statSync(p).mtimeMs : 0;
-  }));
-  const built = fs.existsSync(CLI) ? fs.statSync(CLI).mtimeMs : 0;
-  if (built >= Math.max(newest(path.join(ROOT, 'cli')), newest(path.join(ROOT, 'api')))) return;
-  // Other folders may be mid-edit and fail to type-check; tsc still emits, and we check our output.
-  spawnSync(process.execPath, [path.join(ROOT, 'node_modules', 'typescript', 'bin', 'tsc'), '-p', 'tsconfig.build.json'], { cwd: ROOT, stdio: 'ignore', timeout: 240_000 });
-  if (!fs.existsSync(CLI) || fs.statSync(CLI).mtimeMs < built) throw new Error('building dist/cli/n0ctl.js failed; run npm run build');
-}
 
 // Each CLI run is a fresh node process (~0.7 s CPU); on a loaded 2-core machine that is seconds.
 jest.setTimeout(120_000);
