@@ -201,7 +201,6 @@ storeOptions(program.command('agent'))
   .requiredOption('--pki-dir <dir>', 'CA and this agent\'s server certificate (agent.crt/agent.key)')
   .option('--uplink <interface>', 'host interface for VLAN networks')
   .option('--metrics-listen <host:port>', 'Prometheus /metrics address of the agent')
-  .option('--metrics-listen <host:port>', 'Prometheus /metrics address of the agent')
   .option('--netns <name>', 'run networks and VMs inside this network namespace')
   .action(async (opts) => {
     const life = lifecycle();
