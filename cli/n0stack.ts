@@ -12,7 +12,8 @@ import { openStore, type OpenStoreOptions } from '../api/store/index';
 import type { Store } from '../api/store/store';
 import { ensureCertBundle, readTlsMaterial } from '../api/pki';
 import { runAgent } from '../agent/main';
-import { StoreNodeRegistrar } from '../agent/registration';
+import { StoreNodeRegistrar, type NodeRegistrar } from '../agent/registration';
+import { FacadeNodeRegistrar } from '../agent/registration-facade';
 import { startApi, startControllers } from './controlplane';
 import { writeClientConfig, configPath } from './config';
 import { startMetricsServer } from './metrics';
@@ -202,18 +203,53 @@ storeOptions(program.command('agent'))
   .option('--uplink <interface>', 'host interface for VLAN networks')
   .option('--metrics-listen <host:port>', 'Prometheus /metrics address of the agent')
   .option('--netns <name>', 'run networks and VMs inside this network namespace')
+  .option('--api-endpoint <host:port>', 'register through the facade (no store access needed on this host)')
+  .option('--token <token>', 'the facade\'s bearer token (with --api-endpoint; env N0STACK_TOKEN)')
+  .option('--api-ca <file>', 'CA of the facade\'s TLS certificate, when it serves TLS')
+  .addHelpText('after', '\nExample (a second host joining an n0stack up on 10.0.0.1):\n  n0stack pki issue-agent --data-dir /var/lib/n0stack --node-name host2 --address 10.0.0.2 --out /tmp/host2-pki   # on 10.0.0.1\n  n0stack agent --node-name host2 --address 10.0.0.2 --listen 10.0.0.2:20181 --pki-dir /etc/n0stack/pki --api-endpoint 10.0.0.1:20180 --token $(cat token)')
   .action(async (opts) => {
     const life = lifecycle();
-    // Registration goes straight to the store (embedded on the same machine, or etcd).
-    const store = await storeFrom(opts, path.dirname(path.resolve(opts.dataDir)));
-    life.onStop(() => store.close());
+    let registrar: NodeRegistrar;
+    const token = opts.token ?? process.env.N0STACK_TOKEN;
+    if (opts.apiEndpoint) {
+      if (!token) throw new Error('--api-endpoint needs --token (or N0STACK_TOKEN)');
+      const facade = new FacadeNodeRegistrar({ endpoint: opts.apiEndpoint, token, ca: opts.apiCa ? fs.readFileSync(opts.apiCa) : undefined });
+      life.onStop(() => facade.close());
+      registrar = facade;
+    } else {
+      // Registration straight to the store (embedded on the same machine, or etcd).
+      const store = await storeFrom(opts, path.dirname(path.resolve(opts.dataDir)));
+      life.onStop(() => store.close());
+      registrar = new StoreNodeRegistrar(store);
+    }
     const agent = await runAgent({
       listen: opts.listen, dataDir: path.resolve(opts.dataDir), nodeName: validateName(opts.nodeName, '--node-name'), address: opts.address, underlayDevice: opts.underlayDevice,
-      tls: readTlsMaterial(opts.pkiDir, 'agent'), registrar: new StoreNodeRegistrar(store), uplink: opts.uplink, netns: opts.netns, metricsListen: opts.metricsListen, signal: life.signal,
+      tls: readTlsMaterial(opts.pkiDir, 'agent'), registrar, uplink: opts.uplink, netns: opts.netns, metricsListen: opts.metricsListen, signal: life.signal,
     });
     life.onStop(() => agent.done);
     step(`agent: node ${opts.nodeName} on ${agent.endpoint} (accelerator: ${agent.accelerator})`);
     await life.wait();
+  });
+
+program.command('pki')
+  .description('certificates of the cluster (agents serve mTLS; controllers present a client certificate)')
+  .command('issue-agent')
+  .description('issue a server certificate for an agent on another host, and copy the CA beside it')
+  .option('--data-dir <dir>', 'where the cluster CA lives (<data-dir>/pki)', '/var/lib/n0stack')
+  .requiredOption('--node-name <name>', 'the agent\'s Node name')
+  .requiredOption('--address <ip>', 'the address controllers reach the agent at')
+  .requiredOption('--out <dir>', 'bundle directory to copy to the host (ca.crt, agent.crt, agent.key)')
+  .action((opts) => {
+    const name = validateName(opts.nodeName, '--node-name');
+    const pkiDir = path.join(path.resolve(opts.dataDir), 'pki');
+    ensureCertBundle(pkiDir, { servers: [{ name: `agent-${name}`, dnsNames: ['localhost', name], ipAddresses: [opts.address] }] });
+    const out = path.resolve(opts.out);
+    fs.mkdirSync(out, { recursive: true, mode: 0o700 });
+    fs.copyFileSync(path.join(pkiDir, 'ca.crt'), path.join(out, 'ca.crt'));
+    fs.copyFileSync(path.join(pkiDir, `agent-${name}.crt`), path.join(out, 'agent.crt'));
+    fs.copyFileSync(path.join(pkiDir, `agent-${name}.key`), path.join(out, 'agent.key'));
+    fs.chmodSync(path.join(out, 'agent.key'), 0o600);
+    step(`agent certificate for ${name} (${opts.address}) in ${out}: copy it to the host's --pki-dir`);
   });
 
 program.parseAsync(process.argv).catch((err: Error) => {

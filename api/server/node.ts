@@ -3,6 +3,7 @@ import { API_VERSION, type Node, type NodeSpec } from '../types';
 import { InvalidArgumentError, isN0Error, NotFoundError } from '../errors';
 import { validateName } from '../names';
 import { mutate } from '../store/mutate';
+import { setCondition } from '../conditions';
 import { given, mapOrUndefined, nodeMessage, num } from './convert';
 import { compact, type FacadeContext, type ServiceHandlers } from './context';
 import type { ComputeRequest, StorageRequest } from '../scheduling';
@@ -72,6 +73,21 @@ export function nodeService(ctx: FacadeContext): ServiceHandlers {
           if (metadata.labels) n.metadata.labels = metadata.labels;
         }));
       }
+    },
+    async HeartbeatNode(req) {
+      const name = validateName(req.name, 'name');
+      if (req.accelerator && !['kvm', 'tcg'].includes(req.accelerator)) throw new InvalidArgumentError(`accelerator must be kvm or tcg, got ${JSON.stringify(req.accelerator)}`, 'accelerator');
+      const now = new Date();
+      return nodeMessage(await mutate(store, 'Node', name, (n) => {
+        n.status = {
+          ...n.status,
+          state: 'Ready',
+          last_heartbeat_time: now.toISOString().replace(/\.\d{3}Z$/, 'Z'),
+          ...(req.accelerator ? { accelerator: req.accelerator } : {}),
+          ...(req.agent_version ? { agent_version: req.agent_version } : {}),
+          conditions: setCondition(n.status?.conditions, { type: 'Ready', status: 'True', reason: 'AgentHeartbeat', message: 'the node agent is posting heartbeats' }, undefined, now),
+        };
+      }, { subresource: 'status' }));
     },
     async DeleteNode(req) {
       await store.delete('Node', validateName(req.name, 'name'));

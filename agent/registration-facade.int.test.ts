@@ -1,0 +1,64 @@
+// A remote agent registers and heartbeats through the facade with the bearer token alone.
+import * as fs from 'node:fs';
+import * as os from 'node:os';
+import * as path from 'node:path';
+import { openStore } from '../api/store';
+import type { Store } from '../api/store/store';
+import { startApi, type RunningApi } from '../cli/controlplane';
+import { FacadeNodeRegistrar } from './registration-facade';
+import { nodeDocument } from './registration';
+
+jest.setTimeout(60_000);
+
+let dir: string;
+let store: Store;
+let api: RunningApi;
+
+beforeAll(async () => {
+  dir = fs.mkdtempSync(path.join(os.tmpdir(), 'n0stack-regfacade-'));
+  store = await openStore({ backend: 'embedded', dataDir: dir });
+  api = await startApi({ store, listen: '127.0.0.1:0', token: 'secret-token' });
+});
+afterAll(async () => {
+  await api?.stop();
+  await store?.close();
+  fs.rmSync(dir, { recursive: true, force: true });
+});
+
+const facts = (endpoint = '10.0.0.2:20181') => ({
+  nodeName: 'host2', address: '10.0.0.2', agentEndpoint: endpoint, accelerator: 'tcg' as const, agentVersion: '9.9.9',
+  capacity: { cpuMilliCores: 4000, memoryBytes: 8 * 2 ** 30, storageBytes: 100 * 2 ** 30 },
+});
+
+test('register writes the Node spec and a Ready status; heartbeats move last_heartbeat_time', async () => {
+  const registrar = new FacadeNodeRegistrar({ endpoint: `127.0.0.1:${api.facade.port}`, token: 'secret-token' });
+  try {
+    await registrar.register(nodeDocument(facts()));
+    const node = await store.get('Node', 'host2');
+    expect(node.spec).toMatchObject({ address: '10.0.0.2', agent_endpoint: '10.0.0.2:20181', cpu_milli_cores: 4000 });
+    expect(node.metadata.annotations?.['github.com/n0stack/n0stack/n0core/agent_version']).toBe('9.9.9');
+    expect(node.status).toMatchObject({ state: 'Ready', accelerator: 'tcg', agent_version: '9.9.9' });
+    const first = node.status!.last_heartbeat_time!;
+    await new Promise((r) => setTimeout(r, 1100));
+    await registrar.heartbeat('host2', { accelerator: 'tcg', agent_version: '9.9.9' });
+    const after = await store.get('Node', 'host2');
+    expect(Date.parse(after.status!.last_heartbeat_time!)).toBeGreaterThan(Date.parse(first));
+    expect(after.status!.conditions!.find((c) => c.type === 'Ready')!.status).toBe('True');
+    // Registering again (agent restart) updates the endpoint without duplicating anything.
+    await registrar.register(nodeDocument(facts('10.0.0.2:30181')));
+    expect((await store.get('Node', 'host2')).spec.agent_endpoint).toBe('10.0.0.2:30181');
+    expect((await store.list('Node')).items).toHaveLength(1);
+  } finally {
+    registrar.close();
+  }
+});
+
+test('a wrong token is refused and writes nothing', async () => {
+  const registrar = new FacadeNodeRegistrar({ endpoint: `127.0.0.1:${api.facade.port}`, token: 'wrong' });
+  try {
+    await expect(registrar.register(nodeDocument({ ...facts(), nodeName: 'intruder' }))).rejects.toThrow(/bearer token/);
+    await expect(store.get('Node', 'intruder')).rejects.toThrow(/not found/);
+  } finally {
+    registrar.close();
+  }
+});

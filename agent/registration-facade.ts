@@ -1,0 +1,68 @@
+// Registration of an agent on another host through the facade (NodeService.ApplyNode and
+// HeartbeatNode with the cluster's bearer token), so remote hosts need no store credentials.
+import * as fs from 'node:fs';
+import * as path from 'node:path';
+import * as grpc from '@grpc/grpc-js';
+import * as protoLoader from '@grpc/proto-loader';
+import { UnavailableError } from '../api/errors';
+import type { Node, NodeStatus } from '../api/types';
+import type { NodeRegistrar } from './registration';
+
+function protoFile(): string {
+  for (const dir of [path.resolve(__dirname, '..', 'proto'), path.resolve(__dirname, '..', '..', 'proto')]) {
+    const file = path.join(dir, 'n0stack.proto');
+    if (fs.existsSync(file)) return file;
+  }
+  throw new Error(`proto/n0stack.proto not found near ${__dirname}`);
+}
+
+export interface FacadeRegistrarOptions {
+  /** host:port of the facade. */
+  endpoint: string;
+  token: string;
+  /** PEM of the CA of the facade's TLS certificate; plaintext when omitted. */
+  ca?: Buffer;
+  deadlineMs?: number;
+}
+
+export class FacadeNodeRegistrar implements NodeRegistrar {
+  private readonly client: grpc.Client & Record<string, (...args: unknown[]) => unknown>;
+
+  constructor(private readonly options: FacadeRegistrarOptions) {
+    const definition = protoLoader.loadSync(protoFile(), { keepCase: true, longs: Number, enums: String, defaults: true, oneofs: true });
+    const NodeService = (grpc.loadPackageDefinition(definition).n0stack as grpc.GrpcObject).NodeService as grpc.ServiceClientConstructor;
+    const credentials = options.ca ? grpc.credentials.createSsl(options.ca) : grpc.credentials.createInsecure();
+    this.client = new NodeService(options.endpoint, credentials) as never;
+  }
+
+  private call(method: string, request: unknown): Promise<unknown> {
+    const metadata = new grpc.Metadata();
+    metadata.set('authorization', `Bearer ${this.options.token}`);
+    return new Promise((resolve, reject) => {
+      this.client[method](request, metadata, { deadline: Date.now() + (this.options.deadlineMs ?? 10_000) }, (err: grpc.ServiceError | null, res: unknown) => {
+        if (err) reject(new UnavailableError(`facade ${this.options.endpoint} ${method}: ${err.details || err.message}`));
+        else resolve(res);
+      });
+    });
+  }
+
+  async register(node: Node): Promise<void> {
+    await this.call('ApplyNode', {
+      name: node.metadata.name,
+      annotations: node.metadata.annotations ?? {},
+      labels: node.metadata.labels ?? {},
+      address: node.spec.address ?? '',
+      agent_endpoint: node.spec.agent_endpoint ?? '',
+      cpu_milli_cores: node.spec.cpu_milli_cores ?? 0,
+      memory_bytes: node.spec.memory_bytes ?? 0,
+      storage_bytes: node.spec.storage_bytes ?? 0,
+    });
+    await this.heartbeat(node.metadata.name, node.status ?? {});
+  }
+
+  async heartbeat(name: string, status: Partial<NodeStatus>): Promise<void> {
+    await this.call('HeartbeatNode', { name, accelerator: status.accelerator ?? '', agent_version: status.agent_version ?? '' });
+  }
+
+  close(): void { this.client.close(); }
+}
