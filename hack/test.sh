@@ -6,6 +6,9 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 ./hack/install-deps.sh --test
 
+# Components log at "error" under test unless asked otherwise (their info lines drown the results).
+export N0STACK_LOG_LEVEL="${N0STACK_LOG_LEVEL:-error}"
+
 echo "==> type check"
 npx tsc -p tsconfig.json --noEmit
 node hack/gen-types.js --check

@@ -79,7 +79,7 @@ describe('IprouteNetworkDriver in two namespaces', () => {
     const stateA = await driverA.ensureNetwork(net(one, 100, [ADDR_B], '192.168.77.1/24'));
     measured.ensureNetworkFirstMs = Date.now() - t;
     const stateB = await driverB.ensureNetwork(net(one, 100, [ADDR_A], '192.168.77.2/24'));
-    expect(stateA).toEqual({ name: one, bridgeName: bridgeName(one), present: true, segmentId: 100, peers: [ADDR_B], taps: [] });
+    expect(stateA).toEqual({ name: one, bridgeName: bridgeName(one), present: true, segmentId: 100, mtu: 1450, peers: [ADDR_B], taps: [] });
     expect(stateB).toMatchObject({ segmentId: 100, peers: [ADDR_A] });
 
     // Observed independently of the driver: vxlan attributes, enslavement, FDB, gateway address.
@@ -119,7 +119,7 @@ describe('IprouteNetworkDriver in two namespaces', () => {
     const again = await driverA.ensureNetwork(net(one, 100, [ADDR_B], '192.168.77.1/24'));
     measured.ensureNetworkNoopMs = Date.now() - t;
     await driverA.ensureTap({ tapName: tapName('vm-a', 0), bridgeName: bridgeName(one), hardwareAddress: '52:54:00:00:00:0a' });
-    expect(again).toEqual({ name: one, bridgeName: bridgeName(one), present: true, segmentId: 100, peers: [ADDR_B], taps: [tapName('vm-a', 0)] });
+    expect(again).toEqual({ name: one, bridgeName: bridgeName(one), present: true, segmentId: 100, mtu: 1450, peers: [ADDR_B], taps: [tapName('vm-a', 0)] });
     expect(await driverA.list()).toEqual(before);
     // Nothing was deleted and made again.
     expect(await Promise.all(await indexes())).toEqual(indexesBefore);
