@@ -23,7 +23,7 @@ import * as path from 'node:path';
 import { FailedPreconditionError, InvalidArgumentError } from '../../../api/errors';
 import { logger } from '../../../api/log';
 import { run } from '../../exec';
-import { GUEST_MODULES, GUEST_READY_MARKER, kernelVersionOf, newestKernel, resolveModules } from './guest';
+import { fileStamp, GUEST_MODULES, GUEST_READY_MARKER, kernelVersionOf, listTree, newestKernel, resolveModules } from './guest';
 
 const log = logger('bootdisk');
 
@@ -241,11 +241,6 @@ export interface TestBootDiskOptions {
   kernelArgs?: string;
 }
 
-function fileStamp(file: string): string {
-  const st = fs.statSync(file);
-  return `${file}:${st.size}:${st.mtimeMs}`;
-}
-
 const building = new Map<string, Promise<string>>();
 
 /** Builds (once per distinct input, cached) the test boot disk; resolves with its qcow2 path. */
@@ -375,19 +370,6 @@ async function buildInitramfs(b: BuildInput, stage: string, out: string): Promis
 }
 
 /** Relative paths of every entry under `root`, parents before children (cpio's expected order). */
-function listTree(root: string): string[] {
-  const out: string[] = [];
-  const walk = (rel: string): void => {
-    for (const entry of fs.readdirSync(path.join(root, rel), { withFileTypes: true }).sort((a, b) => a.name.localeCompare(b.name))) {
-      const child = rel ? `${rel}/${entry.name}` : entry.name;
-      out.push(child);
-      if (entry.isDirectory()) walk(child);
-    }
-  };
-  walk('');
-  return out;
-}
-
 /** Runs `file args...` with its stdout written to `out` (binary-safe), or removes `out` and rejects. */
 function spawnToFile(file: string, args: string[], out: string, o: { cwd?: string; stdin?: string } = {}): Promise<void> {
   return new Promise((resolve, reject) => {

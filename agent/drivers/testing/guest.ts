@@ -161,7 +161,8 @@ export interface TestGuestOptions {
   modulesRoot?: string;
 }
 
-function fileStamp(file: string): string {
+/** Identity of an input file for cache keys: path, size and mtime. */
+export function fileStamp(file: string): string {
   const st = fs.statSync(file);
   return `${file}:${st.size}:${st.mtimeMs}`;
 }
@@ -234,7 +235,8 @@ export async function buildTestGuest(options: TestGuestOptions = {}): Promise<Te
 }
 
 /** Relative paths of every entry under `root`, parents before children (cpio's expected order). */
-function listTree(root: string): string[] {
+/** Every path below root, sorted, relative to it (the cpio file list). */
+export function listTree(root: string): string[] {
   const out: string[] = [];
   const walk = (rel: string): void => {
     for (const entry of fs.readdirSync(path.join(root, rel), { withFileTypes: true }).sort((a, b) => a.name.localeCompare(b.name))) {
