@@ -166,6 +166,11 @@ export class VirtualMachineReconciler implements Reconciler<'VirtualMachine'> {
       name, uuid: fresh.status?.uuid ?? fresh.spec.uuid!, vcpus: fresh.spec.limit_cpu_milli_core / 1000, memoryBytes: fresh.spec.limit_memory_bytes,
       blockStorageNames: fresh.spec.block_storage_names ?? [], nics, loginUsername: fresh.spec.login_username, loginPassword: fresh.spec.login_password,
       sshAuthorizedKeys: fresh.spec.ssh_authorized_keys ?? [], runState,
+    }).catch((err) => {
+      // The agent refusing the spec (e.g. no disk to boot from) will not change on a retry: say so
+      // once, as a terminal condition, instead of backing off while a client waits.
+      if (isN0Error(err, 'InvalidArgument')) throw new StepFailure('InvalidSpec', `node ${nodeName} refused the virtual machine: ${(err as Error).message}`, 60_000);
+      throw err;
     });
     if (pending && (pending.action === 'REBOOT' || pending.action === 'HARD_REBOOT')) {
       obs = await agent.vmAction(name, pending.action);

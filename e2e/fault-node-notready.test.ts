@@ -33,6 +33,18 @@ async function waitVm(name: string, ok: (vm: any) => boolean, timeoutMs: number)
   throw new Error(`VirtualMachine ${name} did not get there within ${timeoutMs} ms; status: ${JSON.stringify(vm?.status)}`);
 }
 
+test('a VM the node refuses (no disk to boot) fails at once with the reason, not at the deadline', async () => {
+  const started = Date.now();
+  const err = await call('VirtualMachineService', 'CreateVirtualMachine', {
+    name: 'diskless', request_cpu_milli_core: 10, limit_cpu_milli_core: 1000, request_memory_bytes: 64 * MiB, limit_memory_bytes: 64 * MiB,
+  }).then(() => undefined, (e: Error & { codeName?: string }) => e);
+  expect(`${err?.codeName ?? ''} ${err?.message}`).toContain('FAILED_PRECONDITION');
+  expect(err?.message).toMatch(/InvalidSpec.*refused.*disk/);
+  expect(Date.now() - started).toBeLessThan(60_000);
+  await call('VirtualMachineService', 'DeleteVirtualMachine', { name: 'diskless' });
+  for (const host of ['host-a', 'host-b']) expect(Object.keys((await cloud.store.get('Node', host)).status?.reserved_computes ?? {})).toEqual([]);
+});
+
 test('a silent node makes its VMs UNKNOWN and nothing moves or doubles', async () => {
   await emptyDisk(call, 'stranded-disk', 'host-b');
   const vm = await call('VirtualMachineService', 'CreateVirtualMachine', {
