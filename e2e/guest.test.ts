@@ -203,6 +203,8 @@ describe('the Debian cloud guest booted by the agent drivers', () => {
     expect(id.stdout.trim()).toBe(user);
     const sudo = await ssh(['sudo', '-n', 'id', '-un']);
     expect(sudo.stdout.trim()).toBe('root');
+    // cloud-init put the meta-data hostname into /etc/hosts (manage_etc_hosts), so sudo resolves it.
+    expect(sudo.stderr).not.toMatch(/unable to resolve host/);
     const rootPw = await ssh(['sudo', '-n', 'passwd', '--status', 'root']);
     expect(rootPw.stdout).toMatch(/^root L /);
 

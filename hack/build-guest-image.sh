@@ -33,25 +33,30 @@ done
 mbr_bin=/usr/lib/syslinux/mbr/mbr.bin
 [[ -f $mbr_bin ]] || die "$mbr_bin is missing (package syslinux-common)"
 
-# The Debian mirror of this machine's apt: the first deb822 `URIs:` or one-line `deb` entry that
-# serves .../debian (not -security) for bookworm.
-find_mirror() {
+# A repository of this machine's apt: the first deb822 `URIs:` or one-line `deb` entry whose path
+# ends in /$1 and which serves suite $2.
+find_repo() {
   local f
   for f in /etc/apt/sources.list /etc/apt/sources.list.d/*.sources /etc/apt/sources.list.d/*.list; do
     [[ -f $f ]] || continue
-    awk '
+    awk -v want="$2" '
+      function has(list, s,   n, a, i) { n = split(list, a, " "); for (i = 1; i <= n; i++) if (a[i] == s) return 1; return 0 }
       /^[[:space:]]*#/ { next }
-      /^[[:space:]]*$/ { if (uri != "" && suites ~ /(^| )bookworm( |$)/) { print uri; exit } uri = ""; suites = ""; next }
+      /^[[:space:]]*$/ { if (uri != "" && has(suites, want)) print uri; uri = ""; suites = ""; next }
       /^URIs:/   { uri = $2 }
-      /^Suites:/ { suites = ""; for (i = 2; i <= NF; i++) suites = suites " " $i; sub(/^ /, "", suites) }
-      /^deb[[:space:]]/ { j = 2; if ($2 ~ /^\[/) { while ($j !~ /\]$/) j++; j++ } if ($(j + 1) == "bookworm") { print $j; exit } }
-      END { if (uri != "" && suites ~ /(^| )bookworm( |$)/) print uri }
-    ' "$f" | grep -E '/debian/?$' | head -n1 || true
-  done | head -n1
+      /^Suites:/ { suites = ""; for (i = 2; i <= NF; i++) suites = suites " " $i }
+      /^deb[[:space:]]/ { j = 2; if ($2 ~ /^\[/) { while ($j !~ /\]$/) j++; j++ } if ($(j + 1) == want) print $j }
+      END { if (uri != "" && has(suites, want)) print uri }
+    ' "$f"
+  done | grep -E "/$1/?\$" | head -n1 || true
 }
-mirror=${N0STACK_DEBIAN_MIRROR:-$(find_mirror)}
+url_ok() { [[ $1 =~ ^https?://[A-Za-z0-9.-]+(:[0-9]+)?(/[A-Za-z0-9._~/-]*)?$ ]]; }
+mirror=${N0STACK_DEBIAN_MIRROR:-$(find_repo debian bookworm)}
 [[ -n $mirror ]] || die "no Debian bookworm mirror found in /etc/apt/sources.list*; set N0STACK_DEBIAN_MIRROR"
-[[ $mirror =~ ^https?://[A-Za-z0-9.-]+(:[0-9]+)?(/[A-Za-z0-9._~/-]*)?$ ]] || die "mirror ${mirror@Q} is not a plain http(s) URL"
+url_ok "$mirror" || die "mirror ${mirror@Q} is not a plain http(s) URL"
+# Only written into the guest's apt sources; the build never contacts it.
+security=${N0STACK_DEBIAN_SECURITY_MIRROR:-$(find_repo debian-security bookworm-security)}
+[[ -z $security ]] || url_ok "$security" || die "security mirror ${security@Q} is not a plain http(s) URL"
 
 work=$(mktemp -d "${TMPDIR:-/var/tmp}/n0-guest.XXXXXXXX")
 root="$work/rootfs"
@@ -148,11 +153,24 @@ system_info:
     activators: [networkd]
 # No locales package in this image; C.UTF-8 is built into libc.
 locale: C.UTF-8
+# The hostname from meta-data resolves (sudo asks for it).
+manage_etc_hosts: true
+# DSA is obsolete and sshd refuses it by default.
+ssh_genkeytypes: [rsa, ecdsa, ed25519]
 EOF
 in_root systemctl enable systemd-networkd.service >/dev/null 2>&1
 # A static address never comes "online" for wait-online on a bridge without carrier at times;
 # nothing in this image orders itself after network-online.
 in_root systemctl disable systemd-networkd-wait-online.service >/dev/null 2>&1 || true
+# Background jobs that cost a TCG guest its first minutes (apt's daily fetch, e2scrub); a user
+# who wants them back enables the timers.
+in_root systemctl disable e2scrub_reap.service e2scrub_all.timer apt-daily.timer apt-daily-upgrade.timer >/dev/null 2>&1 || true
+
+rm -f "$root/etc/apt/sources.list"
+{
+  printf 'Types: deb\nURIs: %s\nSuites: bookworm bookworm-updates\nComponents: main\nSigned-By: /usr/share/keyrings/debian-archive-keyring.gpg\n' "$mirror"
+  [[ -z $security ]] || printf '\nTypes: deb\nURIs: %s\nSuites: bookworm-security\nComponents: main\nSigned-By: /usr/share/keyrings/debian-archive-keyring.gpg\n' "$security"
+} >"$root/etc/apt/sources.list.d/debian.sources"
 
 # Host keys are made at first boot (cloud-init's ssh module); ssh-keygen -A covers a boot
 # without cloud-init so sshd never starts without keys.

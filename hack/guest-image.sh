@@ -24,5 +24,10 @@ else
   start=$SECONDS
   N0STACK_DEB_CACHE=${N0STACK_DEB_CACHE:-$cache/debs} "$builder" "$image" >&2
   echo "guest-image: built in $((SECONDS - start)) s" >&2
+  # Images of older recipes are dead weight (~160 MiB each); a VM still running on one keeps its
+  # open file.
+  for old in "$cache"/guest-*.qcow2 "$cache"/guest-*.lock; do
+    [[ $old == "$image" || $old == "$cache/guest-$hash.lock" || ! -f $old ]] || { echo "guest-image: removing outdated $old" >&2; rm -f -- "$old"; }
+  done
 fi
 echo "$image"
