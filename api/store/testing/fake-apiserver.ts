@@ -138,6 +138,10 @@ export class FakeApiServer {
       this.schemas.set(kind, { schema, validate: ajv.compile(schema) });
     }
     this.server = http.createServer((req, res) => { this.handle(req, res).catch((err) => this.fail(res, err)); });
+    // Real API servers keep idle connections for minutes; Node's 5 s default made the client reuse a
+    // keep-alive socket at the instant this server closed it ("socket hang up") in tests.
+    this.server.keepAliveTimeout = 120_000;
+    this.server.headersTimeout = 125_000;
   }
 
   static async start(options: FakeApiServerOptions = {}): Promise<FakeApiServer> {
