@@ -13,11 +13,12 @@
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
-import * as net from 'node:net';
+import { freePort } from '../api/store/etcd-process';
 import { randomBytes } from 'node:crypto';
 import { Etcd3 } from 'etcd3';
 import { openStore } from '../api/store';
 import type { Store } from '../api/store/store';
+import type { VirtualMachine } from '../api/types';
 import { ensureCertBundle, readTlsMaterial, type TlsMaterial } from '../api/pki';
 import { validateName } from '../api/names';
 import { createHostDrivers, runAgent, type RunningAgent } from '../agent/main';
@@ -70,17 +71,6 @@ export interface ProcessHost {
 const UNDERLAY_BRIDGE = 't0ul';
 const UNDERLAY_DEVICE = 'ul0';
 const UNDERLAY_PREFIX = '10.250.0.';
-
-function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const server = net.createServer();
-    server.on('error', reject);
-    server.listen(0, '127.0.0.1', () => {
-      const { port } = server.address() as net.AddressInfo;
-      server.close(() => resolve(port));
-    });
-  });
-}
 
 export class TestCloud {
   store!: Store;
@@ -310,6 +300,18 @@ export class TestCloud {
       await new Promise((r) => setTimeout(r, 250));
     }
     throw new Error(`nodes did not become ${state} within ${timeoutMs} ms (${last})`);
+  }
+
+  /** Polls the store until the VirtualMachine satisfies `ok`; the error shows its last status. */
+  async waitVm(name: string, ok: (vm: VirtualMachine) => boolean, timeoutMs: number): Promise<VirtualMachine> {
+    const deadline = Date.now() + timeoutMs;
+    let vm: VirtualMachine | undefined;
+    while (Date.now() < deadline) {
+      vm = await this.store.get('VirtualMachine', name).catch(() => undefined);
+      if (vm && ok(vm)) return vm;
+      await new Promise((r) => setTimeout(r, 250));
+    }
+    throw new Error(`VirtualMachine ${name} did not get there within ${timeoutMs} ms; status: ${JSON.stringify(vm?.status)}`);
   }
 
   async stop(): Promise<void> {

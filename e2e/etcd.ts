@@ -2,20 +2,9 @@
 // (api/store/etcd-process.ts starts throwaway ones; a restart needs the data dir kept).
 import { spawn, type ChildProcess } from 'node:child_process';
 import * as fs from 'node:fs';
-import * as net from 'node:net';
+import { freePort } from '../api/store/etcd-process';
 import * as os from 'node:os';
 import * as path from 'node:path';
-
-function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const server = net.createServer();
-    server.on('error', reject);
-    server.listen(0, '127.0.0.1', () => {
-      const { port } = server.address() as net.AddressInfo;
-      server.close(() => resolve(port));
-    });
-  });
-}
 
 export class RestartableEtcd {
   readonly dir = fs.mkdtempSync(path.join(os.tmpdir(), 'n0stack-e2e-etcd-'));

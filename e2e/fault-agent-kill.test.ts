@@ -34,17 +34,6 @@ function alive(pid: number): boolean {
   }
 }
 
-async function waitVm(name: string, ok: (vm: any) => boolean, timeoutMs: number): Promise<any> {
-  const deadline = Date.now() + timeoutMs;
-  let vm: any;
-  while (Date.now() < deadline) {
-    vm = await cloud.store.get('VirtualMachine', name).catch(() => undefined);
-    if (vm && ok(vm)) return vm;
-    await new Promise((r) => setTimeout(r, 250));
-  }
-  throw new Error(`VirtualMachine ${name} did not get there within ${timeoutMs} ms; status: ${JSON.stringify(vm?.status)}`);
-}
-
 test('a VM outlives its agent and is re-adopted by the next one', async () => {
   await call('NetworkService', 'ApplyNetwork', { name: 'kill-net', ipv4_cidr: '192.168.20.0/24' });
   await emptyDisk(call, 'survivor-disk', 'host-a');
@@ -76,7 +65,7 @@ test('a VM outlives its agent and is re-adopted by the next one', async () => {
   const restarted = Date.now();
   await cloud.restartAgent('host-a');
   // Re-adopted: RUNNING as seen by a reconcile after the restart, the same process, nothing doubled.
-  await waitVm('survivor', (v) => v.status?.state === 'RUNNING' && v.status.conditions?.some((c: any) => c.type === 'Ready' && c.status === 'True'), 60_000);
+  await cloud.waitVm('survivor', (v) => v.status?.state === 'RUNNING' && !!v.status.conditions?.some((c) => c.type === 'Ready' && c.status === 'True'), 60_000);
   timing(SCENARIO, 'agent restart→RUNNING', Date.now() - restarted);
   // A power action goes through the new agent to the adopted QEMU (QMP), proving control is back.
   const actionStarted = Date.now();

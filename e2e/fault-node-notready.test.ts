@@ -22,17 +22,6 @@ afterAll(async () => {
   await cloud?.stop();
 });
 
-async function waitVm(name: string, ok: (vm: any) => boolean, timeoutMs: number): Promise<any> {
-  const deadline = Date.now() + timeoutMs;
-  let vm: any;
-  while (Date.now() < deadline) {
-    vm = await cloud.store.get('VirtualMachine', name).catch(() => undefined);
-    if (vm && ok(vm)) return vm;
-    await new Promise((r) => setTimeout(r, 200));
-  }
-  throw new Error(`VirtualMachine ${name} did not get there within ${timeoutMs} ms; status: ${JSON.stringify(vm?.status)}`);
-}
-
 test('a VM the node refuses (no disk to boot) fails at once with the reason, not at the deadline', async () => {
   const started = Date.now();
   const err = await call('VirtualMachineService', 'CreateVirtualMachine', {
@@ -59,11 +48,11 @@ test('a silent node makes its VMs UNKNOWN and nothing moves or doubles', async (
   await cloud.stopHost('host-b');
   await cloud.waitNodes(['host-b'], 'NotReady', HEARTBEAT_TIMEOUT_MS + 30_000);
   timing(SCENARIO, 'agent stop→Node NotReady', Date.now() - stopped);
-  const unknown = await waitVm('stranded', (v) => v.status?.state === 'UNKNOWN', 60_000);
+  const unknown = await cloud.waitVm('stranded', (v) => v.status?.state === 'UNKNOWN', 60_000);
   timing(SCENARIO, 'agent stop→VM UNKNOWN', Date.now() - stopped);
-  const ready = unknown.status.conditions.find((c: any) => c.type === 'Ready');
+  const ready = unknown.status?.conditions?.find((c) => c.type === 'Ready');
   expect(ready).toMatchObject({ status: 'Unknown', reason: 'NodeNotReady' });
-  expect(ready.message).toContain('host-b');
+  expect(ready?.message).toContain('host-b');
   expect((await call('VirtualMachineService', 'GetVirtualMachine', { name: 'stranded' })).state).toBe('UNKNOWN');
   expect((await call('NodeService', 'GetNode', { name: 'host-b' })).state).toBe('NotReady');
 
@@ -81,7 +70,7 @@ test('a silent node makes its VMs UNKNOWN and nothing moves or doubles', async (
   const back = Date.now();
   await cloud.restartHost('host-b');
   await cloud.waitNodes(['host-b'], 'Ready', 30_000);
-  await waitVm('stranded', (v) => v.status?.state === 'RUNNING', 60_000);
+  await cloud.waitVm('stranded', (v) => v.status?.state === 'RUNNING', 60_000);
   timing(SCENARIO, 'agent back→VM RUNNING', Date.now() - back);
   expect(cloud.qemuPids('host-b', 'stranded')).toEqual(pids);
 

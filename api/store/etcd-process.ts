@@ -19,7 +19,8 @@ export interface StartEtcdOptions {
   startTimeoutMs?: number;
 }
 
-function freePort(): Promise<number> {
+/** A loopback port nobody listens on right now (for the processes the tests start). */
+export function freePort(): Promise<number> {
   return new Promise((resolve, reject) => {
     const server = net.createServer();
     server.on('error', reject);

@@ -38,6 +38,7 @@ import { validateDocument } from '../schema';
 import { GROUP, VERSION, PLURALS, isKind, type AnyResource, type Kind, type KindMap } from '../types';
 import { decodeDocument, encodeDocument, encodePatchOps, kubernetesName } from './kubernetes-names';
 import { parseLabelSelector } from './labels';
+import { mergePatch } from './kv';
 import type { DeleteOptions, ListOptions, ListResult, Patch, PatchOptions, Store, UpdateOptions, WatchEvent, WatchOptions } from './store';
 
 const log = logger('store.kubernetes');
@@ -54,17 +55,6 @@ export interface KubernetesStoreOptions {
 }
 
 type Op = 'get' | 'list' | 'create' | 'update' | 'patch' | 'delete' | 'watch';
-
-/** RFC 7386 JSON merge patch, applied locally to validate before sending. */
-function mergePatch(target: unknown, patch: unknown): unknown {
-  if (patch === null || typeof patch !== 'object' || Array.isArray(patch)) return patch;
-  const out: Record<string, unknown> = target !== null && typeof target === 'object' && !Array.isArray(target) ? { ...(target as object) } : {};
-  for (const [k, v] of Object.entries(patch)) {
-    if (v === null) delete out[k];
-    else out[k] = mergePatch(out[k], v);
-  }
-  return out;
-}
 
 function statusOf(err: ApiException<unknown>): { message?: string; reason?: string; details?: { causes?: { field?: string; message?: string }[] } } {
   let body: unknown = err.body;

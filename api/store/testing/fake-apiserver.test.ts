@@ -1,7 +1,8 @@
 // The stand-in API server's own semantics, over raw HTTP (no client library in between), so the
 // kubernetes backend's tests rest on checked behaviour: optimistic concurrency, status subresource,
 // finalizers, watch history and compaction, pruning, Status error bodies.
-import { FakeApiServer, mergePatch, structuralProblems } from './fake-apiserver';
+import { FakeApiServer, structuralProblems } from './fake-apiserver';
+import { mergePatch } from '../kv';
 
 // Response bodies are whatever JSON the server sent; the assertions check their shape.
 // eslint-disable-next-line @typescript-eslint/no-explicit-any

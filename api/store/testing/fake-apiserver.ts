@@ -33,6 +33,7 @@ import { loadCrds } from '../../schema';
 import { labelKeyProblem, labelValueProblem } from '../../names';
 import { GROUP, VERSION, KINDS, PLURALS, type Kind } from '../../types';
 import { parseLabelSelector, matchesLabels } from '../labels';
+import { mergePatch } from '../kv';
 
 /* eslint-disable @typescript-eslint/no-explicit-any */
 type Obj = { apiVersion?: string; kind?: string; metadata: Record<string, any>; spec?: unknown; status?: unknown; [k: string]: unknown };
@@ -68,17 +69,6 @@ function qualifiedKeyProblem(key: string): string | undefined {
   if (parts.length > 2) return 'may contain at most one /';
   if (parts.length === 2 && (parts[0].length > 253 || !DNS_SUBDOMAIN.test(parts[0]))) return 'prefix part a lowercase RFC 1123 subdomain must consist of lower case alphanumeric characters, \'-\' or \'.\'';
   return labelKeyProblem(parts[parts.length - 1]);
-}
-
-/** RFC 7386 JSON merge patch. */
-export function mergePatch(target: unknown, patch: unknown): unknown {
-  if (patch === null || typeof patch !== 'object' || Array.isArray(patch)) return patch;
-  const out: Record<string, unknown> = target !== null && typeof target === 'object' && !Array.isArray(target) ? { ...(target as object) } : {};
-  for (const [k, v] of Object.entries(patch)) {
-    if (v === null) delete out[k];
-    else out[k] = mergePatch(out[k], v);
-  }
-  return out;
 }
 
 /**
