@@ -4,11 +4,16 @@ import type { Image } from '../api/types';
 import { isN0Error } from '../api/errors';
 import { setCondition } from '../api/conditions';
 import { mutate } from '../api/store/mutate';
-import type { ReconcileContext, ReconcileResult, Reconciler } from './runtime/types';
+import type { Cache, IndexSpec, ReconcileContext, ReconcileResult, Reconciler } from './runtime/types';
+
+const IMAGE_BY_BLOCK_STORAGE = 'image-by-block-storage';
 
 export class ImageReconciler implements Reconciler<'Image'> {
   readonly kind = 'Image' as const;
-  readonly watches = [{ kind: 'BlockStorage' as const, map: (_bs: unknown, cache: import('./runtime/types').Cache) => cache.list('Image').map((i) => i.metadata.name) }];
+  // Only the images that register a block storage care about it (mapping every change to every
+  // image made each disk's progress update reconcile all images).
+  readonly watches = [{ kind: 'BlockStorage' as const, map: (bs: { metadata: { name: string } }, cache: Cache) => cache.byIndex('Image', IMAGE_BY_BLOCK_STORAGE, bs.metadata.name).map((i) => i.metadata.name) }];
+  readonly indexes: IndexSpec[] = [{ kind: 'Image', name: IMAGE_BY_BLOCK_STORAGE, keys: (img) => ((img as Image).spec.registered_block_storages ?? []).map((r) => r.block_storage_name) }];
 
   async reconcile(name: string, ctx: ReconcileContext): Promise<ReconcileResult> {
     let image: Image;

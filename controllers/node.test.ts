@@ -46,7 +46,27 @@ describe('NodeReconciler', () => {
   let store: MemoryStore;
   beforeEach(() => { store = new MemoryStore(); });
   afterEach(() => store.close());
-  const ctx = (): ReconcileContext => ({ store, cache: { get: () => undefined, list: () => [] }, signal: new AbortController().signal, enqueue: () => undefined });
+  const ctx = (): ReconcileContext => ({ store, cache: { get: () => undefined, list: () => [], byIndex: () => [] }, signal: new AbortController().signal, enqueue: () => undefined });
+
+  it('reads nothing from the store when the cached node already says what it would write', async () => {
+    const clock = new Date('2024-01-01T00:01:00Z');
+    const r = new NodeReconciler({ now: () => clock });
+    await store.create(node('vm-host1'));
+    await heartbeat(store, 'vm-host1', new Date('2024-01-01T00:00:55Z'));
+    await r.reconcile('vm-host1', ctx());
+    const settled = await store.get('Node', 'vm-host1');
+    let gets = 0;
+    const counting = new Proxy(store, { get: (t, p, rcv) => (p === 'get' ? (...a: [never, string]) => { gets++; return t.get(...a); } : Reflect.get(t, p, rcv)) });
+    const cache = (n: typeof settled) => ({ get: () => n as never, list: () => [], byIndex: () => [] });
+    expect(await r.reconcile('vm-host1', { ...ctx(), store: counting, cache: cache(settled) })).toEqual({ requeueAfterMs: 15_050 });
+    expect(gets).toBe(0);
+    // A cached copy that lags (a reservation it has not seen published) goes through the store.
+    const stale = structuredClone(settled);
+    stale.status!.allocatable!.cpu_milli_cores = 1;
+    await r.reconcile('vm-host1', { ...ctx(), store: counting, cache: cache(stale) });
+    expect(gets).toBe(1);
+    expect((await store.get('Node', 'vm-host1')).metadata.resourceVersion).toBe(settled.metadata.resourceVersion);
+  });
 
   it('writes Ready, allocatable and the condition; writes nothing when nothing changed', async () => {
     let clock = new Date('2024-01-01T00:01:00Z');

@@ -6,7 +6,7 @@ import { isN0Error } from '../api/errors';
 import { mutate } from '../api/store/mutate';
 import type { Node, NodeStatus } from '../api/types';
 import { setCondition } from '../api/conditions';
-import { allocatableOf } from '../api/logic/resources';
+import { allocatableStatus } from '../api/logic/resources';
 import type { ReconcileContext, ReconcileResult, Reconciler } from './runtime/types';
 
 export const DEFAULT_HEARTBEAT_TIMEOUT_MS = 20_000;
@@ -52,27 +52,44 @@ export class NodeReconciler implements Reconciler<'Node'> {
   }
 
   async reconcile(name: string, ctx: ReconcileContext): Promise<ReconcileResult> {
+    // Most Node events are heartbeats and reservations that leave readiness and allocatable as
+    // they are: judge the cached copy first and touch the store only when something is to write.
+    const cached = ctx.cache.get('Node', name);
+    if (cached) {
+      const { verdict, changed } = this.evaluate(structuredClone(cached));
+      if (!changed) return after(verdict);
+    }
     let verdict: Readiness | undefined;
     try {
       await mutate(ctx.store, 'Node', name, (node: Node) => {
         // Evaluated per attempt: a conflict is usually a newer heartbeat.
-        const now = this.now();
-        verdict = readiness(node.status?.last_heartbeat_time, now, this.timeoutMs);
-        const generation = node.metadata.generation ?? 1;
-        const before = JSON.stringify(node.status ?? {});
-        const status: NodeStatus = node.status ?? {};
-        const allocatable = allocatableOf(node);
-        status.state = verdict.ready ? 'Ready' : 'NotReady';
-        status.observedGeneration = generation;
-        status.allocatable = { cpu_milli_cores: allocatable.cpuMilli, memory_bytes: allocatable.memoryBytes, storage_bytes: allocatable.storageBytes };
-        status.conditions = setCondition(status.conditions, { type: 'Ready', status: verdict.ready ? 'True' : 'False', reason: verdict.reason, message: verdict.message }, generation, now);
-        node.status = status;
-        return JSON.stringify(status) !== before;
+        const result = this.evaluate(node);
+        verdict = result.verdict;
+        return result.changed;
       }, { subresource: 'status' });
     } catch (err) {
       if (isN0Error(err, 'NotFound')) return {};
       throw err;
     }
-    return verdict?.recheckAfterMs !== undefined ? { requeueAfterMs: verdict.recheckAfterMs } : {};
+    return after(verdict);
   }
+
+  /** Sets the node's status to what its heartbeat and reservations say; `changed` when that differs. */
+  private evaluate(node: Node): { verdict: Readiness; changed: boolean } {
+    const now = this.now();
+    const verdict = readiness(node.status?.last_heartbeat_time, now, this.timeoutMs);
+    const generation = node.metadata.generation ?? 1;
+    const before = JSON.stringify(node.status ?? {});
+    const status: NodeStatus = node.status ?? {};
+    status.state = verdict.ready ? 'Ready' : 'NotReady';
+    status.observedGeneration = generation;
+    status.allocatable = allocatableStatus(node);
+    status.conditions = setCondition(status.conditions, { type: 'Ready', status: verdict.ready ? 'True' : 'False', reason: verdict.reason, message: verdict.message }, generation, now);
+    node.status = status;
+    return { verdict, changed: JSON.stringify(status) !== before };
+  }
+}
+
+function after(verdict: Readiness | undefined): ReconcileResult {
+  return verdict?.recheckAfterMs !== undefined ? { requeueAfterMs: verdict.recheckAfterMs } : {};
 }

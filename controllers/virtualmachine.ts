@@ -14,7 +14,7 @@ import { FINALIZERS } from '../api/server/context';
 import type { AgentResolver } from './agents';
 import type { VmNic, VmObservation } from '../agent/api';
 import { placeAndReserve, releaseOn } from '../api/placement';
-import type { Cache, ReconcileContext, ReconcileResult, Reconciler } from './runtime/types';
+import type { Cache, IndexSpec, ReconcileContext, ReconcileResult, Reconciler } from './runtime/types';
 import { logger } from '../api/log';
 import { observeFirstRunning } from './metrics';
 
@@ -32,16 +32,36 @@ class StepFailure extends Error {
   constructor(readonly reason: string, message: string, readonly retryMs = 10_000) { super(message); }
 }
 
+/**
+ * The cached Network when it holds `key`'s reservation as `request` asks and this very VM object
+ * recorded that address in its status (a cached reservation alone could be a deleted namesake's).
+ */
+function heldInCache(net: Network | undefined, key: string, request: Parameters<typeof reserveInterface>[2], recorded: { hardware_address?: string } | undefined): Network | undefined {
+  const held = net?.status?.reserved_network_interfaces?.[key];
+  if (!net || !held || !recorded?.hardware_address || recorded.hardware_address !== held.hardware_address) return undefined;
+  try {
+    return reserveInterface(net, key, request, 'nics') === held ? net : undefined;
+  } catch {
+    return undefined;
+  }
+}
+
+const INDEX = { byBlockStorage: 'vm-by-block-storage', byNode: 'vm-by-node' } as const;
+
 export class VirtualMachineReconciler implements Reconciler<'VirtualMachine'> {
   readonly kind = 'VirtualMachine' as const;
   private readonly log = logger('vm-controller');
   readonly watches = [
     // A VM waiting for its disks wakes up when they become available.
-    { kind: 'BlockStorage' as const, map: (bs: any, cache: Cache) => cache.list('VirtualMachine').filter((vm) => vm.spec.block_storage_names?.includes(bs.metadata.name)).map((vm) => vm.metadata.name) },
+    { kind: 'BlockStorage' as const, map: (bs: any, cache: Cache) => cache.byIndex('VirtualMachine', INDEX.byBlockStorage, bs.metadata.name).map((vm) => vm.metadata.name) },
     // A node that stops being Ready makes its VMs' state unknown. Heartbeats of a Ready node
     // change its document every few seconds and must not requeue its VMs (at 100 nodes that was
     // ~150 useless reconciles/s); VMs waiting on a NotReady node poll until it is back.
-    { kind: 'Node' as const, map: (node: any, cache: Cache) => node.status?.state === 'Ready' ? [] : cache.list('VirtualMachine').filter((vm) => vm.status?.node_name === node.metadata.name).map((vm) => vm.metadata.name) },
+    { kind: 'Node' as const, map: (node: any, cache: Cache) => node.status?.state === 'Ready' ? [] : cache.byIndex('VirtualMachine', INDEX.byNode, node.metadata.name).map((vm) => vm.metadata.name) },
+  ];
+  readonly indexes: IndexSpec[] = [
+    { kind: 'VirtualMachine', name: INDEX.byBlockStorage, keys: (vm) => (vm as VirtualMachine).spec.block_storage_names ?? [] },
+    { kind: 'VirtualMachine', name: INDEX.byNode, keys: (vm) => { const node = (vm as VirtualMachine).status?.node_name; return node ? [node] : []; } },
   ];
   constructor(private readonly agents: AgentResolver) {}
 
@@ -74,7 +94,10 @@ export class VirtualMachineReconciler implements Reconciler<'VirtualMachine'> {
     // 1. Disks must exist and be ready; they decide the node.
     const disks = [];
     for (const bsName of vm.spec.block_storage_names ?? []) {
-      const bs = await ctx.store.get('BlockStorage', bsName).catch((err) => {
+      // The cache is enough to judge (a stale copy only delays: the disk's next event requeues
+      // this VM, and the claim below is a CAS on the stored object); a disk created a moment ago
+      // may not be cached yet.
+      const bs = ctx.cache.get('BlockStorage', bsName) ?? await ctx.store.get('BlockStorage', bsName).catch((err) => {
         if (isN0Error(err, 'NotFound')) throw new StepFailure('BlockStorageNotFound', `BlockStorage "${bsName}" does not exist`);
         throw err;
       });
@@ -126,23 +149,27 @@ export class VirtualMachineReconciler implements Reconciler<'VirtualMachine'> {
     const nics: (VmNic & { tap?: string })[] = [];
     const networks: Network[] = [];
     for (const [i, nic] of (vm.spec.nics ?? []).entries()) {
-      let net: Network;
-      try {
-        net = await mutate(ctx.store, 'Network', nic.network_name, (n) => {
-          const key = nicKey(name, i);
-          const existing = n.status?.reserved_network_interfaces?.[key];
-          const r = reserveInterface(n, key, { hardware_address: nic.hardware_address, ipv4_address: nic.ipv4_address, ipv6_address: nic.ipv6_address }, `nics[${i}]`);
-          if (existing && JSON.stringify(existing) === JSON.stringify(r)) return false;
-          n.status ??= {};
-          n.status.reserved_network_interfaces = { ...n.status.reserved_network_interfaces, [key]: { ...r, annotations: { 'n0core/provisioning/virtual_machine/virtual_machine/reserved_by': name } } };
-        }, { subresource: 'status' });
-      } catch (err) {
-        if (isN0Error(err, 'NotFound')) throw new StepFailure('NetworkNotFound', `nics[${i}]: Network "${nic.network_name}" does not exist`);
-        if (isN0Error(err, 'FailedPrecondition')) throw new StepFailure((err as Error).message.includes('no free') ? 'NetworkFull' : 'AddressConflict', (err as Error).message, 30_000);
-        if (isN0Error(err, 'InvalidArgument')) throw new StepFailure('InvalidSpec', (err as Error).message, 60_000);
-        throw err;
+      const key = nicKey(name, i);
+      const request = { hardware_address: nic.hardware_address, ipv4_address: nic.ipv4_address, ipv6_address: nic.ipv6_address };
+      // Every pass after the first finds its reservation in the cached Network: no store access.
+      let net = heldInCache(ctx.cache.get('Network', nic.network_name), key, request, vm.status?.nics?.[i]);
+      if (!net) {
+        try {
+          net = await mutate(ctx.store, 'Network', nic.network_name, (n) => {
+            const existing = n.status?.reserved_network_interfaces?.[key];
+            const r = reserveInterface(n, key, request, `nics[${i}]`);
+            if (existing && JSON.stringify(existing) === JSON.stringify(r)) return false;
+            n.status ??= {};
+            n.status.reserved_network_interfaces = { ...n.status.reserved_network_interfaces, [key]: { ...r, annotations: { 'n0core/provisioning/virtual_machine/virtual_machine/reserved_by': name } } };
+          }, { subresource: 'status' });
+        } catch (err) {
+          if (isN0Error(err, 'NotFound')) throw new StepFailure('NetworkNotFound', `nics[${i}]: Network "${nic.network_name}" does not exist`);
+          if (isN0Error(err, 'FailedPrecondition')) throw new StepFailure((err as Error).message.includes('no free') ? 'NetworkFull' : 'AddressConflict', (err as Error).message, 30_000);
+          if (isN0Error(err, 'InvalidArgument')) throw new StepFailure('InvalidSpec', (err as Error).message, 60_000);
+          throw err;
+        }
       }
-      const r = net.status!.reserved_network_interfaces![nicKey(name, i)];
+      const r = net.status!.reserved_network_interfaces![key];
       networks.push(net);
       nics.push({
         networkName: nic.network_name, hardwareAddress: r.hardware_address!, ipv4Address: r.ipv4_address,

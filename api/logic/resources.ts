@@ -84,6 +84,12 @@ function ratioText(ratio: number): string {
   return `${ratio}x overcommit`;
 }
 
+/** status.allocatable as the Node document publishes it: written with every reservation change, so readers never see it lag. */
+export function allocatableStatus(node: Node): { cpu_milli_cores: number; memory_bytes: number; storage_bytes: number } {
+  const a = allocatableOf(node);
+  return { cpu_milli_cores: a.cpuMilli, memory_bytes: a.memoryBytes, storage_bytes: a.storageBytes };
+}
+
 /** Checks requests against allocatable and limits against capacity × ratio; reasons read "has X free, Y requested". */
 export function fitsCompute(node: Node, request: ComputeRequest, options: { ratios?: OvercommitRatios; exclude?: string } = {}): Fit {
   const ratios = options.ratios ?? DEFAULT_OVERCOMMIT;

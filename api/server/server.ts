@@ -4,6 +4,7 @@ import * as grpc from '@grpc/grpc-js';
 import { ReflectionService } from '@grpc/reflection';
 import { timingSafeEqual } from 'node:crypto';
 import { logger } from '../log';
+import { WatchCacheStore } from '../store/watch-cache';
 import { toServiceError } from './status';
 import { loadFacadeProto } from './proto';
 import type { CallInfo, FacadeContext, Handler, ServiceHandlers } from './context';
@@ -65,7 +66,10 @@ function unary(service: string, method: string, handler: Handler, options: Facad
   };
 }
 
-export async function startFacade(options: FacadeOptions): Promise<Facade> {
+export async function startFacade(given: FacadeOptions): Promise<Facade> {
+  // Every waiting RPC watches its kind: one shared watch per kind serves them all.
+  const watchCache = new WatchCacheStore(given.store);
+  const options = { ...given, store: watchCache };
   const definition = loadFacadeProto();
   const proto = grpc.loadPackageDefinition(definition) as any;
   const server = new grpc.Server({ 'grpc.max_receive_message_length': 4 * 1024 * 1024 });
@@ -106,6 +110,6 @@ export async function startFacade(options: FacadeOptions): Promise<Facade> {
     stop: () => new Promise<void>((resolve) => {
       const timer = setTimeout(() => { server.forceShutdown(); resolve(); }, 5000);
       server.tryShutdown(() => { clearTimeout(timer); resolve(); });
-    }),
+    }).then(() => watchCache.close()),
   };
 }

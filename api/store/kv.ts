@@ -127,10 +127,11 @@ export class KvStore implements Store {
     return doc as T;
   }
 
-  private async read<K extends Kind>(kind: K, name: string): Promise<{ doc: KindMap[K]; rev: number }> {
+  /** The stored object, its revision, and the stored text (what a write that changes nothing would store again). */
+  private async read<K extends Kind>(kind: K, name: string): Promise<{ doc: KindMap[K]; rev: number; stored: string }> {
     const entry = await this.kv.get(this.key(kind, name));
     if (!entry) throw new NotFoundError(kind, name);
-    return { doc: this.decode<KindMap[K]>(entry.value, entry.modRevision), rev: entry.modRevision };
+    return { doc: this.decode<KindMap[K]>(entry.value, entry.modRevision), rev: entry.modRevision, stored: entry.value };
   }
 
   async get<K extends Kind>(kind: K, name: string): Promise<KindMap[K]> {
@@ -174,9 +175,9 @@ export class KvStore implements Store {
     const rv = doc.metadata?.resourceVersion;
     if (rv === undefined || rv === '') throw new InvalidArgumentError(`${kind} "${doc.metadata?.name}": metadata.resourceVersion is required for an update`, 'metadata.resourceVersion');
     const expected = parseRevision(rv, 'metadata.resourceVersion');
-    const { doc: current, rev } = await this.read(kind, doc.metadata.name);
+    const { doc: current, rev, stored } = await this.read(kind, doc.metadata.name);
     if (rev !== expected) throw new ConflictError(kind, doc.metadata.name);
-    return (await this.write(current, nextState(current, doc, options.subresource), rev)) as T;
+    return (await this.write(current, stored, nextState(current, doc, options.subresource), rev)) as T;
   }
 
   async patch<K extends Kind>(kind: K, name: string, patch: Patch, options: PatchOptions = {}): Promise<KindMap[K]> {
@@ -185,7 +186,7 @@ export class KvStore implements Store {
     // Without a precondition a patch applies to whatever is current, so a lost race is retried
     // against the new state (a JSON Patch `test` op is then evaluated again).
     for (let attempt = 0; ; attempt++) {
-      const { doc: current, rev } = await this.read(kind, name);
+      const { doc: current, rev, stored } = await this.read(kind, name);
       if (precondition !== undefined && precondition !== rev) throw new ConflictError(kind, name);
       const patched = applyTo(current, patch) as KindMap[K];
       if (patched?.metadata?.name !== name || patched.kind !== kind) {
@@ -195,7 +196,7 @@ export class KvStore implements Store {
         if (parseRevision(patched.metadata.resourceVersion ?? '', 'metadata.resourceVersion') !== rev) throw new ConflictError(kind, name);
       }
       try {
-        return await this.write(current, nextState(current, patched, options.subresource), rev);
+        return await this.write(current, stored, nextState(current, patched, options.subresource), rev);
       } catch (err) {
         if (!(err instanceof ConflictError) || precondition !== undefined || attempt + 1 >= MAX_PATCH_ATTEMPTS) throw err;
       }
@@ -227,16 +228,15 @@ export class KvStore implements Store {
   }
 
   /** Validates and writes `next` over `current` (at revision `rev`); deletes it when its last finalizer went away during deletion. */
-  private async write<T extends AnyResource>(current: T, next: Resource, rev: number): Promise<T> {
+  private async write<T extends AnyResource>(current: T, stored: string, next: Resource, rev: number): Promise<T> {
     if (JSON.stringify(next.spec) !== JSON.stringify(current.spec)) next.metadata.generation = (current.metadata.generation ?? 0) + 1;
     validateDocument(next);
     const kind = current.kind;
     const name = current.metadata.name;
     const key = this.key(kind, name);
     const value = JSON.stringify(next);
-    const { resourceVersion: _rv, ...currentMeta } = current.metadata;
     // A write that changes nothing is not a write: no new resourceVersion, no watch event.
-    if (value === JSON.stringify({ ...current, metadata: currentMeta })) return current;
+    if (value === stored) return current;
     if (next.metadata.deletionTimestamp && !next.metadata.finalizers?.length) {
       const deleted = await this.kv.delete(key, rev);
       if (deleted === undefined) throw new ConflictError(kind, name);
@@ -244,7 +244,9 @@ export class KvStore implements Store {
     }
     const written = await this.kv.put(key, value, rev);
     if (written === undefined) throw new ConflictError(kind, name);
-    return this.decode<T>(value, written);
+    // `next` is this call's own object (nextState copied what it took): hand it back, not a re-parse.
+    next.metadata.resourceVersion = String(written);
+    return next as T;
   }
 
   watch<K extends Kind>(kind: K, options: WatchOptions = {}): AsyncIterable<WatchEvent<KindMap[K]>> {

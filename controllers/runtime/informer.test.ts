@@ -40,6 +40,37 @@ describe('Informer', () => {
   beforeEach(() => { controller = new AbortController(); store = new FlakyStore(); });
   afterEach(async () => { controller.abort(); await store.close(); });
 
+  it('keeps an index in step with adds, updates, deletes and re-lists', async () => {
+    await store.create(net('a', '10.0.0.0/24'));
+    await store.create(net('b', '10.0.0.0/24'));
+    const informer = new Informer(store, 'Network', { backoff: { baseMs: 20 } });
+    informer.addIndex('cidr', (n) => [n.spec.ipv4_cidr!]);
+    const names = (cidr: string) => informer.byIndex('cidr', cidr).map((n) => n.metadata.name).sort();
+    void informer.run(controller.signal);
+    await informer.waitForSync(2000);
+    expect(names('10.0.0.0/24')).toEqual(['a', 'b']);
+    // An index added after the cache filled covers what is already there.
+    informer.addIndex('name', (n) => [n.metadata.name]);
+    expect(informer.byIndex('name', 'b').map((n) => n.spec.ipv4_cidr)).toEqual(['10.0.0.0/24']);
+    const b = await store.get('Network', 'b');
+    await store.update({ ...b, spec: { ipv4_cidr: '10.1.0.0/24' } });
+    await store.delete('Network', 'a');
+    await until(() => names('10.1.0.0/24').length === 1 && names('10.0.0.0/24').length === 0);
+    expect(names('10.1.0.0/24')).toEqual(['b']);
+    expect(informer.byIndex('name', 'a')).toEqual([]);
+    // A broken watch re-lists: objects gone meanwhile leave the index too.
+    const c = await store.create(net('c', '10.2.0.0/24'));
+    await until(() => names('10.2.0.0/24').length === 1);
+    await until(() => store.memory.watchCount === 1);
+    store.memory.breakWatches(new UnavailableError('connection reset'));
+    await store.delete('Network', c.metadata.name);
+    await until(() => informer.stats.lists === 2);
+    expect(names('10.2.0.0/24')).toEqual([]);
+    expect(names('10.1.0.0/24')).toEqual(['b']);
+    expect(() => informer.byIndex('nope', 'x')).toThrow(/no index named nope/);
+    expect(() => informer.addIndex('cidr', () => [])).toThrow(/already has an index named cidr/);
+  });
+
   it('lists, then follows the watch, keeping the cache and telling handlers', async () => {
     await store.create(net('a'));
     const informer = new Informer(store, 'Network');

@@ -31,8 +31,13 @@ function deepFreeze<T>(value: T): T {
   return value;
 }
 
+/** Keys under which an object is found in an index (client-go's IndexFunc). */
+export type IndexFunc<T> = (obj: T) => string[];
+
 export class Informer<K extends Kind> {
   private readonly items = new Map<string, KindMap[K]>();
+  /** index name -> how to key an object, and key -> names of the objects under it. */
+  private readonly indexes = new Map<string, { keysOf: IndexFunc<KindMap[K]>; names: Map<string, Set<string>> }>();
   private readonly handlers: InformerHandlers<KindMap[K]>[] = [];
   private readonly backoff: BackoffOptions;
   private syncedOnce = false;
@@ -56,6 +61,45 @@ export class Informer<K extends Kind> {
 
   list(): KindMap[K][] {
     return [...this.items.values()];
+  }
+
+  /**
+   * Maintains an index from now on, so "which VMs use this disk" costs a map lookup instead of a
+   * scan of every cached object (at 10,000 VMs the scans dominated the controllers' CPU).
+   */
+  addIndex(name: string, keysOf: IndexFunc<KindMap[K]>): void {
+    if (this.indexes.has(name)) throw new Error(`${this.kind} informer already has an index named ${name}`);
+    const index = { keysOf, names: new Map<string, Set<string>>() };
+    this.indexes.set(name, index);
+    for (const obj of this.items.values()) this.indexAdd(index, obj);
+  }
+
+  /** Cached objects whose index `name` yields `key`. */
+  byIndex(name: string, key: string): KindMap[K][] {
+    const index = this.indexes.get(name);
+    if (!index) throw new Error(`${this.kind} informer has no index named ${name}`);
+    return [...index.names.get(key) ?? []].map((n) => this.items.get(n)!);
+  }
+
+  private indexAdd(index: { keysOf: IndexFunc<KindMap[K]>; names: Map<string, Set<string>> }, obj: KindMap[K]): void {
+    for (const key of index.keysOf(obj)) {
+      let names = index.names.get(key);
+      if (!names) index.names.set(key, names = new Set());
+      names.add(obj.metadata.name);
+    }
+  }
+
+  private reindex(old: KindMap[K] | undefined, obj: KindMap[K] | undefined): void {
+    for (const index of this.indexes.values()) {
+      if (old) {
+        for (const key of index.keysOf(old)) {
+          const names = index.names.get(key);
+          names?.delete(old.metadata.name);
+          if (names?.size === 0) index.names.delete(key);
+        }
+      }
+      if (obj) this.indexAdd(index, obj);
+    }
   }
 
   get synced(): boolean { return this.syncedOnce; }
@@ -144,6 +188,7 @@ export class Informer<K extends Kind> {
     for (const [name, old] of [...this.items]) {
       if (!seen.has(name)) {
         this.items.delete(name);
+        this.reindex(old, undefined);
         this.emit((h) => h.onDelete?.(old));
       }
     }
@@ -156,12 +201,14 @@ export class Informer<K extends Kind> {
     const old = this.items.get(name);
     if (type === 'DELETED') {
       this.items.delete(name);
+      this.reindex(old, undefined);
       this.emit((h) => h.onDelete?.(obj));
       return;
     }
     // A re-list returns unchanged objects too; only real changes are news.
     if (old && old.metadata.resourceVersion === obj.metadata.resourceVersion) return;
     this.items.set(name, obj);
+    this.reindex(old, obj);
     if (old) this.emit((h) => h.onUpdate?.(old, obj));
     else this.emit((h) => h.onAdd?.(obj));
   }

@@ -85,16 +85,22 @@ export class Manager {
       list<K extends Kind>(kind: K): KindMap[K][] {
         return (informers.get(kind)?.list() ?? []) as KindMap[K][];
       },
+      byIndex<K extends Kind>(kind: K, index: string, key: string): KindMap[K][] {
+        const informer = informers.get(kind);
+        if (!informer) throw new InvalidArgumentError(`this manager does not cache ${kind}`, 'kind');
+        return informer.byIndex(index, key) as KindMap[K][];
+      },
     };
   }
 
   register<K extends Kind>(reconciler: Reconciler<K>): void {
     if (this.started) throw new InvalidArgumentError('register reconcilers before start()', 'reconciler');
     if (this.reconcilers.has(reconciler.kind)) throw new InvalidArgumentError(`a reconciler for ${reconciler.kind} is already registered`, 'kind');
-    const needed = [reconciler.kind, ...(reconciler.watches ?? []).map((w) => w.kind)];
+    const needed = [reconciler.kind, ...(reconciler.watches ?? []).map((w) => w.kind), ...(reconciler.indexes ?? []).map((i) => i.kind)];
     for (const kind of needed) {
       if (!this.informers.has(kind)) throw new InvalidArgumentError(`${reconciler.kind} reconciler needs ${kind}, which this manager does not cache`, 'kind');
     }
+    for (const index of reconciler.indexes ?? []) this.informers.get(index.kind)!.addIndex(index.name, index.keys);
     this.reconcilers.set(reconciler.kind, reconciler as unknown as Reconciler);
   }
 

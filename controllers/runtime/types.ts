@@ -22,6 +22,15 @@ export class TerminalError extends Error {
 export interface Cache {
   get<K extends Kind>(kind: K, name: string): KindMap[K] | undefined;
   list<K extends Kind>(kind: K): KindMap[K][];
+  /** Objects of `kind` that an index declared by a reconciler (Reconciler.indexes) files under `key`. */
+  byIndex<K extends Kind>(kind: K, index: string, key: string): KindMap[K][];
+}
+
+/** An index over one kind's cache, declared by the reconciler whose watches look things up in it. */
+export interface IndexSpec<K extends Kind = Kind> {
+  kind: K;
+  name: string;
+  keys: (obj: KindMap[K]) => string[];
 }
 
 export interface ReconcileContext {
@@ -36,6 +45,8 @@ export interface Reconciler<K extends Kind = Kind> {
   readonly kind: K;
   /** Other kinds whose changes should requeue objects of this kind, mapped to the keys to requeue. */
   readonly watches?: { kind: Kind; map: (obj: KindMap[Kind], cache: Cache) => string[] }[];
+  /** Cache indexes the watches' maps use (registered on the informers before they start). */
+  readonly indexes?: IndexSpec[];
   /** Thrown errors are retried with per-key exponential back-off (TerminalError is not). */
   reconcile(name: string, ctx: ReconcileContext): Promise<ReconcileResult>;
 }

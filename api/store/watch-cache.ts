@@ -1,0 +1,137 @@
+// A watch cache in front of a Store, after kube-apiserver's: every watcher of a kind is served
+// from one upstream watch and a window of recent events, instead of opening a watch of its own.
+// The facade needs this: each waiting RPC (CreateVirtualMachine waits for RUNNING) watches its
+// kind, and with 64 callers every event was read and decoded 64 times.
+//
+// A watch from resourceVersion R is served from the cache when the window still holds every
+// event after R (R >= the window's floor); otherwise, or when R is not a number, it gets its own
+// upstream watch exactly as before. Events are shared between watchers and frozen.
+import { EventQueue } from './kv';
+import type { DeleteOptions, ListOptions, Patch, PatchOptions, Store, UpdateOptions, WatchEvent, WatchOptions } from './store';
+import type { AnyResource, Kind, KindMap } from '../types';
+
+export interface WatchCacheOptions {
+  /** Events kept per kind for watchers that start a little behind (default 4096). */
+  window?: number;
+}
+
+interface Subscriber {
+  after: number;
+  queue: EventQueue<WatchEvent<KindMap[Kind]>>;
+}
+
+function deepFreeze<T>(value: T): T {
+  if (value && typeof value === 'object' && !Object.isFrozen(value)) {
+    Object.freeze(value);
+    for (const v of Object.values(value)) deepFreeze(v);
+  }
+  return value;
+}
+
+const revisionOf = (rv: string | undefined): number | undefined => (rv !== undefined && /^\d{1,15}$/.test(rv) ? Number(rv) : undefined);
+
+/** One kind's upstream watch, its window of recent events and the watchers it feeds. */
+class KindFeed {
+  private readonly events: { revision: number; event: WatchEvent<KindMap[Kind]> }[] = [];
+  /** Every event with a revision above the floor is in the window (or still to come). */
+  readonly floor: number;
+  private readonly subscribers = new Set<Subscriber>();
+  private readonly stop = new AbortController();
+  private failed = false;
+
+  constructor(private readonly store: Store, kind: Kind, from: number, private readonly window: number, onEnd: () => void) {
+    this.floor = from;
+    void this.pump(kind, from).finally(onEnd);
+  }
+
+  get usable(): boolean { return !this.failed && !this.stop.signal.aborted; }
+
+  private async pump(kind: Kind, from: number): Promise<void> {
+    try {
+      for await (const event of this.store.watch(kind, { resourceVersion: String(from), signal: this.stop.signal })) {
+        const revision = Number(event.object.metadata.resourceVersion);
+        deepFreeze(event);
+        this.events.push({ revision, event });
+        if (this.events.length > this.window) (this as { floor: number }).floor = this.events.shift()!.revision;
+        for (const s of this.subscribers) if (revision > s.after) s.queue.push(event);
+      }
+      for (const s of this.subscribers) s.queue.end();
+    } catch (err) {
+      this.failed = true;
+      // A watcher must learn that it may have missed events, as with a watch of its own.
+      for (const s of this.subscribers) s.queue.fail(err);
+    }
+    this.subscribers.clear();
+  }
+
+  /** Replays the window after `after` and follows; synchronous, so no event falls in between. */
+  subscribe(after: number, signal: AbortSignal | undefined): AsyncIterable<WatchEvent<KindMap[Kind]>> {
+    const queue = new EventQueue<WatchEvent<KindMap[Kind]>>();
+    const subscriber = { after, queue };
+    for (const { revision, event } of this.events) if (revision > after) queue.push(event);
+    this.subscribers.add(subscriber);
+    const leave = () => { this.subscribers.delete(subscriber); queue.end(); };
+    if (signal?.aborted) leave();
+    signal?.addEventListener('abort', leave, { once: true });
+    const subscribers = this.subscribers;
+    return {
+      async *[Symbol.asyncIterator]() {
+        try {
+          for await (const event of queue) {
+            if (signal?.aborted) return;
+            yield event;
+          }
+        } finally {
+          subscribers.delete(subscriber);
+          signal?.removeEventListener('abort', leave);
+        }
+      },
+    };
+  }
+
+  close(): void { this.stop.abort(); }
+}
+
+export class WatchCacheStore implements Store {
+  private readonly feeds = new Map<Kind, KindFeed>();
+  private readonly window: number;
+  /** How many watches were served from the cache and how many went upstream (tests, metrics). */
+  readonly stats = { cached: 0, upstream: 0 };
+
+  constructor(private readonly inner: Store, options: WatchCacheOptions = {}) {
+    this.window = options.window ?? 4096;
+  }
+
+  get backend() { return this.inner.backend; }
+  get<K extends Kind>(kind: K, name: string) { return this.inner.get(kind, name); }
+  list<K extends Kind>(kind: K, options?: ListOptions) { return this.inner.list(kind, options); }
+  create<T extends AnyResource>(doc: T) { return this.inner.create(doc); }
+  update<T extends AnyResource>(doc: T, options?: UpdateOptions) { return this.inner.update(doc, options); }
+  patch<K extends Kind>(kind: K, name: string, patch: Patch, options?: PatchOptions) { return this.inner.patch(kind, name, patch, options); }
+  delete<K extends Kind>(kind: K, name: string, options?: DeleteOptions) { return this.inner.delete(kind, name, options); }
+
+  watch<K extends Kind>(kind: K, options: WatchOptions = {}): AsyncIterable<WatchEvent<KindMap[K]>> {
+    const after = revisionOf(options.resourceVersion);
+    if (after === undefined) return this.upstream(kind, options);
+    let feed = this.feeds.get(kind);
+    if (!feed?.usable) {
+      // The first watcher's position becomes the floor: later watchers are at or after it.
+      const started = new KindFeed(this.inner, kind, after, this.window, () => { if (this.feeds.get(kind) === started) this.feeds.delete(kind); });
+      this.feeds.set(kind, feed = started);
+    }
+    if (after < feed.floor) return this.upstream(kind, options);
+    this.stats.cached++;
+    return feed.subscribe(after, options.signal) as AsyncIterable<WatchEvent<KindMap[K]>>;
+  }
+
+  private upstream<K extends Kind>(kind: K, options: WatchOptions): AsyncIterable<WatchEvent<KindMap[K]>> {
+    this.stats.upstream++;
+    return this.inner.watch(kind, options);
+  }
+
+  /** Stops the shared watches; the inner store is the caller's to close. */
+  async close(): Promise<void> {
+    for (const feed of this.feeds.values()) feed.close();
+    this.feeds.clear();
+  }
+}
