@@ -56,8 +56,8 @@ export class NodeReconciler implements Reconciler<'Node'> {
     // they are: judge the cached copy first and touch the store only when something is to write.
     const cached = ctx.cache.get('Node', name);
     if (cached) {
-      const { verdict, changed } = this.evaluate(structuredClone(cached));
-      if (!changed) return after(verdict);
+      const { verdict, changes } = this.evaluate(cached);
+      if (!changes) return after(verdict);
     }
     let verdict: Readiness | undefined;
     try {
@@ -65,7 +65,8 @@ export class NodeReconciler implements Reconciler<'Node'> {
         // Evaluated per attempt: a conflict is usually a newer heartbeat.
         const result = this.evaluate(node);
         verdict = result.verdict;
-        return result.changed;
+        if (!result.changes) return false;
+        node.status = { ...node.status, ...result.changes };
       }, { subresource: 'status' });
     } catch (err) {
       if (isN0Error(err, 'NotFound')) return {};
@@ -74,19 +75,24 @@ export class NodeReconciler implements Reconciler<'Node'> {
     return after(verdict);
   }
 
-  /** Sets the node's status to what its heartbeat and reservations say; `changed` when that differs. */
-  private evaluate(node: Node): { verdict: Readiness; changed: boolean } {
+  /**
+   * The status fields this reconciler owns, as the heartbeat and reservations say they should be;
+   * `changes` is undefined when the node already says so. Pure, and compares only those fields
+   * (a Node's status also holds every reservation on it: thousands of entries at scale).
+   */
+  private evaluate(node: Node): { verdict: Readiness; changes?: Pick<NodeStatus, 'state' | 'observedGeneration' | 'allocatable' | 'conditions'> } {
     const now = this.now();
     const verdict = readiness(node.status?.last_heartbeat_time, now, this.timeoutMs);
     const generation = node.metadata.generation ?? 1;
-    const before = JSON.stringify(node.status ?? {});
-    const status: NodeStatus = node.status ?? {};
-    status.state = verdict.ready ? 'Ready' : 'NotReady';
-    status.observedGeneration = generation;
-    status.allocatable = allocatableStatus(node);
-    status.conditions = setCondition(status.conditions, { type: 'Ready', status: verdict.ready ? 'True' : 'False', reason: verdict.reason, message: verdict.message }, generation, now);
-    node.status = status;
-    return { verdict, changed: JSON.stringify(status) !== before };
+    const status = node.status ?? {};
+    const wanted = {
+      state: verdict.ready ? 'Ready' : 'NotReady',
+      observedGeneration: generation,
+      allocatable: allocatableStatus(node),
+      conditions: setCondition(status.conditions, { type: 'Ready', status: verdict.ready ? 'True' : 'False', reason: verdict.reason, message: verdict.message }, generation, now),
+    } as const;
+    const same = JSON.stringify([status.state, status.observedGeneration, status.allocatable, status.conditions]) === JSON.stringify([wanted.state, wanted.observedGeneration, wanted.allocatable, wanted.conditions]);
+    return { verdict, changes: same ? undefined : wanted };
   }
 }
 

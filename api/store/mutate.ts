@@ -11,7 +11,8 @@ export interface MutateOptions {
 
 /**
  * Applies `change` to the current object and writes it back. `change` may throw to abort (its
- * error propagates) or return false to skip the write (nothing to change).
+ * error propagates) or return false to skip the write (nothing to change); returning false after
+ * editing is for edits that change nothing (the object is returned as edited).
  */
 export async function mutate<K extends Kind>(
   store: Store, kind: K, name: string,
@@ -20,11 +21,11 @@ export async function mutate<K extends Kind>(
 ): Promise<KindMap[K]> {
   const attempts = options.attempts ?? 50;
   for (let attempt = 0; ; attempt++) {
+    // A store's get returns an object of the caller's own: `change` may edit it in place.
     const current = await store.get(kind, name);
-    const copy = structuredClone(current);
-    if ((await change(copy)) === false) return current;
+    if ((await change(current)) === false) return current;
     try {
-      return await store.update(copy as KindMap[K], { subresource: options.subresource });
+      return await store.update(current, { subresource: options.subresource });
     } catch (err) {
       if (!isN0Error(err, 'Conflict') || attempt + 1 >= attempts) throw err;
       // Spread retries of many concurrent writers a little.
