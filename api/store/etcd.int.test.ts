@@ -75,3 +75,24 @@ describe('leader election on an etcd lease', () => {
     await c.resign();
   }, 30_000);
 });
+
+describe('EtcdBackend.range', () => {
+  let etcd: { endpoint: string; stop: () => Promise<void> };
+  let kv: EtcdBackend;
+  const prefix = `/n0stack-test-range-${randomBytes(4).toString('hex')}/`;
+  beforeAll(async () => { etcd = await etcdEndpoint(); kv = new EtcdBackend({ endpoints: [etcd.endpoint] }); }, 30_000);
+  afterAll(async () => { await kv?.close(); await etcd?.stop(); });
+
+  it('reads more than one gRPC message can carry, in pages of one snapshot', async () => {
+    // 450 values of 12 KiB: 5.4 MiB, past gRPC's default 4 MiB, and three pages.
+    const value = 'x'.repeat(12 * 1024);
+    const names = Array.from({ length: 450 }, (_, i) => `${prefix}k${String(i).padStart(4, '0')}`);
+    for (let i = 0; i < names.length; i += 50) await Promise.all(names.slice(i, i + 50).map((k) => kv.put(k, value, 0)));
+    const { entries, revision } = await kv.range(prefix);
+    expect(entries.map((e) => e.key)).toEqual(names);
+    expect(entries.every((e) => e.value.length === value.length && e.modRevision <= revision)).toBe(true);
+    // A neighbouring prefix stays out.
+    await kv.put(`${prefix.slice(0, -1)}x/other`, 'v', 0);
+    expect((await kv.range(prefix)).entries).toHaveLength(450);
+  });
+});
