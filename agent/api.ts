@@ -106,6 +106,8 @@ export interface AgentApi {
   /** Stops QEMU, removes taps, seed ISO and run dir; idempotent. */
   deleteVm(name: string): Promise<void>;
   observe(): Promise<NodeObservation>;
+  /** The VMs on the node and their states, without reading disks or links (for frequent audits). */
+  listVms(): Promise<VmObservation[]>;
   openConsole(name: string, kind: 'serial' | 'vnc'): Promise<ConsoleStream>;
   close(): void;
 }

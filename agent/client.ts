@@ -123,6 +123,10 @@ export class AgentClient implements AgentApi {
     return nodeObservationFromWire(await this.call<WireNodeObservation>('Observe', {}));
   }
 
+  async listVms(): Promise<VmObservation[]> {
+    return ((await this.call<{ vms?: WireVmObservation[] }>('ListVms', {})).vms ?? []).map(vmObservationFromWire);
+  }
+
   /**
    * Resolves once the agent has opened the VM's console (or rejects with its typed error); the
    * stream itself has no deadline, since a console stays open as long as someone watches it.

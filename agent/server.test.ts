@@ -68,6 +68,10 @@ class RecordingAgent implements AgentApi {
       vms: [{ name: 'v', present: true, runState: 'shutdown' }],
     };
   }
+  async listVms(): Promise<VmObservation[]> {
+    this.calls.push(['listVms', undefined]);
+    return [{ name: 'v', present: true, runState: 'paused', pid: 42, accelerator: 'tcg', uuid: '0b3a7c1e-8f6d-4c2a-9e5b-1d2f3a4b5c6d' }, { name: 'w', present: true, runState: 'crashed' }];
+  }
   async openConsole(name: string, kind: 'serial' | 'vnc'): Promise<ConsoleStream> {
     if (name !== 'echo') throw new NotFoundError('virtual machine', name);
     expect(kind).toBe('serial');
@@ -138,6 +142,7 @@ test('requests and answers cross the wire field by field', async () => {
   expect(agent.calls.slice(-3)).toEqual([['deleteVm', 'vm1'], ['deleteNetwork', 'n1'], ['deleteBlockStorage', 'd1']]);
 
   expect(await client.observe()).toEqual(await agent.observe());
+  expect(await client.listVms()).toEqual(await agent.listVms());
 });
 
 test('typed errors come back with their message and field', async () => {

@@ -141,6 +141,7 @@ function implementation(agent: AgentApi): grpc.UntypedServiceImplementation {
     VmAction: unary('VmAction', async (req: { name: string; action: string }) => vmObservationToWire(await agent.vmAction(req.name, req.action as never))),
     DeleteVm: unary('DeleteVm', async (req: { name: string }) => { await agent.deleteVm(req.name); return {}; }),
     Observe: unary('Observe', async () => nodeObservationToWire(await agent.observe())),
+    ListVms: unary('ListVms', async () => ({ vms: (await agent.listVms()).map(vmObservationToWire) })),
     Console: consoleHandler(agent),
   };
 }

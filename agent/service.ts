@@ -488,6 +488,10 @@ export class HostAgent implements AgentApi {
     return Promise.all([...names].sort().map((n) => this.observeDisk(n)));
   }
 
+  async listVms(): Promise<VmObservation[]> {
+    return (await this.drivers.vm.list()).map((vm) => this.observation(vm.name, vm));
+  }
+
   async observe(): Promise<NodeObservation> {
     const [accelerator, blockStorages, networks, vms] = await Promise.all([
       this.accelerator(),

@@ -14,12 +14,18 @@ import { FINALIZERS } from '../api/server/context';
 import type { AgentResolver } from './agents';
 import type { VmNic, VmObservation } from '../agent/api';
 import { placeAndReserve, releaseOn } from '../api/placement';
-import type { Cache, IndexSpec, ReconcileContext, ReconcileResult, Reconciler } from './runtime/types';
+import { getWithFinalizer } from './runtime/finalizer';
+import type { AuditContext, Cache, IndexSpec, ReconcileContext, ReconcileResult, Reconciler } from './runtime/types';
 import { logger } from '../api/log';
 import { observeFirstRunning } from './metrics';
 
 const RESERVED_BY = 'n0core/provisioning/virtual_machine/virtual_machine/reserved_by';
-const RESYNC_MS = 30_000;
+/**
+ * How often the controller asks every node's agent which VMs run (one cheap call per node) and
+ * reconciles only the VMs whose state differs. Reconciling every VM on a timer instead cost 333
+ * reconciles/s at 10,000 VMs, idle.
+ */
+const AUDIT_MS = 10_000;
 
 /** Reservation key of a VM's nic in its Network (names cannot contain '/', and a trailing .N is unique). */
 export const nicKey = (vm: string, index: number) => `${vm}.${index}`;
@@ -30,6 +36,18 @@ const STATE_OF: Record<VmObservation['runState'], NonNullable<VirtualMachineStat
 
 class StepFailure extends Error {
   constructor(readonly reason: string, message: string, readonly retryMs = 10_000) { super(message); }
+}
+
+/** Applies status fields and a condition to `vm`; true when that changed its status. */
+function withStatus(vm: VirtualMachine, generation: number, fields: Partial<VirtualMachineStatus>, condition: ConditionInput): boolean {
+  vm.status ??= {};
+  const before = JSON.stringify(vm.status);
+  for (const [k, val] of Object.entries(fields)) {
+    if (val === undefined) delete (vm.status as Record<string, unknown>)[k]; else (vm.status as Record<string, unknown>)[k] = val;
+  }
+  vm.status.observedGeneration = generation;
+  vm.status.conditions = setCondition(vm.status.conditions, condition, generation);
+  return JSON.stringify(vm.status) !== before;
 }
 
 /**
@@ -46,7 +64,7 @@ function heldInCache(net: Network | undefined, key: string, request: Parameters<
   }
 }
 
-const INDEX = { byBlockStorage: 'vm-by-block-storage', byNode: 'vm-by-node' } as const;
+const INDEX = { byBlockStorage: 'vm-by-block-storage', byNode: 'vm-by-node', byNetwork: 'vm-by-network' } as const;
 
 export class VirtualMachineReconciler implements Reconciler<'VirtualMachine'> {
   readonly kind = 'VirtualMachine' as const;
@@ -62,16 +80,54 @@ export class VirtualMachineReconciler implements Reconciler<'VirtualMachine'> {
   readonly indexes: IndexSpec[] = [
     { kind: 'VirtualMachine', name: INDEX.byBlockStorage, keys: (vm) => (vm as VirtualMachine).spec.block_storage_names ?? [] },
     { kind: 'VirtualMachine', name: INDEX.byNode, keys: (vm) => { const node = (vm as VirtualMachine).status?.node_name; return node ? [node] : []; } },
+    { kind: 'VirtualMachine', name: INDEX.byNetwork, keys: (vm) => [...new Set(((vm as VirtualMachine).spec.nics ?? []).map((n) => n.network_name))] },
   ];
+  readonly audit = { everyMs: AUDIT_MS, run: (ctx: AuditContext) => this.auditNodes(ctx) };
+  /** What the last audit saw: the overlay peers and each Network's generation. */
+  private seen: { peers?: string; networkGenerations: Map<string, number> } = { networkGenerations: new Map() };
   constructor(private readonly agents: AgentResolver) {}
 
-  async reconcile(name: string, ctx: ReconcileContext): Promise<ReconcileResult> {
-    let vm: VirtualMachine;
-    try { vm = await ctx.store.get('VirtualMachine', name); } catch (err) { if (isN0Error(err, 'NotFound')) return {}; throw err; }
-    if (vm.metadata.deletionTimestamp) return this.finalize(vm, ctx);
-    if (!vm.metadata.finalizers?.includes(FINALIZERS.virtualMachine)) {
-      vm = await mutate(ctx.store, 'VirtualMachine', name, (v) => { v.metadata.finalizers = [...(v.metadata.finalizers ?? []), FINALIZERS.virtualMachine]; });
+  /**
+   * Finds the VMs that need a reconcile although their documents did not change: a QEMU that
+   * crashed or vanished, a node that joined or left the overlay (every VM's networks need the new
+   * peers), a Network whose spec changed (its gateway goes into every guest's bridge).
+   */
+  private async auditNodes(ctx: AuditContext): Promise<void> {
+    const requeue = (vms: VirtualMachine[]) => { for (const vm of vms) ctx.enqueue('VirtualMachine', vm.metadata.name); };
+    const ready = ctx.cache.list('Node').filter((n) => n.status?.state === 'Ready');
+    const peers = ready.map((n) => n.spec.address ?? '').sort().join(',');
+    if (this.seen.peers !== undefined && this.seen.peers !== peers) requeue(ctx.cache.list('VirtualMachine'));
+    this.seen.peers = peers;
+    for (const net of ctx.cache.list('Network')) {
+      const generation = net.metadata.generation ?? 1;
+      const before = this.seen.networkGenerations.get(net.metadata.name);
+      if (before !== undefined && before !== generation) requeue(ctx.cache.byIndex('VirtualMachine', INDEX.byNetwork, net.metadata.name));
+      this.seen.networkGenerations.set(net.metadata.name, generation);
     }
+    for (const node of ready) {
+      if (ctx.signal.aborted) return;
+      const vms = ctx.cache.byIndex('VirtualMachine', INDEX.byNode, node.metadata.name).filter((vm) => !vm.metadata.deletionTimestamp);
+      if (vms.length === 0) continue;
+      let observed: Map<string, VmObservation>;
+      try {
+        observed = new Map((await this.agents(node.metadata.name).listVms()).map((o) => [o.name, o]));
+      } catch (err) {
+        // Their reconciles will say what is wrong with the agent (AgentUnavailable).
+        this.log.warn(`audit: cannot list the VMs on node ${node.metadata.name}`, { error: (err as Error).message });
+        requeue(vms);
+        continue;
+      }
+      requeue(vms.filter((vm) => {
+        const o = observed.get(vm.metadata.name);
+        return !o?.present || STATE_OF[o.runState] !== vm.status?.state;
+      }));
+    }
+  }
+
+  async reconcile(name: string, ctx: ReconcileContext): Promise<ReconcileResult> {
+    const vm = await getWithFinalizer(ctx, 'VirtualMachine', name, FINALIZERS.virtualMachine);
+    if (!vm) return {};
+    if (vm.metadata.deletionTimestamp) return this.finalize(vm, ctx);
     const generation = vm.metadata.generation ?? 1;
     try {
       return await this.converge(vm, ctx, generation);
@@ -185,7 +241,9 @@ export class VirtualMachineReconciler implements Reconciler<'VirtualMachine'> {
     }
 
     // 6. The VM itself, then one-shot actions.
-    const fresh = await ctx.store.get('VirtualMachine', name);
+    // Re-read only after this pass placed the VM (it wrote status.uuid); any other change since
+    // the read at the top requeues this VM anyway.
+    const fresh = vm.status?.node_name ? vm : await ctx.store.get('VirtualMachine', name);
     const pending = fresh.spec.action_request && fresh.spec.action_request.id !== fresh.status?.last_action_id ? fresh.spec.action_request : undefined;
     const runState = fresh.spec.run_state ?? 'RUNNING';
     if (pending?.action === 'HARD_SHUTDOWN') await agent.vmAction(name, 'HARD_SHUTDOWN').catch((err) => { if (!isN0Error(err, 'NotFound')) throw err; });
@@ -209,21 +267,19 @@ export class VirtualMachineReconciler implements Reconciler<'VirtualMachine'> {
       nics: (fresh.spec.nics ?? []).map((n, i) => ({ network_name: n.network_name, hardware_address: nics[i].hardwareAddress, ipv4_address: nics[i].ipv4Address, ipv6_address: nics[i].ipv6Address })),
     }, state === runState
       ? { type: 'Ready', status: 'True', reason: state, message: `${state} on node ${nodeName}${obs.accelerator ? ` (${obs.accelerator})` : ''}` }
-      : { type: 'Ready', status: 'False', reason: state === 'FAILED' ? 'Crashed' : 'Converging', message: `${state}, want ${runState}` });
-    return { requeueAfterMs: state === runState ? RESYNC_MS : 2000 };
+      : { type: 'Ready', status: 'False', reason: state === 'FAILED' ? 'Crashed' : 'Converging', message: `${state}, want ${runState}` }, fresh);
+    // Converged: the audit (auditNodes) notices when the VM stops being so.
+    return state === runState ? {} : { requeueAfterMs: 2000 };
   }
 
-  private async setStatus(ctx: ReconcileContext, name: string, generation: number, fields: Partial<VirtualMachineStatus>, condition: ConditionInput): Promise<void> {
-    await mutate(ctx.store, 'VirtualMachine', name, (v) => {
-      v.status ??= {};
-      const before = JSON.stringify(v.status);
-      for (const [k, val] of Object.entries(fields)) {
-        if (val === undefined) delete (v.status as any)[k]; else (v.status as any)[k] = val;
-      }
-      v.status.observedGeneration = generation;
-      v.status.conditions = setCondition(v.status.conditions, condition, generation);
-      return JSON.stringify(v.status) !== before;
-    }, { subresource: 'status' }).catch((err) => { if (!isN0Error(err, 'NotFound')) throw err; });
+  /**
+   * Writes `fields` and `condition` into the VM's status unless it already says so. `known` (the
+   * copy this reconcile read) settles the usual drift pass, where nothing changed, without a read.
+   */
+  private async setStatus(ctx: ReconcileContext, name: string, generation: number, fields: Partial<VirtualMachineStatus>, condition: ConditionInput, known?: VirtualMachine): Promise<void> {
+    if (known && !withStatus(structuredClone(known), generation, fields, condition)) return;
+    await mutate(ctx.store, 'VirtualMachine', name, (v) => withStatus(v, generation, fields, condition), { subresource: 'status' })
+      .catch((err) => { if (!isN0Error(err, 'NotFound')) throw err; });
   }
 
   private async finalize(vm: VirtualMachine, ctx: ReconcileContext): Promise<ReconcileResult> {

@@ -264,6 +264,11 @@ export class SimulatedAgent implements AgentApi {
     });
   }
 
+  async listVms(): Promise<VmObservation[]> {
+    await this.enter('listVms');
+    return [...this.vms.keys()].sort().map((n) => this.vmObservation(n));
+  }
+
   async observe(): Promise<NodeObservation> {
     await this.enter('observe');
     return {

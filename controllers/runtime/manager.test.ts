@@ -196,6 +196,36 @@ describe('Manager', () => {
     await until(() => r.count('a') >= 3, 3000, 'three resyncs');
   });
 
+  it('runs a reconciler\'s audit periodically while leading, one run at a time, and reconciles what it finds', async () => {
+    const r = new Counting('Network');
+    let runs = 0;
+    let running = 0;
+    let overlapped = false;
+    (r as { audit?: Reconciler['audit'] }).audit = {
+      everyMs: 30,
+      run: async (ctx) => {
+        runs++;
+        overlapped ||= running > 0;
+        running++;
+        // Slower than the period: the next run must wait for this one.
+        await sleep(50);
+        running--;
+        expect(ctx.cache.get('Network', 'a')?.metadata.name).toBe('a');
+        ctx.enqueue('Network', 'a');
+      },
+    };
+    make({ resyncMs: 60_000 }).register(r);
+    await store.create(net('a'));
+    await manager.start(controller.signal);
+    await until(() => runs >= 3 && r.count('a') >= 3, 5000, 'three audits, each followed by a reconcile');
+    expect(overlapped).toBe(false);
+    controller.abort();
+    await manager.stopped;
+    const after = runs;
+    await sleep(100);
+    expect(runs).toBe(after);
+  });
+
   it('rejects duplicate registrations and unknown watched kinds', () => {
     make({ kinds: ['Network'] });
     manager.register(new Counting('Network'));

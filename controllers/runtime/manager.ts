@@ -51,6 +51,8 @@ export class Manager {
   private queues = new Map<Kind, WorkQueue>();
   private leadingNow = false;
   private resyncTimer: NodeJS.Timeout | undefined;
+  /** Aborted when this term of leading ends; the audit loops it runs. */
+  private term: { stop: AbortController; audits: Promise<void>[] } | undefined;
   private started = false;
   private readonly internal = new AbortController();
   private stoppedPromise: Promise<void> = Promise.resolve();
@@ -226,12 +228,32 @@ export class Manager {
     for (const q of this.queues.values()) q.start();
     this.resyncTimer = setInterval(() => this.resyncAll(), this.options.resyncMs);
     this.resyncTimer.unref();
+    const stop = new AbortController();
+    const audits = [...this.reconcilers.values()].filter((r) => r.audit).map((r) => this.auditLoop(r, stop.signal));
+    this.term = { stop, audits };
+  }
+
+  private async auditLoop(reconciler: Reconciler, signal: AbortSignal): Promise<void> {
+    const audit = reconciler.audit!;
+    const ctx = { cache: this.cache, signal, enqueue: (kind: Kind, name: string) => this.enqueue(kind, name) };
+    for (;;) {
+      await sleep(audit.everyMs, signal);
+      if (signal.aborted) return;
+      try {
+        await audit.run(ctx);
+      } catch (err) {
+        if (!signal.aborted) log.warn('audit failed; trying again next period', { kind: reconciler.kind, error: (err as Error).message });
+      }
+    }
   }
 
   private async stopLeading(abort: boolean): Promise<void> {
     if (!this.leadingNow) return;
     this.leadingNow = false;
     clearInterval(this.resyncTimer);
+    this.term?.stop.abort();
+    await Promise.all(this.term?.audits ?? []);
+    this.term = undefined;
     const queues = [...this.queues.values()];
     this.queues = new Map();
     await Promise.all(queues.map((q) => q.shutdown({ deadlineMs: this.options.shutdownDeadlineMs, abort })));

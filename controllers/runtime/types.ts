@@ -41,12 +41,23 @@ export interface ReconcileContext {
   enqueue(kind: Kind, name: string): void;
 }
 
+export interface AuditContext {
+  cache: Cache;
+  signal: AbortSignal;
+  enqueue(kind: Kind, name: string): void;
+}
+
 export interface Reconciler<K extends Kind = Kind> {
   readonly kind: K;
   /** Other kinds whose changes should requeue objects of this kind, mapped to the keys to requeue. */
   readonly watches?: { kind: Kind; map: (obj: KindMap[Kind], cache: Cache) => string[] }[];
   /** Cache indexes the watches' maps use (registered on the informers before they start). */
   readonly indexes?: IndexSpec[];
+  /**
+   * A periodic look at the world that finds keys to reconcile, run while leading (one at a time):
+   * e.g. asking each node's agent what runs, instead of reconciling every VM on a timer.
+   */
+  readonly audit?: { everyMs: number; run(ctx: AuditContext): Promise<void> };
   /** Thrown errors are retried with per-key exponential back-off (TerminalError is not). */
   reconcile(name: string, ctx: ReconcileContext): Promise<ReconcileResult>;
 }

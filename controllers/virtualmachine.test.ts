@@ -1,0 +1,88 @@
+// The VM controller's audit: one ListVms per Ready node, and a reconcile only for the VMs whose
+// state on the node differs from their status, plus every VM when the overlay's nodes change and
+// the VMs of a Network whose spec changed.
+import type { AgentApi, VmObservation } from '../agent/api';
+import { UnavailableError } from '../api/errors';
+import type { Kind, KindMap, Network, Node, VirtualMachine } from '../api/types';
+import type { AuditContext, Cache } from './runtime/types';
+import { VirtualMachineReconciler } from './virtualmachine';
+
+const node = (name: string, address: string, ready = true): Node => ({
+  apiVersion: 'n0stack.io/v1alpha1', kind: 'Node', metadata: { name }, spec: { address }, status: { state: ready ? 'Ready' : 'NotReady' },
+} as Node);
+const vm = (name: string, nodeName: string, state: string, network = 'net'): VirtualMachine => ({
+  apiVersion: 'n0stack.io/v1alpha1', kind: 'VirtualMachine', metadata: { name },
+  spec: { limit_cpu_milli_core: 1000, limit_memory_bytes: 2 ** 28, nics: [{ network_name: network }] },
+  status: { node_name: nodeName, state },
+} as VirtualMachine);
+const network = (name: string, generation: number): Network => ({ apiVersion: 'n0stack.io/v1alpha1', kind: 'Network', metadata: { name, generation }, spec: { ipv4_cidr: '10.0.0.0/24' } });
+
+describe('VirtualMachineReconciler audit', () => {
+  let objects: { Node: Node[]; VirtualMachine: VirtualMachine[]; Network: Network[] };
+  let onNode: Record<string, VmObservation[] | Error>;
+  let listed: string[];
+  let enqueued: string[];
+  let reconciler: VirtualMachineReconciler;
+
+  /** A cache over `objects`, with the reconciler's own indexes. */
+  function cache(): Cache {
+    const list = <K extends Kind>(kind: K) => ((objects as unknown as Record<string, KindMap[K][]>)[kind] ?? []);
+    return {
+      get: (kind, name) => list(kind).find((o) => o.metadata.name === name),
+      list,
+      byIndex: (kind, index, key) => {
+        const spec = reconciler.indexes.find((i) => i.kind === kind && i.name === index)!;
+        return list(kind).filter((o) => spec.keys(o).includes(key));
+      },
+    };
+  }
+  const audit = async () => {
+    enqueued = [];
+    listed = [];
+    const ctx: AuditContext = { cache: cache(), signal: new AbortController().signal, enqueue: (kind, name) => { expect(kind).toBe('VirtualMachine'); enqueued.push(name); } };
+    await reconciler.audit.run(ctx);
+    return [...new Set(enqueued)].sort();
+  };
+
+  beforeEach(() => {
+    objects = { Node: [node('n1', '10.0.0.1'), node('n2', '10.0.0.2'), node('n3', '10.0.0.3', false)], VirtualMachine: [], Network: [network('net', 1), network('other', 1)] };
+    onNode = {};
+    reconciler = new VirtualMachineReconciler((nodeName) => ({
+      listVms: async () => {
+        listed.push(nodeName);
+        const answer = onNode[nodeName] ?? [];
+        if (answer instanceof Error) throw answer;
+        return answer;
+      },
+    }) as unknown as AgentApi);
+  });
+
+  it('reconciles only the VMs whose state on their node differs, asking each Ready node once', async () => {
+    objects.VirtualMachine = [vm('ok', 'n1', 'RUNNING'), vm('crashed', 'n1', 'RUNNING'), vm('vanished', 'n1', 'RUNNING'), vm('stopped', 'n2', 'SHUTDOWN'), vm('lost', 'n3', 'UNKNOWN')];
+    onNode.n1 = [{ name: 'ok', present: true, runState: 'running' }, { name: 'crashed', present: true, runState: 'crashed' }];
+    onNode.n2 = [{ name: 'stopped', present: true, runState: 'shutdown' }];
+    expect(await audit()).toEqual(['crashed', 'vanished']);
+    // n3 is NotReady: its VMs are the Node watch's business, and its agent is not asked.
+    expect(listed.sort()).toEqual(['n1', 'n2']);
+  });
+
+  it('reconciles every VM of a node whose agent cannot be asked', async () => {
+    objects.VirtualMachine = [vm('a', 'n1', 'RUNNING'), vm('b', 'n1', 'RUNNING'), vm('c', 'n2', 'RUNNING')];
+    onNode.n1 = new UnavailableError('connection refused');
+    onNode.n2 = [{ name: 'c', present: true, runState: 'running' }];
+    expect(await audit()).toEqual(['a', 'b']);
+  });
+
+  it('reconciles every VM when the overlay gains or loses a node, and a Network\'s VMs when its spec changes', async () => {
+    objects.VirtualMachine = [vm('a', 'n1', 'RUNNING', 'net'), vm('b', 'n2', 'RUNNING', 'other')];
+    onNode.n1 = [{ name: 'a', present: true, runState: 'running' }];
+    onNode.n2 = [{ name: 'b', present: true, runState: 'running' }];
+    expect(await audit()).toEqual([]);
+    objects.Node.push(node('n4', '10.0.0.4'));
+    expect(await audit()).toEqual(['a', 'b']);
+    expect(await audit()).toEqual([]);
+    objects.Network = [network('net', 2), network('other', 1)];
+    expect(await audit()).toEqual(['a']);
+    expect(await audit()).toEqual([]);
+  });
+});
