@@ -8,6 +8,7 @@ import { mutate } from '../api/store/mutate';
 import { FINALIZERS } from '../api/server/context';
 import type { AgentResolver } from './agents';
 import { placeAndReserve, releaseOn } from '../api/placement';
+import { getWithFinalizer } from './runtime/finalizer';
 import type { ReconcileContext, ReconcileResult, Reconciler } from './runtime/types';
 import { logger } from '../api/log';
 
@@ -19,12 +20,9 @@ export class BlockStorageReconciler implements Reconciler<'BlockStorage'> {
   constructor(private readonly agents: AgentResolver) {}
 
   async reconcile(name: string, ctx: ReconcileContext): Promise<ReconcileResult> {
-    let bs: BlockStorage;
-    try { bs = await ctx.store.get('BlockStorage', name); } catch (err) { if (isN0Error(err, 'NotFound')) return {}; throw err; }
+    const bs = await getWithFinalizer(ctx, 'BlockStorage', name, FINALIZERS.blockStorage);
+    if (!bs) return {};
     if (bs.metadata.deletionTimestamp) return this.finalize(bs, ctx);
-    if (!bs.metadata.finalizers?.includes(FINALIZERS.blockStorage)) {
-      bs = await mutate(ctx.store, 'BlockStorage', name, (b) => { b.metadata.finalizers = [...(b.metadata.finalizers ?? []), FINALIZERS.blockStorage]; });
-    }
     const generation = bs.metadata.generation ?? 1;
 
     // 1. Placement: kept once chosen; a copy or overlay goes where its source is.

@@ -7,6 +7,7 @@ import { checkNetworkSpec, segmentId } from '../api/ipam';
 import { mutate } from '../api/store/mutate';
 import { FINALIZERS } from '../api/server/context';
 import type { AgentResolver } from './agents';
+import { getWithFinalizer } from './runtime/finalizer';
 import type { ReconcileContext, ReconcileResult, Reconciler } from './runtime/types';
 import { logger } from '../api/log';
 
@@ -16,12 +17,9 @@ export class NetworkReconciler implements Reconciler<'Network'> {
   constructor(private readonly agents: AgentResolver) {}
 
   async reconcile(name: string, ctx: ReconcileContext): Promise<ReconcileResult> {
-    let net: Network;
-    try { net = await ctx.store.get('Network', name); } catch (err) { if (isN0Error(err, 'NotFound')) return {}; throw err; }
+    const net = await getWithFinalizer(ctx, 'Network', name, FINALIZERS.network);
+    if (!net) return {};
     if (net.metadata.deletionTimestamp) return this.finalize(net, ctx);
-    if (!net.metadata.finalizers?.includes(FINALIZERS.network)) {
-      net = await mutate(ctx.store, 'Network', name, (n) => { n.metadata.finalizers = [...(n.metadata.finalizers ?? []), FINALIZERS.network]; });
-    }
     const generation = net.metadata.generation ?? 1;
     let problem: string | undefined;
     try { checkNetworkSpec(net.spec, net.metadata.annotations); } catch (err) { problem = (err as Error).message; }
