@@ -10,6 +10,7 @@
 //   npm run build && npm run bench:density [-- --vms 10000 --store etcd]
 import './quiet';
 import { spawn } from 'node:child_process';
+import { setMaxListeners } from 'node:events';
 import { randomBytes, randomUUID } from 'node:crypto';
 import * as fs from 'node:fs';
 import * as os from 'node:os';
@@ -21,9 +22,9 @@ import type { AnyResource, Kind, VirtualMachine } from '../api/types';
 import type { AgentApi, EnsureVmRequest } from '../agent/api';
 import { SimulatedAgent } from '../agent/drivers/simulated';
 import { Heartbeater, nodeDocument, readyStatus, StoreNodeRegistrar } from '../agent/registration';
-import { startApi, startControllers, type RunningControllers } from '../cli/controlplane';
-import { FacadeClient } from '../cli/client';
+import { DEFAULT_WORKERS, startControllers, type RunningControllers } from '../cli/controlplane';
 import { histogramQuantile, histogramTotals, loadAverage, parseArgs, percentile, repoRoot, ResourceSampler, round, table, writeResults } from './util';
+import { Cleanups, startFacadeClient } from './harness';
 
 const GiB = 2 ** 30;
 const MiB = 2 ** 20;
@@ -40,7 +41,7 @@ const defaults = {
   budgetSeconds: 200,
   heartbeatMs: 5000,
   /** Reconciles in flight per kind (startControllers' default, as `n0stack up` runs). */
-  workers: 2,
+  workers: DEFAULT_WORKERS,
 };
 type Options = typeof defaults;
 
@@ -107,7 +108,7 @@ async function runOne(opts: Options, storeKind: 'embedded' | 'etcd') {
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'n0stack-density-'));
   const run = randomBytes(3).toString('hex');
   let etcd: EtcdProcess | undefined;
-  const cleanups: (() => Promise<unknown> | unknown)[] = [];
+  const cleanups = new Cleanups();
   try {
     const open = async (name: string) => storeKind === 'etcd'
       ? openStore({ backend: 'etcd', etcdEndpoints: [etcd!.endpoint], prefix: `/${name}-${run}` })
@@ -133,6 +134,8 @@ async function runOne(opts: Options, storeKind: 'embedded' | 'etcd') {
     const simulated: SimulatedAgent[] = [];
     const registrar = new StoreNodeRegistrar(base);
     const beatsStop = new AbortController();
+    // Every simulated node's heartbeater listens on this one signal.
+    setMaxListeners(opts.nodes + 10, beatsStop.signal);
     const heartbeaters: Heartbeater[] = [];
     const beating: Promise<void>[] = [];
     cleanups.push(async () => { beatsStop.abort(); await Promise.all(beating); });
@@ -159,11 +162,7 @@ async function runOne(opts: Options, storeKind: 'embedded' | 'etcd') {
     let controllersStop = new AbortController();
     let controllers: RunningControllers = await startControllers({ store, agentFor, workers: opts.workers, signal: controllersStop.signal });
     cleanups.push(async () => { controllersStop.abort(); await controllers.manager.stopped.catch(() => undefined); });
-    const token = randomBytes(16).toString('hex');
-    const api = await startApi({ store, listen: '127.0.0.1:0', token, defaultWaitMs: 600_000 });
-    cleanups.push(() => api.stop());
-    const client = new FacadeClient({ endpoint: `127.0.0.1:${api.facade.port}`, token, sources: { endpoint: 'bench' } }, 600_000);
-    cleanups.push(() => client.close());
+    const client = await startFacadeClient(store, cleanups, 600_000);
     const call = (service: string, method: string, req: unknown) => client.call<any>(service, method, req);
 
     // Setup (timed, not part of the figures): a network, a fetched base disk and an image per node.
@@ -259,7 +258,7 @@ async function runOne(opts: Options, storeKind: 'embedded' | 'etcd') {
       load: loadAverage(),
     };
   } finally {
-    for (const c of cleanups.reverse()) await Promise.resolve().then(c).catch(() => undefined);
+    await cleanups.run();
     await etcd?.stop();
     fs.rmSync(dir, { recursive: true, force: true });
   }

@@ -21,9 +21,9 @@ import { HostAgent } from '../agent/service';
 import { HttpFetchDriver } from '../agent/drivers/fetch';
 import { QemuImgDriver } from '../agent/drivers/qemuimg';
 import { Heartbeater, hostCapacity, nodeDocument, readyStatus, StoreNodeRegistrar } from '../agent/registration';
-import { startApi, startControllers } from '../cli/controlplane';
-import { FacadeClient } from '../cli/client';
+import { startControllers } from '../cli/controlplane';
 import { loadAverage, parseArgs, percentile, round, table, writeResults } from './util';
+import { Cleanups, startFacadeClient } from './harness';
 
 const MiB = 2 ** 20;
 const GiB = 2 ** 30;
@@ -52,7 +52,7 @@ function writeSpreadRaw(file: string, size: number, pieces: number, pieceBytes: 
 async function main(): Promise<void> {
   const opts = parseArgs(process.argv.slice(2), defaults);
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'n0stack-bench-disk-'));
-  const cleanups: (() => unknown)[] = [];
+  const cleanups = new Cleanups();
   try {
     // The two bases.
     const src = path.join(dir, 'src');
@@ -113,11 +113,7 @@ async function main(): Promise<void> {
     const stop = new AbortController();
     const controllers = await startControllers({ store, agentFor: () => agent, signal: stop.signal });
     cleanups.push(async () => { stop.abort(); await controllers.manager.stopped.catch(() => undefined); });
-    const token = randomBytes(16).toString('hex');
-    const api = await startApi({ store, listen: '127.0.0.1:0', token, defaultWaitMs: 600_000 });
-    cleanups.push(() => api.stop());
-    const client = new FacadeClient({ endpoint: `127.0.0.1:${api.facade.port}`, token, sources: { endpoint: 'bench' } }, 600_000);
-    cleanups.push(() => client.close());
+    const client = await startFacadeClient(store, cleanups, 600_000);
     const call = (service: string, method: string, req: unknown) => client.call<any>(service, method, req);
 
     for (const b of bases) {
@@ -150,7 +146,7 @@ async function main(): Promise<void> {
     process.stdout.write(`${lines.join('\n')}\n`);
     writeResults('disk', { options: opts, rows });
   } finally {
-    for (const c of cleanups.reverse()) await Promise.resolve().then(c).catch(() => undefined);
+    await cleanups.run();
     fs.rmSync(dir, { recursive: true, force: true });
   }
 }

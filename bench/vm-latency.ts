@@ -10,7 +10,6 @@
 //   npm run build && npm run bench:vm
 import './quiet';
 import { spawn } from 'node:child_process';
-import { randomBytes } from 'node:crypto';
 import * as fs from 'node:fs';
 import * as http from 'node:http';
 import * as os from 'node:os';
@@ -26,10 +25,10 @@ import { withQmp } from '../agent/drivers/qmp';
 import type { CloudInitDriver, VmDriver } from '../agent/drivers/types';
 import { AgentPaths } from '../agent/paths';
 import { StoreNodeRegistrar } from '../agent/registration';
-import { startApi, startControllers } from '../cli/controlplane';
-import { FacadeClient } from '../cli/client';
+import { startControllers } from '../cli/controlplane';
 import { NetnsLab } from '../e2e/netns';
 import { histogramTotals, loadAverage, parseArgs, percentile, round, table, writeResults } from './util';
+import { Cleanups, startFacadeClient } from './harness';
 
 const MiB = 2 ** 20;
 const defaults = { vms: 20, intervalMs: 100, memoryMib: 128 };
@@ -85,7 +84,7 @@ async function main(): Promise<void> {
   const opts = parseArgs(process.argv.slice(2), defaults);
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'n0stack-bench-vm-'));
   const lab = new NetnsLab();
-  const cleanups: (() => unknown)[] = [];
+  const cleanups = new Cleanups();
   const bare = new Set<number>();
   let agent: RunningAgent | undefined;
   // Stopped first on the way out, so no reconcile starts a QEMU after the clean-up listed them.
@@ -123,12 +122,8 @@ async function main(): Promise<void> {
     // limits would fit only 8 one-vCPU VMs. An admin's capacity override lets the 20 in.
     await mutate(store, 'Node', 'bench-host', (n) => { n.spec.cpu_milli_cores = Math.max(n.spec.cpu_milli_cores ?? 0, opts.vms * 1000); });
     const controllers = await startControllers({ store, agentTls: { ca: ca.certPem, cert: clientCert.certPem, key: clientCert.keyPem }, signal: stopControllers.signal });
-    const token = randomBytes(16).toString('hex');
     controllersStopped = controllers.manager.stopped.catch(() => undefined);
-    const api = await startApi({ store, listen: '127.0.0.1:0', token, defaultWaitMs: 300_000 });
-    cleanups.push(() => api.stop());
-    const client = new FacadeClient({ endpoint: `127.0.0.1:${api.facade.port}`, token, sources: { endpoint: 'bench' } }, 300_000);
-    cleanups.push(() => client.close());
+    const client = await startFacadeClient(store, cleanups, 300_000);
     const call = (service: string, method: string, req: unknown) => client.call<any>(service, method, req);
 
     // Disks first (not measured): the boot disk as an image, one overlay per VM.
@@ -225,7 +220,7 @@ async function main(): Promise<void> {
       const vms = await agent.agent.observe().then((o) => o.vms).catch(() => []);
       for (const vm of vms) await agent.agent.deleteVm(vm.name).catch(() => undefined);
     }
-    for (const c of cleanups.reverse()) await Promise.resolve().then(c).catch(() => undefined);
+    await cleanups.run();
     await lab.cleanupAll().catch(() => undefined);
     fs.rmSync(dir, { recursive: true, force: true });
   }
