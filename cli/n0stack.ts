@@ -14,7 +14,7 @@ import { ensureCertBundle, readTlsMaterial } from '../api/pki';
 import { runAgent } from '../agent/main';
 import { StoreNodeRegistrar, type NodeRegistrar } from '../agent/registration';
 import { FacadeNodeRegistrar } from '../agent/registration-facade';
-import { startApi, startControllers } from './controlplane';
+import { DEFAULT_WORKERS, startApi, startControllers } from './controlplane';
 import { writeClientConfig, configPath } from './config';
 import { startMetricsServer } from './metrics';
 import { validateName } from '../api/names';
@@ -160,7 +160,7 @@ storeOptions(program.command('controllers'))
   .description('the reconcilers (with --leader-elect several may run; one leads)')
   .option('--data-dir <dir>', 'where the embedded store and certificates are', '/var/lib/n0stack')
   .option('--pki-dir <dir>', 'CA and client certificate to reach agents (default <data-dir>/pki)')
-  .option('--workers <n>', 'concurrent reconciles per kind', '2')
+  .option('--workers <n>', 'concurrent reconciles per kind', String(DEFAULT_WORKERS))
   .option('--leader-elect', 'run only while leading (etcd lease or Kubernetes Lease); needed for more than one replica')
   .option('--leader-elect-lease-seconds <s>', 'a dead leader is replaced within about this long', String(DEFAULT_LEASE_SECONDS))
   .option('--leader-elect-identity <id>', 'this replica\'s name in the election', `${os.hostname()}-${process.pid}`)
