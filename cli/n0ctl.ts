@@ -6,7 +6,7 @@ import YAML from 'yaml';
 import { N0Error } from '../api/errors';
 import { loadCrds } from '../api/schema';
 import { PLURALS, type Kind, type Resource } from '../api/types';
-import { CallError, DEFAULT_DEADLINE_MS, FacadeClient } from './client';
+import { CallError, FacadeClient } from './client';
 import { bashCompletion, completionModel, zshCompletion } from './completion';
 import { configPath, loadConfig, redactedConfig, resolveConnection, useContext, type ConnectionFlags } from './config';
 import { attachConsole } from './console';
@@ -14,7 +14,7 @@ import { DagValidationError, dagToYaml, findCycles, levels, mergeDagFiles, parse
 import { LiveRenderer, PlainRenderer, RateMeter, formatDuration, type Renderer } from './do/render';
 import { runDag, type TaskContext } from './do/run';
 import { resolveKind } from './kinds';
-import { ManifestError, applyOrder, deleteOrder, manifestKey, readManifestSources, validateManifests } from './manifest';
+import { ManifestError, applyOrder, deleteOrder, readManifestSources, validateManifests } from './manifest';
 import { OUTPUT_FORMATS, describeDocument, formatPatch, parseOutputFormat, printDocuments, printTable, seedJson } from './printer';
 import { serviceForType } from './proto';
 import { VERSION } from './version';

@@ -4,7 +4,7 @@
 // a bridge with the gateway and a tap inside a test namespace (IprouteNetworkDriver), QEMU started
 // in that namespace (QemuDriver, TCG here), and then an SSH login as n0user with the private key
 // printed in the seed docs, using Debian's ssh client from inside the namespace.
-import { randomBytes, randomUUID } from 'node:crypto';
+import { randomBytes } from 'node:crypto';
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';

@@ -6,7 +6,6 @@
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
-import { bridgeName } from '../agent/paths';
 import { CliRunner, ensureBuilt } from '../cli/testing/n0ctl';
 import { TestCloud, type TestHost } from './cloud';
 import { ensureGuestImage, GUEST_IMAGE_BUILD_TIMEOUT_MS } from './guest-image';
