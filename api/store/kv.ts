@@ -117,7 +117,28 @@ export function nextState(current: Resource, incoming: Resource, subresource?: '
 
 const MAX_PATCH_ATTEMPTS = 20;
 
+/**
+ * Stored texts of keys recently read or written, by revision. A revision names one write of one
+ * key, so the text is exact for as long as it is kept: an update at the revision its caller just
+ * read (mutate's read-modify-write) needs no second read, and its CAS still refuses it when the
+ * key has moved on. On etcd that is one round trip less per write.
+ */
+class RecentValues {
+  private readonly entries = new Map<string, { rev: number; stored: string }>();
+  constructor(private readonly limit = 1024) {}
+  remember(key: string, rev: number, stored: string): void {
+    this.entries.delete(key);
+    this.entries.set(key, { rev, stored });
+    if (this.entries.size > this.limit) this.entries.delete(this.entries.keys().next().value!);
+  }
+  at(key: string, rev: number): string | undefined {
+    const entry = this.entries.get(key);
+    return entry?.rev === rev ? entry.stored : undefined;
+  }
+}
+
 export class KvStore implements Store {
+  private readonly recent = new RecentValues();
   constructor(readonly backend: 'embedded' | 'etcd', private readonly kv: KvBackend, private readonly prefix: string) {}
 
   private kindPrefix(kind: Kind): string { return `${this.prefix}/${kind}/`; }
@@ -131,8 +152,10 @@ export class KvStore implements Store {
 
   /** The stored object, its revision, and the stored text (what a write that changes nothing would store again). */
   private async read<K extends Kind>(kind: K, name: string): Promise<{ doc: KindMap[K]; rev: number; stored: string }> {
-    const entry = await this.kv.get(this.key(kind, name));
+    const key = this.key(kind, name);
+    const entry = await this.kv.get(key);
     if (!entry) throw new NotFoundError(kind, name);
+    this.recent.remember(key, entry.modRevision, entry.value);
     return { doc: this.decode<KindMap[K]>(entry.value, entry.modRevision), rev: entry.modRevision, stored: entry.value };
   }
 
@@ -177,9 +200,12 @@ export class KvStore implements Store {
     const rv = doc.metadata?.resourceVersion;
     if (rv === undefined || rv === '') throw new InvalidArgumentError(`${kind} "${doc.metadata?.name}": metadata.resourceVersion is required for an update`, 'metadata.resourceVersion');
     const expected = parseRevision(rv, 'metadata.resourceVersion');
-    const { doc: current, rev, stored } = await this.read(kind, doc.metadata.name);
+    const known = this.recent.at(this.key(kind, doc.metadata.name), expected);
+    const { doc: current, rev, stored } = known !== undefined
+      ? { doc: this.decode<AnyResource>(known, expected), rev: expected, stored: known }
+      : await this.read(kind, doc.metadata.name);
     if (rev !== expected) throw new ConflictError(kind, doc.metadata.name);
-    return (await this.write(current, stored, nextState(current, doc, options.subresource), rev)) as T;
+    return (await this.write(current, stored, nextState(current, doc, options.subresource), rev, known !== undefined)) as T;
   }
 
   async patch<K extends Kind>(kind: K, name: string, patch: Patch, options: PatchOptions = {}): Promise<KindMap[K]> {
@@ -230,25 +256,40 @@ export class KvStore implements Store {
   }
 
   /** Validates and writes `next` over `current` (at revision `rev`); deletes it when its last finalizer went away during deletion. */
-  private async write<T extends AnyResource>(current: T, stored: string, next: Resource, rev: number): Promise<T> {
+  private async write<T extends AnyResource>(current: T, stored: string, next: Resource, rev: number, remembered = false): Promise<T> {
     if (JSON.stringify(next.spec) !== JSON.stringify(current.spec)) next.metadata.generation = (current.metadata.generation ?? 0) + 1;
     validateDocument(next);
     const kind = current.kind;
     const name = current.metadata.name;
     const key = this.key(kind, name);
     const value = JSON.stringify(next);
-    // A write that changes nothing is not a write: no new resourceVersion, no watch event.
-    if (value === stored) return current;
+    // A write that changes nothing is not a write: no new resourceVersion, no watch event. No CAS
+    // runs then, so a remembered text must be confirmed still current (the key may be gone).
+    if (value === stored) {
+      if (remembered) {
+        const entry = await this.kv.get(key);
+        if (!entry) throw new NotFoundError(kind, name);
+        if (entry.modRevision !== rev) throw new ConflictError(kind, name);
+      }
+      return current;
+    }
     if (next.metadata.deletionTimestamp && !next.metadata.finalizers?.length) {
       const deleted = await this.kv.delete(key, rev);
-      if (deleted === undefined) throw new ConflictError(kind, name);
+      if (deleted === undefined) throw await this.lostCas(key, kind, name, remembered);
       return this.decode<T>(value, deleted);
     }
     const written = await this.kv.put(key, value, rev);
-    if (written === undefined) throw new ConflictError(kind, name);
+    if (written === undefined) throw await this.lostCas(key, kind, name, remembered);
+    this.recent.remember(key, written, value);
     // `next` is this call's own object (nextState copied what it took): hand it back, not a re-parse.
     next.metadata.resourceVersion = String(written);
     return next as T;
+  }
+
+  /** The error for a write whose CAS failed: NotFound when the object went away (only a remembered text had not checked), else Conflict. */
+  private async lostCas(key: string, kind: Kind, name: string, remembered: boolean): Promise<Error> {
+    if (remembered && !(await this.kv.get(key))) return new NotFoundError(kind, name);
+    return new ConflictError(kind, name);
   }
 
   watch<K extends Kind>(kind: K, options: WatchOptions = {}): AsyncIterable<WatchEvent<KindMap[K]>> {

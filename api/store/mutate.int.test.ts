@@ -8,6 +8,8 @@ import { FailedPreconditionError, isN0Error } from '../errors';
 import type { Network } from '../types';
 import { openStore, type Store } from './index';
 import { deleteChecked, mutate } from './mutate';
+import { LmdbBackend } from './embedded';
+import { KvStore } from './kv';
 
 describe('deleteChecked', () => {
   let dir: string;
@@ -74,5 +76,39 @@ describe('deleteChecked', () => {
     stop = true;
     await Promise.all(writers);
     await expect(store.get('Network', 'hot')).rejects.toMatchObject({ code: 'NotFound' });
+  });
+});
+
+describe('KvStore update after a read', () => {
+  it('writes at the revision just read without reading again, and still refuses a stale revision', async () => {
+    const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'n0stack-recent-'));
+    const lmdb = new LmdbBackend(dir);
+    let gets = 0;
+    const counting = new Proxy(lmdb, { get: (t, p, r) => (p === 'get' ? (key: string) => { gets++; return t.get(key); } : Reflect.get(t, p, r)) });
+    const store = new KvStore('embedded', counting, '/t');
+    try {
+      await store.create({ apiVersion: 'n0stack.io/v1alpha1', kind: 'Network', metadata: { name: 'n' }, spec: { ipv4_cidr: '10.0.0.0/24' } });
+      gets = 0;
+      const updated = await mutate(store, 'Network', 'n', (net) => { net.status = { observedGeneration: 3 }; }, { subresource: 'status' });
+      expect(gets).toBe(1);
+      expect(updated.status?.observedGeneration).toBe(3);
+      // A second writer's update from the old copy conflicts (the CAS decides, not the remembered text).
+      const stale = { ...updated, metadata: { ...updated.metadata, resourceVersion: String(Number(updated.metadata.resourceVersion) - 1) } };
+      await expect(store.update(stale, { subresource: 'status' })).rejects.toMatchObject({ code: 'Conflict' });
+      // Writing after our own write needs no read either; spec and server-owned fields are kept.
+      gets = 0;
+      const again = await store.update({ ...updated, status: { observedGeneration: 4 } }, { subresource: 'status' });
+      expect(gets).toBe(0);
+      expect(again.spec).toEqual({ ipv4_cidr: '10.0.0.0/24' });
+      expect(again.metadata.uid).toBe(updated.metadata.uid);
+      expect((await store.get('Network', 'n')).status?.observedGeneration).toBe(4);
+      // Gone meanwhile: NotFound, as when the update had read it, for a change and for a no-op.
+      await store.delete('Network', 'n');
+      await expect(store.update({ ...again, status: { observedGeneration: 5 } }, { subresource: 'status' })).rejects.toMatchObject({ code: 'NotFound' });
+      await expect(store.update(again, { subresource: 'status' })).rejects.toMatchObject({ code: 'NotFound' });
+    } finally {
+      await store.close();
+      fs.rmSync(dir, { recursive: true, force: true });
+    }
   });
 });
