@@ -6,6 +6,7 @@
 // A watch from resourceVersion R is served from the cache when the window still holds every
 // event after R (R >= the window's floor); otherwise, or when R is not a number, it gets its own
 // upstream watch exactly as before. Events are shared between watchers and frozen.
+import { deepFreeze } from '../freeze';
 import { EventQueue } from './kv';
 import type { DeleteOptions, ListOptions, Patch, PatchOptions, Store, UpdateOptions, WatchEvent, WatchOptions } from './store';
 import type { AnyResource, Kind, KindMap } from '../types';
@@ -18,14 +19,6 @@ export interface WatchCacheOptions {
 interface Subscriber {
   after: number;
   queue: EventQueue<WatchEvent<KindMap[Kind]>>;
-}
-
-function deepFreeze<T>(value: T): T {
-  if (value && typeof value === 'object' && !Object.isFrozen(value)) {
-    Object.freeze(value);
-    for (const v of Object.values(value)) deepFreeze(v);
-  }
-  return value;
 }
 
 const revisionOf = (rv: string | undefined): number | undefined => (rv !== undefined && /^\d{1,15}$/.test(rv) ? Number(rv) : undefined);

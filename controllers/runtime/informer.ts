@@ -5,6 +5,7 @@
 import { DeadlineExceededError, isN0Error } from '../../api/errors';
 import { logger } from '../../api/log';
 import type { Store } from '../../api/store/store';
+import { deepFreeze } from '../../api/freeze';
 import type { Kind, KindMap } from '../../api/types';
 import { sleep } from './sleep';
 import { backoffDelay, DEFAULT_BACKOFF, type BackoffOptions } from './workqueue';
@@ -22,14 +23,6 @@ export interface InformerOptions {
   backoff?: Partial<BackoffOptions>;
 }
 
-/** Cached objects are shared by every reader, so they are frozen: mutate a structuredClone. */
-function deepFreeze<T>(value: T): T {
-  if (value && typeof value === 'object' && !Object.isFrozen(value)) {
-    Object.freeze(value);
-    for (const v of Object.values(value)) deepFreeze(v);
-  }
-  return value;
-}
 
 /** Keys under which an object is found in an index (client-go's IndexFunc). */
 export type IndexFunc<T> = (obj: T) => string[];
