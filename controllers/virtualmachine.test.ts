@@ -1,6 +1,6 @@
-// The VM controller's audit: one ListVms per Ready node, and a reconcile only for the VMs whose
-// state on the node differs from their status, plus every VM when the overlay's nodes change and
-// the VMs of a Network whose spec changed.
+// The VM controller's audit (one ListVms per Ready node, a reconcile only for the VMs whose state
+// on the node differs from their status) and its watches: every VM when the overlay's nodes
+// change, the VMs of a Network whose spec changed.
 import type { AgentApi, VmObservation } from '../agent/api';
 import { UnavailableError } from '../api/errors';
 import type { Kind, KindMap, Network, Node, VirtualMachine } from '../api/types';
@@ -17,7 +17,7 @@ const vm = (name: string, nodeName: string, state: string, network = 'net'): Vir
 } as VirtualMachine);
 const network = (name: string, generation: number): Network => ({ apiVersion: 'n0stack.io/v1alpha1', kind: 'Network', metadata: { name, generation }, spec: { ipv4_cidr: '10.0.0.0/24' } });
 
-describe('VirtualMachineReconciler audit', () => {
+describe('VirtualMachineReconciler audit and watches', () => {
   let objects: { Node: Node[]; VirtualMachine: VirtualMachine[]; Network: Network[] };
   let onNode: Record<string, VmObservation[] | Error>;
   let listed: string[];
@@ -73,16 +73,19 @@ describe('VirtualMachineReconciler audit', () => {
     expect(await audit()).toEqual(['a', 'b']);
   });
 
-  it('reconciles every VM when the overlay gains or loses a node, and a Network\'s VMs when its spec changes', async () => {
+  it('requeues every VM when a node joins or leaves the overlay, and a Network\'s VMs when its spec changes, not on heartbeats or status writes', () => {
     objects.VirtualMachine = [vm('a', 'n1', 'RUNNING', 'net'), vm('b', 'n2', 'RUNNING', 'other')];
-    onNode.n1 = [{ name: 'a', present: true, runState: 'running' }];
-    onNode.n2 = [{ name: 'b', present: true, runState: 'running' }];
-    expect(await audit()).toEqual([]);
-    objects.Node.push(node('n4', '10.0.0.4'));
-    expect(await audit()).toEqual(['a', 'b']);
-    expect(await audit()).toEqual([]);
-    objects.Network = [network('net', 2), network('other', 1)];
-    expect(await audit()).toEqual(['a']);
-    expect(await audit()).toEqual([]);
+    const map = (kind: string, obj: unknown, old?: unknown) => reconciler.watches.find((w) => w.kind === kind)!.map(obj as never, cache(), old as never).sort();
+    const n4 = node('n4', '10.0.0.4', false);
+    const n4ready = node('n4', '10.0.0.4');
+    // A heartbeat: status changes, readiness and address do not.
+    expect(map('Node', { ...n4ready, status: { ...n4ready.status, last_heartbeat_time: 'later' } }, n4ready)).toEqual([]);
+    expect(map('Node', n4ready, n4)).toEqual(['a', 'b']);
+    expect(map('Node', { ...n4ready, spec: { address: '10.0.0.5' } }, n4ready)).toEqual(['a', 'b']);
+    // A node that is not Ready: its own VMs (their state there is unknown).
+    expect(map('Node', node('n1', '10.0.0.1', false))).toEqual(['a']);
+    expect(map('Network', network('net', 2), network('net', 1))).toEqual(['a']);
+    expect(map('Network', { ...network('net', 1), status: { reserved_network_interfaces: {} } }, network('net', 1))).toEqual([]);
+    expect(map('Network', network('net', 1))).toEqual([]);
   });
 });

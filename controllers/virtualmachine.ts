@@ -74,8 +74,16 @@ export class VirtualMachineReconciler implements Reconciler<'VirtualMachine'> {
     { kind: 'BlockStorage' as const, map: (bs: any, cache: Cache) => cache.byIndex('VirtualMachine', INDEX.byBlockStorage, bs.metadata.name).map((vm) => vm.metadata.name) },
     // A node that stops being Ready makes its VMs' state unknown. Heartbeats of a Ready node
     // change its document every few seconds and must not requeue its VMs (at 100 nodes that was
-    // ~150 useless reconciles/s); VMs waiting on a NotReady node poll until it is back.
-    { kind: 'Node' as const, map: (node: any, cache: Cache) => node.status?.state === 'Ready' ? [] : cache.byIndex('VirtualMachine', INDEX.byNode, node.metadata.name).map((vm) => vm.metadata.name) },
+    // ~150 useless reconciles/s); VMs waiting on a NotReady node poll until it is back. A node
+    // joining or leaving the overlay (Ready or address changed) changes every VM's VXLAN peers.
+    { kind: 'Node' as const, map: (node: any, cache: Cache, old?: any) => [
+      ...(node.status?.state === 'Ready' ? [] : cache.byIndex('VirtualMachine', INDEX.byNode, node.metadata.name)),
+      ...(old && ((old.status?.state === 'Ready') !== (node.status?.state === 'Ready') || old.spec.address !== node.spec.address) ? cache.list('VirtualMachine') : []),
+    ].map((vm) => vm.metadata.name) },
+    // A Network's spec change (a gateway address goes onto every node's bridge) reaches its VMs;
+    // status writes (an address reserved for each new VM) do not.
+    { kind: 'Network' as const, map: (net: any, cache: Cache, old?: any) => (old && (old.metadata.generation ?? 1) !== (net.metadata.generation ?? 1)
+      ? cache.byIndex('VirtualMachine', INDEX.byNetwork, net.metadata.name).map((vm) => vm.metadata.name) : []) },
   ];
   readonly indexes: IndexSpec[] = [
     { kind: 'VirtualMachine', name: INDEX.byBlockStorage, keys: (vm) => (vm as VirtualMachine).spec.block_storage_names ?? [] },
@@ -83,28 +91,15 @@ export class VirtualMachineReconciler implements Reconciler<'VirtualMachine'> {
     { kind: 'VirtualMachine', name: INDEX.byNetwork, keys: (vm) => [...new Set(((vm as VirtualMachine).spec.nics ?? []).map((n) => n.network_name))] },
   ];
   readonly audit = { everyMs: AUDIT_MS, run: (ctx: AuditContext) => this.auditNodes(ctx) };
-  /** What the last audit saw: the overlay peers and each Network's generation. */
-  private seen: { peers?: string; networkGenerations: Map<string, number> } = { networkGenerations: new Map() };
   constructor(private readonly agents: AgentResolver) {}
 
   /**
-   * Finds the VMs that need a reconcile although their documents did not change: a QEMU that
-   * crashed or vanished, a node that joined or left the overlay (every VM's networks need the new
-   * peers), a Network whose spec changed (its gateway goes into every guest's bridge).
+   * Finds the VMs whose QEMU no longer matches their status although no document changed: one
+   * that crashed, stopped or vanished. One ListVms per Ready node.
    */
   private async auditNodes(ctx: AuditContext): Promise<void> {
     const requeue = (vms: VirtualMachine[]) => { for (const vm of vms) ctx.enqueue('VirtualMachine', vm.metadata.name); };
-    const ready = ctx.cache.list('Node').filter((n) => n.status?.state === 'Ready');
-    const peers = ready.map((n) => n.spec.address ?? '').sort().join(',');
-    if (this.seen.peers !== undefined && this.seen.peers !== peers) requeue(ctx.cache.list('VirtualMachine'));
-    this.seen.peers = peers;
-    for (const net of ctx.cache.list('Network')) {
-      const generation = net.metadata.generation ?? 1;
-      const before = this.seen.networkGenerations.get(net.metadata.name);
-      if (before !== undefined && before !== generation) requeue(ctx.cache.byIndex('VirtualMachine', INDEX.byNetwork, net.metadata.name));
-      this.seen.networkGenerations.set(net.metadata.name, generation);
-    }
-    for (const node of ready) {
+    for (const node of ctx.cache.list('Node').filter((n) => n.status?.state === 'Ready')) {
       if (ctx.signal.aborted) return;
       const vms = ctx.cache.byIndex('VirtualMachine', INDEX.byNode, node.metadata.name).filter((vm) => !vm.metadata.deletionTimestamp);
       if (vms.length === 0) continue;

@@ -277,7 +277,7 @@ export class Manager {
       for (const watch of reconciler.watches ?? []) {
         if (watch.kind !== kind) continue;
         try {
-          for (const key of watch.map(obj, this.cache)) keys.add(key);
+          for (const key of watch.map(obj, this.cache, old)) keys.add(key);
           // The old state matters too: a VM that moved off a node must still hear about that node.
           if (old) for (const key of watch.map(old, this.cache)) keys.add(key);
         } catch (err) {

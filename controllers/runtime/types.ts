@@ -49,8 +49,8 @@ export interface AuditContext {
 
 export interface Reconciler<K extends Kind = Kind> {
   readonly kind: K;
-  /** Other kinds whose changes should requeue objects of this kind, mapped to the keys to requeue. */
-  readonly watches?: { kind: Kind; map: (obj: KindMap[Kind], cache: Cache) => string[] }[];
+  /** Other kinds whose changes should requeue objects of this kind, mapped to the keys to requeue; `old` is the previous state on an update (and the map is also called with the old state alone). */
+  readonly watches?: { kind: Kind; map: (obj: KindMap[Kind], cache: Cache, old?: KindMap[Kind]) => string[] }[];
   /** Cache indexes the watches' maps use (registered on the informers before they start). */
   readonly indexes?: IndexSpec[];
   /**
