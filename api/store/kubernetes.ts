@@ -104,6 +104,11 @@ function clean<T extends AnyResource>(obj: T): T {
   return decodeDocument(obj);
 }
 
+function isConnectionReset(err: unknown): boolean {
+  const e = err as { code?: string; message?: string; cause?: { code?: string } } | undefined;
+  return e?.code === 'ECONNRESET' || e?.cause?.code === 'ECONNRESET' || /socket hang up|ECONNRESET/.test(e?.message ?? '');
+}
+
 export class KubernetesStore implements Store {
   readonly backend = 'kubernetes' as const;
   private readonly kc: KubeConfig;
@@ -173,7 +178,16 @@ export class KubernetesStore implements Store {
   private ref(kind: Kind) { return { group: GROUP, version: VERSION, plural: PLURALS[kind] }; }
 
   private async call<T>(op: Op, kind: Kind, name: string, fn: () => Promise<T>): Promise<T> {
-    try { return await fn(); } catch (err) { throw mapError(err, op, kind, name); }
+    try {
+      return await fn();
+    } catch (err) {
+      // A kept-alive connection the server closed just as we reused it fails before any answer;
+      // reads are safe to send again (writes are not: the first may have landed).
+      if ((op === 'get' || op === 'list') && isConnectionReset(err)) {
+        try { return await fn(); } catch (again) { throw mapError(again, op, kind, name); }
+      }
+      throw mapError(err, op, kind, name);
+    }
   }
 
   private checkKind(kind: unknown): Kind {
