@@ -211,7 +211,7 @@ export class VirtualMachineReconciler implements Reconciler<'VirtualMachine'> {
             const r = reserveInterface(n, key, request, `nics[${i}]`);
             if (existing && JSON.stringify(existing) === JSON.stringify(r)) return false;
             n.status ??= {};
-            n.status.reserved_network_interfaces = { ...n.status.reserved_network_interfaces, [key]: { ...r, annotations: { 'n0core/provisioning/virtual_machine/virtual_machine/reserved_by': name } } };
+            n.status.reserved_network_interfaces = { ...n.status.reserved_network_interfaces, [key]: { ...r, annotations: { [RESERVED_BY]: name } } };
           }, { subresource: 'status' });
         } catch (err) {
           if (isN0Error(err, 'NotFound')) throw new StepFailure('NetworkNotFound', `nics[${i}]: Network "${nic.network_name}" does not exist`);

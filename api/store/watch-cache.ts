@@ -27,16 +27,17 @@ const revisionOf = (rv: string | undefined): number | undefined => (rv !== undef
 class KindFeed {
   private readonly events: { revision: number; event: WatchEvent<KindMap[Kind]> }[] = [];
   /** Every event with a revision above the floor is in the window (or still to come). */
-  readonly floor: number;
+  private lowest: number;
   private readonly subscribers = new Set<Subscriber>();
   private readonly stop = new AbortController();
   private failed = false;
 
   constructor(private readonly store: Store, kind: Kind, from: number, private readonly window: number, onEnd: () => void) {
-    this.floor = from;
+    this.lowest = from;
     void this.pump(kind, from).finally(onEnd);
   }
 
+  get floor(): number { return this.lowest; }
   get usable(): boolean { return !this.failed && !this.stop.signal.aborted; }
 
   private async pump(kind: Kind, from: number): Promise<void> {
@@ -45,7 +46,7 @@ class KindFeed {
         const revision = Number(event.object.metadata.resourceVersion);
         deepFreeze(event);
         this.events.push({ revision, event });
-        if (this.events.length > this.window) (this as { floor: number }).floor = this.events.shift()!.revision;
+        if (this.events.length > this.window) this.lowest = this.events.shift()!.revision;
         for (const s of this.subscribers) if (revision > s.after) s.queue.push(event);
       }
       for (const s of this.subscribers) s.queue.end();
