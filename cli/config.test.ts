@@ -29,6 +29,12 @@ describe('connection precedence', () => {
     expect(resolveConnection(config, { context: 'prod' }, { N0STACK_TOKEN: 't' }).token).toBe('t');
   });
 
+  it('honours the original n0cli\'s N0CLI_API_ENDPOINT below N0STACK_API_ENDPOINT and the flag, above the context', () => {
+    expect(resolveConnection(config, {}, { N0CLI_API_ENDPOINT: 'n0cli:3' })).toMatchObject({ endpoint: 'n0cli:3', sources: { endpoint: 'N0CLI_API_ENDPOINT' } });
+    expect(resolveConnection(config, {}, { N0CLI_API_ENDPOINT: 'n0cli:3', N0STACK_API_ENDPOINT: 'env:1' }).endpoint).toBe('env:1');
+    expect(resolveConnection(config, { apiEndpoint: 'flag:2' }, { N0CLI_API_ENDPOINT: 'n0cli:3' }).endpoint).toBe('flag:2');
+  });
+
   it('names the known contexts when --context is wrong', () => {
     expect(() => resolveConnection(config, { context: 'nope' }, {})).toThrow('context "nope" is not in the config (contexts: lab, prod)');
   });

@@ -74,7 +74,10 @@ export function loadConfig(file = configPath()): ClientConfig {
   return parseConfig(text, file);
 }
 
-/** Flags beat environment beats the config file's context beats the default endpoint. */
+/**
+ * Flags beat environment beats the config file's context beats the default endpoint; for the
+ * endpoint: --api-endpoint, N0STACK_API_ENDPOINT, N0CLI_API_ENDPOINT, the context, 127.0.0.1:20180.
+ */
 export function resolveConnection(config: ClientConfig, flags: ConnectionFlags, env: NodeJS.ProcessEnv): Connection {
   const contextName = flags.context ?? config['current-context'];
   let context: Context | undefined;
@@ -86,13 +89,14 @@ export function resolveConnection(config: ClientConfig, flags: ConnectionFlags, 
     }
   }
   const from = `context "${contextName}"`;
-  const pick = (flag: string | undefined, flagName: string, envName: string, ctxValue: string | undefined): [string | undefined, string | undefined] => {
+  const pick = (flag: string | undefined, flagName: string, envNames: string | string[], ctxValue: string | undefined): [string | undefined, string | undefined] => {
     if (flag) return [flag, flagName];
-    if (env[envName]) return [env[envName], envName];
+    for (const envName of typeof envNames === 'string' ? [envNames] : envNames) if (env[envName]) return [env[envName], envName];
     if (ctxValue) return [ctxValue, from];
     return [undefined, undefined];
   };
-  const [endpoint, endpointSource] = pick(flags.apiEndpoint, '--api-endpoint', 'N0STACK_API_ENDPOINT', context?.endpoint);
+  // N0CLI_API_ENDPOINT is the original n0cli's variable, honoured for users switching; ours wins.
+  const [endpoint, endpointSource] = pick(flags.apiEndpoint, '--api-endpoint', ['N0STACK_API_ENDPOINT', 'N0CLI_API_ENDPOINT'], context?.endpoint);
   const [token, tokenSource] = pick(flags.token, '--token', 'N0STACK_TOKEN', context?.token);
   const [ca, caSource] = pick(flags.ca, '--ca', 'N0STACK_CA', context?.ca);
   return {

@@ -17,6 +17,7 @@ import { resolveKind } from './kinds';
 import { ManifestError, applyOrder, deleteOrder, readManifestSources, validateManifests } from './manifest';
 import { OUTPUT_FORMATS, describeDocument, formatPatch, parseOutputFormat, printDocuments, printTable, seedJson } from './printer';
 import { serviceForType } from './proto';
+import { exitAfterFlush, onReaderGone } from './stdio';
 import { VERSION } from './version';
 
 const EXIT_OK = 0;
@@ -43,7 +44,7 @@ export function parseDuration(value: string): number {
 const program = new Command('n0ctl')
   .description('n0stack command line client: declarative (apply/get/diff/delete), imperative (boot, shutdown, console) and the seed\'s `do` DAG files')
   .version(VERSION)
-  .option('--api-endpoint <host:port>', 'facade address (env N0STACK_API_ENDPOINT; default 127.0.0.1:20180)')
+  .option('--api-endpoint <host:port>', 'facade address (env N0STACK_API_ENDPOINT, then the original n0cli\'s N0CLI_API_ENDPOINT, then the context; default 127.0.0.1:20180)')
   .option('--token <token>', 'bearer token (env N0STACK_TOKEN)')
   .option('--context <name>', 'context from the config file (env N0STACK_CONFIG names the file; default ~/.n0stack/config)')
   .option('--ca <file>', 'CA certificate (PEM) of the facade; turns TLS on')
@@ -54,6 +55,8 @@ Exit codes:
   0  success
   1  a call or task failed (the message starts with the gRPC code, e.g. NOT_FOUND)
   2  usage or validation error (nothing was sent to the API)
+  A closed stdout (n0ctl ... | head) ends n0ctl at once and quietly: exit 0 (or the code
+  of a run that had already ended).
 
 Examples:
   n0ctl --api-endpoint=192.168.122.10:20180 get node
@@ -135,7 +138,7 @@ function fetchProgress(client: FacadeClient, task: Task, ctx: TaskContext): () =
   return () => { stopped = true; if (timer) clearTimeout(timer); };
 }
 
-async function runDo(files: string[], opts: { dryRun?: boolean; reverse?: boolean; concurrency: string; plain?: boolean; output?: string }): Promise<void> {
+async function runDo(files: string[], opts: { dryRun?: boolean; reverse?: boolean; concurrency: string; plain?: boolean; output?: string; failFast?: boolean }): Promise<void> {
   const { dag: forward, warnings } = loadDag(files);
   for (const w of warnings) err(`warning: ${w}`);
   let dag = forward;
@@ -170,7 +173,7 @@ async function runDo(files: string[], opts: { dryRun?: boolean; reverse?: boolea
         try {
           return await client.call(serviceForType(task.type), task.action, task.args, { deadlineMs: timeoutMs, signal: ctx.signal });
         } finally { stop(); }
-      }, { concurrency, signal: interrupt.signal, onChange: (s, all) => renderer.update(s, all) });
+      }, { concurrency, signal: interrupt.signal, failFast: !!opts.failFast, onChange: (s, all) => renderer.update(s, all) });
       renderer.finish(statuses);
       const count = (state: string) => [...statuses.values()].filter((s) => s.state === state).length;
       const summary = ['done', 'failed', 'ignored', 'skipped'].map((s) => [s, count(s)] as const).filter(([, n]) => n > 0).map(([s, n]) => `${n} ${s}`).join(', ');
@@ -194,10 +197,13 @@ program.command('do')
   .option('-o, --output <format>', 'with --dry-run: yaml prints the (reversed) DAG as a do file')
   .option('--concurrency <n>', 'at most this many calls at once', '8')
   .option('--plain', 'plain lines even on a terminal')
+  .option('--fail-fast', 'after the first failure start no new task (the original n0cli\'s behaviour); running ones finish')
   .addHelpText('after', `
 Every task's type, action (an RPC of <type>Service), args (fields of its request message) and
-depends_on are checked before anything runs. Tasks start as soon as their dependencies finish;
-a failed task skips its dependants unless it has ignore_error: true.
+depends_on are checked before anything runs. type also takes the original n0cli's lower-case
+names (node, network, block_storage, image, virtual_machine). Tasks start as soon as their
+dependencies finish; a failed task skips its dependants unless it has ignore_error: true, and
+tasks that do not depend on it still run unless --fail-fast is given.
 
 Examples:
   n0ctl do boot-vm-from-image.yaml
@@ -432,7 +438,8 @@ The file (written by "n0stack up"):
   current-context: default
   contexts:
     - {name: default, endpoint: 127.0.0.1:20180, token: ..., ca: /path/ca.pem}
-Precedence: flags, then N0STACK_API_ENDPOINT / N0STACK_TOKEN, then the context.
+Precedence: flags, then N0STACK_API_ENDPOINT (or the original n0cli's N0CLI_API_ENDPOINT) /
+N0STACK_TOKEN, then the context.
 
 Examples:
   n0ctl config view
@@ -485,9 +492,16 @@ function reportError(e: unknown): number {
   return EXIT_FAILURE;
 }
 
+// The code decided so far, for when the reader goes away while it is being flushed.
+let exitCode: number | undefined;
+// `n0ctl ... | head`: the reader has what it wanted; end quietly, as ripgrep does.
+onReaderGone(process.stdout, () => process.exit(exitCode ?? EXIT_OK), (e) => { err(`n0ctl: stdout: ${e.message}`); process.exit(EXIT_FAILURE); });
+// Nowhere left to report a stderr failure; dying on it would only hide the real exit code.
+onReaderGone(process.stderr, () => undefined);
+
 program.exitOverride();
 for (const c of program.commands) { c.exitOverride(); for (const s of c.commands) s.exitOverride(); }
 program.parseAsync(process.argv).then(
-  () => process.exit(EXIT_OK),
-  (e: unknown) => process.exit(reportError(e)),
-);
+  () => EXIT_OK,
+  (e: unknown) => reportError(e),
+).then((code) => { exitCode = code; return exitAfterFlush(code); });

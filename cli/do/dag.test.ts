@@ -122,3 +122,27 @@ img: {type: Image, action: ApplyImage, args: {name: x}}
     expect([...reverseDag(dag).keys()]).toEqual(['Delete_x', 'DeleteNetwork_x']);
   });
 });
+
+describe('the original n0cli\'s lower-case type aliases', () => {
+  it('accepts block_storage, virtual_machine, network, node and image as the seed types', () => {
+    const { dag } = validateDag(parseDagYaml(`
+n: {type: node, action: GetNode, args: {name: vm-host1}}
+net: {type: network, action: GetNetwork, args: {name: a}}
+bs: {type: block_storage, action: GetBlockStorage, args: {name: b}}
+img: {type: image, action: GetImage, args: {name: c}}
+vm: {type: virtual_machine, action: GetVirtualMachine, args: {name: d}}
+`));
+    expect([...dag.values()].map((t) => t.type)).toEqual(['Node', 'Network', 'BlockStorage', 'Image', 'VirtualMachine']);
+  });
+
+  it('checks an alias\'s action and args against the service it stands for', () => {
+    expect(problemsOf('t:\n  type: block_storage\n  action: GenerateBlockStorage\n')).toEqual([
+      'task "t": action "GenerateBlockStorage" is not an RPC of BlockStorageService (GenerateBlockStorage is an action of type Image)',
+    ]);
+    expect(problemsOf('t:\n  type: virtual_machine\n  action: GetVirtualMachine\n  args: {nme: x}\n')[0]).toMatch(/^task "t": args\.nme is not a field/);
+  });
+
+  it('rejects other spellings (the original had no others)', () => {
+    expect(problemsOf('t:\n  type: blockstorage\n  action: GetBlockStorage\n')[0]).toMatch(/^task "t": type "blockstorage" is not a resource type/);
+  });
+});

@@ -28,6 +28,11 @@ export class DagValidationError extends InvalidArgumentError {
 
 const TASK_KEYS = ['type', 'action', 'args', 'depends_on', 'ignore_error'];
 
+/** The original n0cli's lower-case spellings of `type`; files written for it must run unchanged. */
+export const TYPE_ALIASES: Readonly<Record<string, SeedType>> = {
+  node: 'Node', network: 'Network', block_storage: 'BlockStorage', virtual_machine: 'VirtualMachine', image: 'Image',
+};
+
 /** One raw YAML map per file; parse errors carry the file name and line. */
 export function parseDagYaml(text: string, source = 'input'): Record<string, unknown> {
   const doc = YAML.parseDocument(text, { uniqueKeys: true });
@@ -215,7 +220,8 @@ export function validateDag(raw: Record<string, unknown>, scope = 'this file'): 
     for (const key of Object.keys(value)) {
       if (!TASK_KEYS.includes(key)) problems.push(`${where}: "${key}" is not a task field ${suggestion(key, TASK_KEYS, 'task fields')}`);
     }
-    const { type, action } = value;
+    const { action } = value;
+    const type = typeof value.type === 'string' && Object.hasOwn(TYPE_ALIASES, value.type) ? TYPE_ALIASES[value.type] : value.type;
     let typeOk = false;
     if (type === undefined) problems.push(`${where}: type is required (one of ${SEED_TYPES.join(', ')})`);
     else if (typeof type !== 'string' || !(SEED_TYPES as readonly string[]).includes(type)) {

@@ -161,3 +161,46 @@ describe('rendering', () => {
     ]);
   });
 });
+
+describe('runDag with failFast (the original n0cli\'s behaviour)', () => {
+  it('starts no new task after the first failure, lets running ones finish, and skips the rest', async () => {
+    const c = controllable();
+    const run = runDag(dagOf(t('A') + t('B') + t('C') + t('D', ['B'])), c.call, { concurrency: 2, failFast: true });
+    await c.tick();
+    expect(c.started).toEqual(['A', 'B']);
+    c.fail('A', 'NOT_FOUND: no');
+    await c.tick();
+    expect(c.started).toEqual(['A', 'B']); // without failFast, C would start here
+    c.finish('B');
+    const { ok, statuses } = await run;
+    expect(ok).toBe(false);
+    expect(Object.fromEntries([...statuses].map(([n, s]) => [n, [s.state, s.error ?? s.reason]]))).toEqual({
+      A: ['failed', 'NOT_FOUND: no'],
+      B: ['done', undefined],
+      C: ['skipped', '--fail-fast: task "A" failed'],
+      D: ['skipped', '--fail-fast: task "A" failed'],
+    });
+  });
+
+  it('an ignored failure does not stop the run', async () => {
+    const c = controllable();
+    const run = runDag(dagOf(t('A', [], true) + t('B')), c.call, { concurrency: 1, failFast: true });
+    await c.tick();
+    c.fail('A', 'UNAVAILABLE: down');
+    await c.tick();
+    expect(c.started).toEqual(['A', 'B']);
+    c.finish('B');
+    expect((await run).ok).toBe(true);
+  });
+
+  it('without failFast, independent tasks still run after a failure (the default)', async () => {
+    const c = controllable();
+    const run = runDag(dagOf(t('A') + t('B')), c.call, { concurrency: 1 });
+    await c.tick();
+    c.fail('A', 'NOT_FOUND: no');
+    await c.tick();
+    expect(c.started).toEqual(['A', 'B']);
+    c.finish('B');
+    expect((await run).statuses.get('B')!.state).toBe('done');
+  });
+});

@@ -41,6 +41,11 @@ export interface RunOptions {
   now?: () => number;
   onChange?: (status: TaskStatus, all: Map<string, TaskStatus>) => void;
   errorMessage?: (err: unknown) => string;
+  /**
+   * The original n0cli's behaviour: after the first failure (not ignore_error) start no new task;
+   * the running ones finish, and every pending one is skipped.
+   */
+  failFast?: boolean;
 }
 
 export interface RunResult {
@@ -72,6 +77,7 @@ export async function runDag(dag: Dag, call: TaskCaller, options: RunOptions = {
   };
 
   let running = 0;
+  let firstFailure: string | undefined;
   const controller = new AbortController();
   const onAbort = (): void => controller.abort(options.signal?.reason);
   options.signal?.addEventListener('abort', onAbort, { once: true });
@@ -81,6 +87,11 @@ export async function runDag(dag: Dag, call: TaskCaller, options: RunOptions = {
       if (controller.signal.aborted) {
         for (const s of statuses.values()) {
           if (s.state === 'pending') { s.state = 'skipped'; s.reason = 'cancelled'; changed(s); }
+        }
+      }
+      if (firstFailure !== undefined && options.failFast) {
+        for (const s of statuses.values()) {
+          if (s.state === 'pending') { s.state = 'skipped'; s.reason = `--fail-fast: task "${firstFailure}" failed`; changed(s); }
         }
       }
       for (const s of statuses.values()) {
@@ -105,7 +116,10 @@ export async function runDag(dag: Dag, call: TaskCaller, options: RunOptions = {
         (err: unknown) => {
           s.error = describe(err);
           s.state = s.task.ignore_error ? 'ignored' : 'failed';
-          if (s.state === 'failed') skipDownstream(s.name, `dependency "${s.name}" failed`);
+          if (s.state === 'failed') {
+            firstFailure ??= s.name;
+            skipDownstream(s.name, `dependency "${s.name}" failed`);
+          }
         },
       ).finally(() => {
         s.endedAt = now();
