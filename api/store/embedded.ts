@@ -17,11 +17,13 @@
 //
 // Durability: a write is acknowledged only after lmdb reports it flushed to disk (no noSync), and
 // watchers only see revisions up to that point, so nothing a watcher acted on can be lost.
-// Watches are served in this process (one process owns a data directory).
+// Watches are served in this process, so one process owns a data directory: it holds an
+// exclusive lock on it (dirlock.ts) and a second process gets an error naming the owner's pid.
 import { EventEmitter } from 'node:events';
 import * as fs from 'node:fs';
 import { open, type Database, type RootDatabase } from 'lmdb';
 import { TooOldError } from '../errors';
+import { DirLock } from './dirlock';
 import type { KvBackend, KvEntry, KvEvent } from './kv';
 
 export const RETAINED_REVISIONS = 10_000;
@@ -42,17 +44,24 @@ export class LmdbBackend implements KvBackend {
   private readonly log: Database<LogEntry, number>;
   private readonly meta: Database<number, string>;
   private readonly advanced = new EventEmitter();
+  private readonly lock: DirLock;
   /** Highest revision known to be on disk; watchers read the log up to here. */
   private durable: number;
   private closed = false;
 
   constructor(dataDir: string, private readonly retained = RETAINED_REVISIONS) {
     fs.mkdirSync(dataDir, { recursive: true, mode: 0o700 });
-    this.root = open({ path: dataDir, maxDbs: 4 });
-    this.data = this.root.openDB<Stored, string>({ name: 'data' });
-    this.log = this.root.openDB<LogEntry, number>({ name: 'log' });
-    this.meta = this.root.openDB<number, string>({ name: 'meta' });
-    this.durable = this.meta.get('rev') ?? 0;
+    this.lock = DirLock.acquire(dataDir);
+    try {
+      this.root = open({ path: dataDir, maxDbs: 4 });
+      this.data = this.root.openDB<Stored, string>({ name: 'data' });
+      this.log = this.root.openDB<LogEntry, number>({ name: 'log' });
+      this.meta = this.root.openDB<number, string>({ name: 'meta' });
+      this.durable = this.meta.get('rev') ?? 0;
+    } catch (err) {
+      this.lock.release();
+      throw err;
+    }
     this.advanced.setMaxListeners(0);
   }
 
@@ -159,6 +168,6 @@ export class LmdbBackend implements KvBackend {
     if (this.closed) return;
     this.closed = true;
     this.advanced.emit('advance');
-    await this.root.close();
+    try { await this.root.close(); } finally { this.lock.release(); }
   }
 }
