@@ -1,11 +1,13 @@
 // BlockStorage reconciler: place the disk on a node, reserve its storage there, have the agent
 // make it (empty, fetched, copied or copy-on-write), report progress and state; on delete,
-// remove the file and release the reservation.
-import type { BlockStorage, BlockStorageStatus } from '../api/types';
+// remove the file and release the reservation — but only once nothing needs the disk any more
+// (its finalizer is also its protection, like kubernetes.io/pvc-protection: another disk's
+// backing file, a copy in progress, a VM naming it), whichever entrance deleted it.
+import type { BlockStorage, BlockStorageStatus, VirtualMachine } from '../api/types';
 import { isN0Error } from '../api/errors';
 import { setCondition, type ConditionInput } from '../api/conditions';
 import { mutate } from '../api/store/mutate';
-import { FINALIZERS } from '../api/server/context';
+import { DELETION_BLOCKED, describeDependants, FINALIZERS, strategyFor, type World } from '../api/admission';
 import type { AgentResolver } from './agents';
 import { placeAndReserve, releaseOn } from '../api/placement';
 import { getWithFinalizer } from './runtime/finalizer';
@@ -14,8 +16,22 @@ import { logger } from '../api/log';
 
 const RESERVED_BY = 'n0core/provisioning/block_storage/reserved_by';
 
+const INDEX = { bySource: 'blockstorage-by-source', byBlockStorage: 'vm-by-blockstorage-protection' } as const;
+
+/** A deleting disk's dependants changed: look at it again (only ones in deletion are requeued). */
+const deleting = (names: (string | undefined)[], cache: { get(kind: 'BlockStorage', name: string): BlockStorage | undefined }) =>
+  names.filter((n): n is string => !!n && !!cache.get('BlockStorage', n)?.metadata.deletionTimestamp);
+
 export class BlockStorageReconciler implements Reconciler<'BlockStorage'> {
   readonly kind = 'BlockStorage' as const;
+  readonly indexes = [
+    { kind: 'BlockStorage' as const, name: INDEX.bySource, keys: (bs: BlockStorage) => [bs.spec.backing_block_storage, bs.spec.source_block_storage].filter((n): n is string => !!n) },
+    { kind: 'VirtualMachine' as const, name: INDEX.byBlockStorage, keys: (vm: VirtualMachine) => vm.spec.block_storage_names ?? [] },
+  ] as Reconciler['indexes'];
+  readonly watches = [
+    { kind: 'BlockStorage' as const, map: (obj: any, cache: any) => deleting([(obj as BlockStorage).spec.backing_block_storage, (obj as BlockStorage).spec.source_block_storage], cache) },
+    { kind: 'VirtualMachine' as const, map: (obj: any, cache: any) => deleting([...((obj as VirtualMachine).spec.block_storage_names ?? []), (obj as VirtualMachine).metadata.name], cache) },
+  ];
   private readonly log = logger('blockstorage-controller');
   constructor(private readonly agents: AgentResolver) {}
 
@@ -33,6 +49,10 @@ export class BlockStorageReconciler implements Reconciler<'BlockStorage'> {
       if (sourceName) {
         const source = ctx.cache.get('BlockStorage', sourceName) ?? await ctx.store.get('BlockStorage', sourceName).catch(() => undefined);
         const sourceNode = source?.status?.node_name;
+        if (source?.metadata.deletionTimestamp) {
+          await this.setStatus(ctx, name, generation, { state: 'FAILED' }, { type: 'Ready', status: 'False', reason: 'SourceBeingDeleted', message: `block storage ${sourceName} is being deleted; nothing is built on it` });
+          return {};
+        }
         if (!source || !sourceNode || source.status?.state === 'PENDING') {
           await this.setStatus(ctx, name, generation, { state: 'PENDING' }, { type: 'Ready', status: 'False', reason: 'WaitingForSource', message: `waiting for block storage ${sourceName} to be available` });
           return { requeueAfterMs: 2000 };
@@ -87,6 +107,21 @@ export class BlockStorageReconciler implements Reconciler<'BlockStorage'> {
     return {};
   }
 
+  /**
+   * What still needs this disk: from the cache first (cheap while something does), and when the
+   * cache shows nothing, confirmed from the store, so a dependant created a moment ago and not yet
+   * in the cache cannot lose its backing file.
+   */
+  private async dependants(bs: BlockStorage, ctx: ReconcileContext) {
+    const strategy = strategyFor('BlockStorage');
+    const name = bs.metadata.name;
+    const cached: World = { blockStorages: ctx.cache.byIndex('BlockStorage', INDEX.bySource, name), virtualMachines: ctx.cache.byIndex('VirtualMachine', INDEX.byBlockStorage, name) };
+    const fromCache = strategy.dependants(bs, cached);
+    if (fromCache.length) return fromCache;
+    const world: World = { blockStorages: (await ctx.store.list('BlockStorage')).items, virtualMachines: (await ctx.store.list('VirtualMachine')).items };
+    return strategy.dependants(bs, world);
+  }
+
   private async setStatus(ctx: ReconcileContext, name: string, generation: number, fields: Partial<BlockStorageStatus>, condition: ConditionInput): Promise<void> {
     await mutate(ctx.store, 'BlockStorage', name, (b) => {
       b.status ??= {};
@@ -102,9 +137,11 @@ export class BlockStorageReconciler implements Reconciler<'BlockStorage'> {
 
   private async finalize(bs: BlockStorage, ctx: ReconcileContext): Promise<ReconcileResult> {
     const name = bs.metadata.name;
-    if (bs.status?.in_use_by) {
-      await this.setStatus(ctx, name, bs.metadata.generation ?? 1, {}, { type: 'Ready', status: 'False', reason: 'InUse', message: `waiting for VirtualMachine ${bs.status.in_use_by} to release it` });
-      return { requeueAfterMs: 5000 };
+    const dependants = await this.dependants(bs, ctx);
+    if (dependants.length) {
+      await this.setStatus(ctx, name, bs.metadata.generation ?? 1, {}, { type: 'Ready', status: 'False', reason: DELETION_BLOCKED, message: `deletion waits for ${describeDependants(dependants)}` });
+      // The watches requeue it when a dependant changes; the delay covers a missed event.
+      return { requeueAfterMs: 30000 };
     }
     const nodeName = bs.status?.node_name;
     if (nodeName) {

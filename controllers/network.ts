@@ -1,18 +1,29 @@
 // Network reconciler: validates the network and derives its overlay segment; bridges are made
-// on a node when a VM there needs them (virtualmachine.ts) and removed everywhere on delete.
-import type { Network } from '../api/types';
+// on a node when a VM there needs them (virtualmachine.ts) and removed everywhere on delete —
+// once no interface is reserved on it and no VM names it (its finalizer is its protection,
+// whichever entrance deleted it).
+import type { Network, VirtualMachine } from '../api/types';
 import { isN0Error } from '../api/errors';
 import { setCondition } from '../api/conditions';
 import { checkNetworkSpec, segmentId } from '../api/ipam';
 import { mutate } from '../api/store/mutate';
-import { FINALIZERS } from '../api/server/context';
+import { DELETION_BLOCKED, describeDependants, FINALIZERS, strategyFor } from '../api/admission';
 import type { AgentResolver } from './agents';
 import { getWithFinalizer } from './runtime/finalizer';
 import type { ReconcileContext, ReconcileResult, Reconciler } from './runtime/types';
 import { logger } from '../api/log';
 
+const BY_NETWORK = 'vm-by-network-protection';
+
 export class NetworkReconciler implements Reconciler<'Network'> {
   readonly kind = 'Network' as const;
+  readonly indexes = [
+    { kind: 'VirtualMachine' as const, name: BY_NETWORK, keys: (vm: VirtualMachine) => [...new Set((vm.spec.nics ?? []).map((n) => n.network_name))] },
+  ] as Reconciler['indexes'];
+  // A VM going away may be what a deleting Network waits for.
+  readonly watches = [
+    { kind: 'VirtualMachine' as const, map: (obj: any, cache: any) => [...new Set(((obj as VirtualMachine).spec.nics ?? []).map((n) => n.network_name))].filter((n) => !!cache.get('Network', n)?.metadata.deletionTimestamp) },
+  ];
   private readonly log = logger('network-controller');
   constructor(private readonly agents: AgentResolver) {}
 
@@ -38,11 +49,13 @@ export class NetworkReconciler implements Reconciler<'Network'> {
   }
 
   private async finalize(net: Network, ctx: ReconcileContext): Promise<ReconcileResult> {
-    const reserved = Object.keys(net.status?.reserved_network_interfaces ?? {});
-    if (reserved.length) {
+    const dependants = strategyFor('Network').dependants(net, { blockStorages: [], virtualMachines: ctx.cache.byIndex('VirtualMachine', BY_NETWORK, net.metadata.name) });
+    if (dependants.length) {
       await mutate(ctx.store, 'Network', net.metadata.name, (n) => {
         n.status ??= {};
-        n.status.conditions = setCondition(n.status.conditions, { type: 'Ready', status: 'False', reason: 'InUse', message: `waiting for interfaces to be released: ${reserved.join(', ')}` });
+        const before = JSON.stringify(n.status.conditions);
+        n.status.conditions = setCondition(n.status.conditions, { type: 'Ready', status: 'False', reason: DELETION_BLOCKED, message: `deletion waits for ${describeDependants(dependants)}` });
+        return JSON.stringify(n.status.conditions) !== before;
       }, { subresource: 'status' });
       return { requeueAfterMs: 5000 };
     }

@@ -1,14 +1,14 @@
 // BlockStorageService: each mutating RPC writes the desired document and waits for the
 // BlockStorage controller to report the outcome in status.
 import { API_VERSION, ANNOTATIONS, type BlockStorage, type BlockStorageSpec } from '../types';
-import { FailedPreconditionError, InvalidArgumentError, isN0Error } from '../errors';
+import { FailedPreconditionError, InvalidArgumentError } from '../errors';
 import { validateName } from '../names';
-import { checkBlockStorageSpec } from '../rules';
+import { admitDelete } from '../admission';
 import { getCondition } from '../conditions';
 import { deleteChecked, mutate } from '../store/mutate';
 import { waitFor, type WaitVerdict } from './wait';
 import { blockStorageMessage, given, mapOrUndefined, num } from './convert';
-import { compact, FINALIZERS, type CallInfo, type FacadeContext, type ServiceHandlers } from './context';
+import { admitted, compact, type CallInfo, type FacadeContext, type ServiceHandlers } from './context';
 
 const READY_STATES = new Set(['AVAILABLE', 'IN_USE', 'PROTECTED']);
 
@@ -26,15 +26,9 @@ export function blockStorageSettled(generation: number) {
   };
 }
 
-export async function createBlockStorage(ctx: FacadeContext, call: CallInfo, doc: BlockStorage): Promise<BlockStorage> {
-  checkBlockStorageSpec(doc.spec);
-  for (const field of ['source_block_storage', 'backing_block_storage'] as const) {
-    const source = doc.spec[field];
-    if (source) await ctx.store.get('BlockStorage', source).catch((err) => {
-      throw isN0Error(err, 'NotFound') ? new FailedPreconditionError(`${field} "${source}" does not exist`, field) : err;
-    });
-  }
-  doc.metadata.finalizers = [FINALIZERS.blockStorage];
+/** Creates through the kind's admission (sizes, sources that exist and stay, the finalizer). */
+export async function createBlockStorage(context: FacadeContext, call: CallInfo, doc: BlockStorage): Promise<BlockStorage> {
+  const ctx = admitted(context);
   const created = await ctx.store.create(doc);
   return waitFor(ctx.store, 'BlockStorage', doc.metadata.name, blockStorageSettled(created.metadata.generation ?? 1), {
     deadline: call.deadline, signal: call.signal, what: 'become AVAILABLE',
@@ -57,7 +51,10 @@ export function blockStorageDocument(req: any, extra: Partial<BlockStorageSpec> 
   };
 }
 
-export function blockStorageService(ctx: FacadeContext): ServiceHandlers {
+export function blockStorageService(context: FacadeContext): ServiceHandlers {
+  // The kind's rules (sizes only grow, sources fixed, delete precondition) are its admission's
+  // (api/admission/blockstorage.ts), the same for ResourceService.
+  const ctx = admitted(context);
   const { store } = ctx;
   const get = async (name: unknown) => store.get('BlockStorage', validateName(name, 'name'));
 
@@ -94,26 +91,20 @@ export function blockStorageService(ctx: FacadeContext): ServiceHandlers {
     async UpdateBlockStorage(req, call) {
       return setSpec(req, call, (bs) => {
         const limit = given(num(req.limit_bytes));
-        if (limit !== undefined) {
-          if (limit < bs.spec.limit_bytes) throw new InvalidArgumentError(`limit_bytes can only grow (${bs.spec.limit_bytes} -> ${limit})`, 'limit_bytes');
-          bs.spec.limit_bytes = limit;
-        }
+        if (limit !== undefined) bs.spec.limit_bytes = limit;
         const request = given(num(req.request_bytes));
         if (request !== undefined) bs.spec.request_bytes = request;
         const annotations = mapOrUndefined(req.annotations);
         if (annotations) bs.metadata.annotations = { ...bs.metadata.annotations, ...annotations };
         const labels = mapOrUndefined(req.labels);
         if (labels) bs.metadata.labels = { ...bs.metadata.labels, ...labels };
-        checkBlockStorageSpec(bs.spec);
       });
     },
     async DeleteBlockStorage(req, call) {
       const name = validateName(req.name, 'name');
-      await deleteChecked(store, 'BlockStorage', name, (bs) => {
-        if (bs.spec.protected) throw new FailedPreconditionError(`BlockStorage "${name}" is PROTECTED; SetAvailableBlockStorage (or unregister it from its image) first`);
-        const user = bs.status?.in_use_by || bs.spec.claimed_by;
-        if (user) throw new FailedPreconditionError(`BlockStorage "${name}" is IN_USE by ${user}`);
-      });
+      // Up front: protected, in use, or another disk or a VM still needs it (the controller's
+      // finalizer holds such a disk anyway, whichever entrance deleted it).
+      await deleteChecked(store, 'BlockStorage', name, (bs) => admitDelete(store, bs));
       await waitFor(store, 'BlockStorage', name, (obj) => (obj ? undefined : { done: true }), { deadline: call.deadline, signal: call.signal, what: 'be deleted' });
       return {};
     },

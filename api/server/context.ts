@@ -1,5 +1,6 @@
 // What every facade handler gets: the store and the bounds of the call it serves.
 import type { Store } from '../store/store';
+import { AdmittingStore } from '../admission/store';
 
 export interface FacadeContext {
   store: Store;
@@ -23,11 +24,13 @@ export interface CallInfo {
 export type Handler = (request: any, call: CallInfo) => Promise<unknown>;
 export type ServiceHandlers = Record<string, Handler>;
 
-export const FINALIZERS = {
-  network: 'n0stack.io/network',
-  blockStorage: 'n0stack.io/blockstorage',
-  virtualMachine: 'n0stack.io/virtualmachine',
-} as const;
+// Defined with the admission that defaults them onto created objects; here for the controllers.
+export { FINALIZERS } from '../admission/finalizers';
+
+/** The facade's context with every create and spec update going through the kinds' admission. */
+export function admitted(ctx: FacadeContext): FacadeContext {
+  return ctx.store instanceof AdmittingStore ? ctx : { ...ctx, store: new AdmittingStore(ctx.store) };
+}
 
 /** Drops keys whose value is undefined, so documents stay minimal (and schema-valid). */
 export function compact<T extends Record<string, unknown>>(obj: T): T {

@@ -7,7 +7,7 @@ import { deleteChecked, mutate } from '../store/mutate';
 import { blockStorageMessage, given, imageMessage, mapOrUndefined } from './convert';
 import { blockStorageDocument, blockStorageSettled, createBlockStorage } from './blockstorage';
 import { waitFor } from './wait';
-import { compact, type CallInfo, type FacadeContext, type ServiceHandlers } from './context';
+import { admitted, compact, type CallInfo, type FacadeContext, type ServiceHandlers } from './context';
 
 const TAG = /^[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}$/;
 
@@ -16,7 +16,8 @@ function validateTag(tag: unknown, field: string): string {
   return tag;
 }
 
-export function imageService(ctx: FacadeContext): ServiceHandlers {
+export function imageService(context: FacadeContext): ServiceHandlers {
+  const ctx = admitted(context);
   const { store } = ctx;
 
   // Registering protects the block storage; returns once its controller reports it.

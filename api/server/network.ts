@@ -5,14 +5,17 @@ import { API_VERSION, type Network, type NetworkSpec } from '../types';
 import { FailedPreconditionError, isN0Error, NotFoundError } from '../errors';
 import { validateName } from '../names';
 import { deleteChecked, mutate } from '../store/mutate';
-import { checkNetworkSpec, reserveInterface } from '../ipam';
+import { reserveInterface } from '../ipam';
+import { admitDelete } from '../admission';
 import { getCondition } from '../conditions';
 import { waitFor } from './wait';
 import { given, mapOrUndefined, networkMessage } from './convert';
-import { compact, FINALIZERS, type FacadeContext, type ServiceHandlers } from './context';
+import { admitted, compact, type FacadeContext, type ServiceHandlers } from './context';
 
-export function networkService(ctx: FacadeContext): ServiceHandlers {
-  const { store } = ctx;
+export function networkService(context: FacadeContext): ServiceHandlers {
+  // The kind's rules (spec, cidr immutable under reservations, delete precondition) are its
+  // admission's (api/admission/network.ts), the same for ResourceService.
+  const { store } = admitted(context);
   return {
     async ListNetworks(req) {
       const { items } = await store.list('Network', { labelSelector: given(req.label_selector) });
@@ -26,17 +29,12 @@ export function networkService(ctx: FacadeContext): ServiceHandlers {
       const annotations = mapOrUndefined(req.annotations);
       const labels = mapOrUndefined(req.labels);
       const spec = compact({ ipv4_cidr: given(req.ipv4_cidr), ipv6_cidr: given(req.ipv6_cidr), domain: given(req.domain), gateway_ipv4: given(req.gateway_ipv4) }) as NetworkSpec;
-      checkNetworkSpec(spec, annotations);
       let written: Network;
       try {
-        written = await store.create({ apiVersion: API_VERSION, kind: 'Network', metadata: compact({ name, annotations, labels, finalizers: [FINALIZERS.network] }), spec } as Network);
+        written = await store.create({ apiVersion: API_VERSION, kind: 'Network', metadata: compact({ name, annotations, labels }), spec } as Network);
       } catch (err) {
         if (!isN0Error(err, 'AlreadyExists')) throw err;
         written = await mutate(store, 'Network', name, (net) => {
-          const reserved = Object.keys(net.status?.reserved_network_interfaces ?? {});
-          if (reserved.length && (net.spec.ipv4_cidr !== spec.ipv4_cidr || net.spec.ipv6_cidr !== spec.ipv6_cidr)) {
-            throw new FailedPreconditionError(`Network "${name}" has reserved interfaces (${reserved.join(', ')}); its cidr cannot change`, 'ipv4_cidr');
-          }
           net.spec = spec;
           net.metadata.annotations = annotations;
           net.metadata.labels = labels;
@@ -55,10 +53,7 @@ export function networkService(ctx: FacadeContext): ServiceHandlers {
     async DeleteNetwork(req, call) {
       const name = validateName(req.name, 'name');
       // The controller may still be writing status (just after the last VM released its interface).
-      await deleteChecked(store, 'Network', name, (net) => {
-        const reserved = Object.keys(net.status?.reserved_network_interfaces ?? {});
-        if (reserved.length) throw new FailedPreconditionError(`Network "${name}" has reserved interfaces: ${reserved.join(', ')}; delete the virtual machines first`);
-      });
+      await deleteChecked(store, 'Network', name, (net) => admitDelete(store, net));
       await waitFor(store, 'Network', name, (obj) => (obj ? undefined : { done: true }), { deadline: call.deadline, signal: call.signal, what: 'be deleted' });
       return {};
     },

@@ -1,11 +1,13 @@
 // ResourceService: the documents themselves, for n0ctl apply/get/diff/delete/watch. The same
-// validation and seed rules apply as through the seed's RPCs.
+// admission (api/admission/) as the seed's RPCs judges every create and update, a dry run too; a
+// delete is never refused for dependants: the object stays in deletion until its controller's
+// protection finalizer sees them gone.
 import { compare, type Operation } from 'fast-json-patch';
 import { API_VERSION, isKind, type AnyResource, type Kind } from '../types';
-import { InvalidArgumentError, isN0Error } from '../errors';
+import { FailedPreconditionError, InvalidArgumentError, isN0Error } from '../errors';
 import { validateName } from '../names';
 import { validateDocument } from '../schema';
-import { checkBlockStorageSpec, checkVirtualMachineSpec } from '../rules';
+import { admitCreate, admitUpdate, DELETION_BLOCKED } from '../admission';
 import { getCondition } from '../conditions';
 import { waitFor, type WaitVerdict } from './wait';
 import { blockStorageSettled } from './blockstorage';
@@ -13,22 +15,14 @@ import { vmSettled } from './virtualmachine';
 import { given } from './convert';
 import { parseLabelSelector, matchesLabels } from '../store/labels';
 import { toServiceError } from './status';
-import { FINALIZERS, type FacadeContext, type Handler } from './context';
+import { admitted, type FacadeContext, type Handler } from './context';
 import type { ServerWritableStream } from '@grpc/grpc-js';
-
-const KIND_FINALIZER: Partial<Record<Kind, string>> = {
-  Network: FINALIZERS.network,
-  BlockStorage: FINALIZERS.blockStorage,
-  VirtualMachine: FINALIZERS.virtualMachine,
-};
 
 function parseDocument(json: unknown): AnyResource {
   if (typeof json !== 'string' || !json) throw new InvalidArgumentError('document_json is required', 'document_json');
   let doc: AnyResource;
   try { doc = JSON.parse(json); } catch (err) { throw new InvalidArgumentError(`document_json is not JSON: ${(err as Error).message}`, 'document_json'); }
   validateDocument(doc);
-  if (doc.kind === 'VirtualMachine') checkVirtualMachineSpec(doc.spec);
-  if (doc.kind === 'BlockStorage') checkBlockStorageSpec(doc.spec);
   return doc;
 }
 
@@ -57,8 +51,15 @@ export function applySettled(written: AnyResource): (obj: AnyResource | undefine
   };
 }
 
-export function resourceService(ctx: FacadeContext): { Apply: Handler; Get: Handler; List: Handler; Delete: Handler; Watch: (call: ServerWritableStream<any, any>) => void } {
-  const { store } = ctx;
+/** Why a deleted object is still there, from its controller's condition (undefined: no reason given yet). */
+export function deletionBlocked(obj: AnyResource | undefined): string | undefined {
+  if (!obj?.metadata.deletionTimestamp) return undefined;
+  const ready = getCondition((obj.status as { conditions?: any[] } | undefined)?.conditions, 'Ready');
+  return ready?.reason === DELETION_BLOCKED ? ready.message : undefined;
+}
+
+export function resourceService(context: FacadeContext): { Apply: Handler; Get: Handler; List: Handler; Delete: Handler; Watch: (call: ServerWritableStream<any, any>) => void } {
+  const { store } = admitted(context);
   return {
     async Apply(req, call) {
       const doc = parseDocument(req.document_json);
@@ -70,11 +71,14 @@ export function resourceService(ctx: FacadeContext): { Apply: Handler; Get: Hand
       if (!existing) {
         diff = compare({}, desired(doc));
         result = 'created';
-        const finalizer = KIND_FINALIZER[doc.kind];
-        const fresh = { apiVersion: API_VERSION, kind: doc.kind, metadata: { ...doc.metadata, finalizers: finalizer ? [finalizer] : undefined }, spec: doc.spec } as AnyResource;
+        const fresh = { apiVersion: API_VERSION, kind: doc.kind, metadata: { ...doc.metadata }, spec: doc.spec } as AnyResource;
         delete (fresh.metadata as any).resourceVersion;
-        if (!fresh.metadata.finalizers) delete fresh.metadata.finalizers;
-        written = req.dry_run ? fresh : await store.create(fresh);
+        if (req.dry_run) {
+          await admitCreate(store, fresh);
+          written = fresh;
+        } else {
+          written = await store.create(fresh);
+        }
       } else {
         diff = compare(desired(existing), desired(doc));
         result = diff.length ? 'configured' : 'unchanged';
@@ -82,6 +86,7 @@ export function resourceService(ctx: FacadeContext): { Apply: Handler; Get: Hand
         next.metadata.labels = doc.metadata.labels;
         next.metadata.annotations = doc.metadata.annotations;
         next.spec = doc.spec as any;
+        if (req.dry_run && diff.length) admitUpdate(existing, next);
         written = req.dry_run || !diff.length ? existing : await store.update(next);
       }
       if (req.wait && !req.dry_run && result !== 'unchanged') {
@@ -100,7 +105,13 @@ export function resourceService(ctx: FacadeContext): { Apply: Handler; Get: Hand
       const kind = kindOf(req.kind);
       const name = validateName(req.name, 'name');
       await store.delete(kind, name);
-      if (req.wait) await waitFor(store, kind, name, (obj) => (obj ? undefined : { done: true }), { deadline: call.deadline, signal: call.signal, what: 'be deleted' });
+      // A delete that dependants hold is answered at once, with what it waits for (the object
+      // stays marked and goes when they do), not at the caller's deadline.
+      if (req.wait) await waitFor(store, kind, name, (obj) => {
+        if (!obj) return { done: true };
+        const blocked = deletionBlocked(obj);
+        return blocked ? { fail: new FailedPreconditionError(`${kind} "${name}" is marked for deletion and waits: ${blocked}`) } : undefined;
+      }, { deadline: call.deadline, signal: call.signal, what: 'be deleted' });
       return {};
     },
     Watch(call) {

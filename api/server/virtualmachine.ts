@@ -3,13 +3,12 @@
 // one-shot reboots. A second action while one is under way is refused, never done twice.
 import { randomUUID } from 'node:crypto';
 import { API_VERSION, ANNOTATIONS, type VirtualMachine, type VirtualMachineSpec } from '../types';
-import { FailedPreconditionError, isN0Error } from '../errors';
+import { FailedPreconditionError } from '../errors';
 import { validateName } from '../names';
-import { checkVirtualMachineSpec } from '../rules';
 import { getCondition } from '../conditions';
 import { waitFor, type WaitVerdict } from './wait';
 import { given, mapOrUndefined, num, virtualMachineMessage } from './convert';
-import { compact, FINALIZERS, type CallInfo, type FacadeContext, type ServiceHandlers } from './context';
+import { admitted, compact, type CallInfo, type FacadeContext, type ServiceHandlers } from './context';
 
 type RunState = NonNullable<VirtualMachineSpec['run_state']>;
 
@@ -31,7 +30,10 @@ export function vmSettled(generation: number, state: RunState, actionId?: string
 /** Reasons a waiting client should hear about at once rather than at its deadline. */
 const TERMINAL_REASONS = new Set(['Unschedulable', 'InvalidSpec', 'AddressConflict', 'NetworkFull', 'BlockStorageInUse', 'BlockStorageNotFound', 'NetworkNotFound']);
 
-export function virtualMachineService(ctx: FacadeContext): ServiceHandlers {
+export function virtualMachineService(context: FacadeContext): ServiceHandlers {
+  // The kind's rules (the seed's spec rules, disks and networks it may use, nics and disks fixed
+  // after creation) are its admission's (api/admission/virtualmachine.ts).
+  const ctx = admitted(context);
   const { store } = ctx;
 
   async function intent(req: any, call: CallInfo, state: RunState, action?: NonNullable<VirtualMachineSpec['action_request']>['action']) {
@@ -76,11 +78,9 @@ export function virtualMachineService(ctx: FacadeContext): ServiceHandlers {
         node_name: annotations?.[ANNOTATIONS.vmRequestNodeName],
         run_state: 'RUNNING',
       }) as VirtualMachineSpec;
-      checkVirtualMachineSpec(spec);
-      await checkReferences(ctx, name, spec);
       const created = await store.create({
         apiVersion: API_VERSION, kind: 'VirtualMachine',
-        metadata: compact({ name, annotations, labels: mapOrUndefined(req.labels), finalizers: [FINALIZERS.virtualMachine] }),
+        metadata: compact({ name, annotations, labels: mapOrUndefined(req.labels) }),
         spec,
       } as VirtualMachine);
       return virtualMachineMessage(await waitFor(store, 'VirtualMachine', name, vmSettled(created.metadata.generation ?? 1, 'RUNNING'), {
@@ -106,7 +106,6 @@ export function virtualMachineService(ctx: FacadeContext): ServiceHandlers {
       if (annotations) next.metadata.annotations = { ...next.metadata.annotations, ...annotations };
       const labels = mapOrUndefined(req.labels);
       if (labels) next.metadata.labels = { ...next.metadata.labels, ...labels };
-      checkVirtualMachineSpec(next.spec);
       // CPU and memory take effect at the next boot; the reservation follows at once.
       return virtualMachineMessage(await store.update(next));
     },
@@ -127,21 +126,4 @@ export function virtualMachineService(ctx: FacadeContext): ServiceHandlers {
       return ctx.consoles.issue(vm, req.vnc ? 'vnc' : 'serial');
     },
   };
-}
-
-/** A VM may only name block storages and networks that exist, and free block storages. */
-async function checkReferences(ctx: FacadeContext, vmName: string, spec: VirtualMachineSpec): Promise<void> {
-  for (const [i, bsName] of (spec.block_storage_names ?? []).entries()) {
-    const bs = await ctx.store.get('BlockStorage', bsName).catch((err) => {
-      throw isN0Error(err, 'NotFound') ? new FailedPreconditionError(`block_storage_names[${i}]: BlockStorage "${bsName}" does not exist`, `block_storage_names[${i}]`) : err;
-    });
-    if (bs.spec.protected) throw new FailedPreconditionError(`block_storage_names[${i}]: BlockStorage "${bsName}" is PROTECTED (registered in an image); use GenerateBlockStorage to make a disk from it`, `block_storage_names[${i}]`);
-    const user = bs.status?.in_use_by || bs.spec.claimed_by;
-    if (user && user !== vmName) throw new FailedPreconditionError(`block_storage_names[${i}]: BlockStorage "${bsName}" is IN_USE by ${user}`, `block_storage_names[${i}]`);
-  }
-  for (const [i, nic] of (spec.nics ?? []).entries()) {
-    await ctx.store.get('Network', nic.network_name).catch((err) => {
-      throw isN0Error(err, 'NotFound') ? new FailedPreconditionError(`nics[${i}].network_name: Network "${nic.network_name}" does not exist`, `nics[${i}].network_name`) : err;
-    });
-  }
 }

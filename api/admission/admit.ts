@@ -1,0 +1,58 @@
+// The calls every writer makes. The async functions here only gather what the pure strategies need from a store (the
+// objects a create names, the objects that could depend on one being deleted); the rules are in
+// the strategies and the table (rules.ts).
+import { isN0Error } from '../errors';
+import type { Store } from '../store/store';
+import type { AnyResource, Kind, KindMap } from '../types';
+import { blockStorageStrategy } from './blockstorage';
+import { imageStrategy } from './image';
+import { networkStrategy } from './network';
+import { nodeStrategy } from './node';
+import type { Dependant, Lookup, Strategy, World } from './types';
+import { virtualMachineStrategy } from './virtualmachine';
+
+export const STRATEGIES: { [K in Kind]: Strategy<K> } = {
+  Node: nodeStrategy,
+  Network: networkStrategy,
+  BlockStorage: blockStorageStrategy,
+  Image: imageStrategy,
+  VirtualMachine: virtualMachineStrategy,
+};
+
+export function strategyFor<K extends Kind>(kind: K): Strategy<K> {
+  return STRATEGIES[kind] as Strategy<K>;
+}
+
+/** Defaults and validates a document about to be created, with the objects it names read from `store`. */
+export async function admitCreate<T extends AnyResource>(store: Store, doc: T): Promise<void> {
+  const strategy = strategyFor(doc.kind) as unknown as Strategy<T['kind']>;
+  strategy.prepareForCreate(doc as never);
+  const found = new Map<string, AnyResource>();
+  for (const ref of strategy.references(doc as never)) {
+    const key = `${ref.kind}/${ref.name}`;
+    if (found.has(key)) continue;
+    try { found.set(key, await store.get(ref.kind, ref.name)); } catch (err) { if (!isN0Error(err, 'NotFound')) throw err; }
+  }
+  const lookup: Lookup = (kind, name) => found.get(`${kind}/${name}`) as never;
+  strategy.validateCreate(doc as never, lookup);
+}
+
+/** Transition rules for a spec/metadata update of `old` (as stored) to `next`. */
+export function admitUpdate<T extends AnyResource>(old: T, next: T): void {
+  (strategyFor(next.kind) as unknown as Strategy<T['kind']>).validateUpdate(old as never, next as never);
+}
+
+/** What keeps `obj` from being deleted, from the kinds that can depend on it. */
+export async function dependantsIn<K extends Kind>(store: Store, obj: KindMap[K]): Promise<Dependant[]> {
+  const world: World = {
+    blockStorages: obj.kind === 'BlockStorage' ? (await store.list('BlockStorage')).items : [],
+    virtualMachines: obj.kind === 'BlockStorage' || obj.kind === 'Network' ? (await store.list('VirtualMachine')).items : [],
+  };
+  return strategyFor(obj.kind as K).dependants(obj, world);
+}
+
+/** The delete precondition the seed RPCs report up front (FailedPrecondition naming the dependants). */
+export async function admitDelete<K extends Kind>(store: Store, obj: KindMap[K]): Promise<void> {
+  strategyFor(obj.kind as K).validateDelete(obj, await dependantsIn(store, obj));
+}
+

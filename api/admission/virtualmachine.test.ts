@@ -1,0 +1,43 @@
+import type { BlockStorage, Network, VirtualMachine } from '../types';
+import { virtualMachineStrategy as s } from './virtualmachine';
+
+const vm = (spec: Partial<VirtualMachine['spec']> = {}): VirtualMachine =>
+  ({ apiVersion: 'n0stack.io/v1alpha1', kind: 'VirtualMachine', metadata: { name: 'vm1' }, spec: { limit_cpu_milli_core: 1000, limit_memory_bytes: 268435456, ...spec } } as VirtualMachine);
+const error = (fn: () => void) => { try { fn(); } catch (err) { return { code: (err as any).code, field: (err as any).field, message: (err as Error).message }; } return undefined; };
+
+describe('VirtualMachine admission', () => {
+  it("create: the seed's spec rules name the field", () => {
+    expect(error(() => s.validateCreate(vm({ limit_cpu_milli_core: 1500 }), () => undefined))).toMatchObject({ code: 'InvalidArgument', field: 'limit_cpu_milli_core' });
+    expect(error(() => s.validateCreate(vm({ request_cpu_milli_core: 2000 }), () => undefined))).toMatchObject({ field: 'request_cpu_milli_core' });
+    expect(error(() => s.validateCreate(vm({ request_memory_bytes: 1 }), () => undefined))).toMatchObject({ field: 'request_memory_bytes' });
+    expect(error(() => s.validateCreate(vm({ block_storage_names: ['a', 'a'] }), () => ({}) as never))).toMatchObject({ field: 'block_storage_names[1]' });
+  });
+
+  it('create: disks and networks must exist, be usable and not be being deleted', () => {
+    const objects: Record<string, object> = {
+      'BlockStorage/free': { metadata: { name: 'free' }, spec: {} },
+      'BlockStorage/protected': { metadata: { name: 'protected' }, spec: { protected: true } },
+      'BlockStorage/taken': { metadata: { name: 'taken' }, spec: {}, status: { in_use_by: 'vm2' } },
+      'BlockStorage/going': { metadata: { name: 'going', deletionTimestamp: 'x' }, spec: {} },
+      'Network/net': { metadata: { name: 'net' }, spec: {} },
+      'Network/closing': { metadata: { name: 'closing', deletionTimestamp: 'x' }, spec: {} },
+    };
+    const lookup = ((kind: string, name: string) => objects[`${kind}/${name}`]) as any as <K>(k: K, n: string) => (BlockStorage & Network) | undefined;
+    const check = (spec: Partial<VirtualMachine['spec']>) => error(() => s.validateCreate(vm(spec), lookup as never));
+    expect(check({ block_storage_names: ['free'], nics: [{ network_name: 'net' }] })).toBeUndefined();
+    expect(check({ block_storage_names: ['free', 'missing'] })).toMatchObject({ code: 'FailedPrecondition', field: 'block_storage_names[1]', message: expect.stringMatching(/does not exist/) });
+    expect(check({ block_storage_names: ['protected'] })).toMatchObject({ message: expect.stringMatching(/PROTECTED/) });
+    expect(check({ block_storage_names: ['taken'] })).toMatchObject({ message: expect.stringMatching(/IN_USE by vm2/) });
+    expect(check({ block_storage_names: ['going'] })).toMatchObject({ message: expect.stringMatching(/being deleted/) });
+    expect(check({ nics: [{ network_name: 'nowhere' }] })).toMatchObject({ code: 'FailedPrecondition', field: 'nics[0].network_name' });
+    expect(check({ nics: [{ network_name: 'closing' }] })).toMatchObject({ message: expect.stringMatching(/being deleted/) });
+  });
+
+  it('update: nics and block_storage_names are fixed after creation; cpu, memory and run_state may change', () => {
+    const old = vm({ block_storage_names: ['d1'], nics: [{ network_name: 'net' }] });
+    expect(error(() => s.validateUpdate(old, vm({ block_storage_names: ['d1'], nics: [{ network_name: 'net' }], limit_cpu_milli_core: 2000, run_state: 'SHUTDOWN' })))).toBeUndefined();
+    expect(error(() => s.validateUpdate(old, vm({ block_storage_names: ['d1'], nics: [{ network_name: 'net', ipv4_address: '10.0.0.9' }] })))).toMatchObject({ code: 'InvalidArgument', field: 'nics' });
+    expect(error(() => s.validateUpdate(old, vm({ block_storage_names: ['d2'], nics: [{ network_name: 'net' }] })))).toMatchObject({ code: 'InvalidArgument', field: 'block_storage_names' });
+    expect(error(() => s.validateUpdate(old, vm({ nics: [{ network_name: 'net' }] })))).toMatchObject({ field: 'block_storage_names' });
+  });
+});
