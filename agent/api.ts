@@ -54,7 +54,10 @@ export interface EnsureVmRequest {
   blockStorageNames: string[];
   nics: VmNic[];
   loginUsername?: string;
+  /** In clear, as older controllers send it; current ones send only loginPasswordHash. */
   loginPassword?: string;
+  /** SHA-512 crypt hash ($6$...) of the login password; the guest gets the hash, never the password. */
+  loginPasswordHash?: string;
   sshAuthorizedKeys: string[];
   /** Desired power state; the agent starts/stops/pauses to match. */
   runState: 'RUNNING' | 'SHUTDOWN' | 'PAUSED';

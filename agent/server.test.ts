@@ -130,6 +130,7 @@ test('requests and answers cross the wire field by field', async () => {
     name: 'vm1', uuid: '0b0e4a3e-6d5f-4a57-9c3a-5b8c2f1e9d00', vcpus: 2, memoryBytes: 512 * 2 ** 20, blockStorageNames: ['d1'],
     nics: [{ networkName: 'n1', hardwareAddress: '52:54:00:00:00:01', ipv4Address: '192.168.1.5', ipv4PrefixLength: 24, ipv4Gateway: '192.168.1.1' }],
     loginUsername: 'user', loginPassword: 'pw', sshAuthorizedKeys: ['ssh-ed25519 AAAA'], runState: 'RUNNING',
+    loginPasswordHash: '$6$saltstring$svn8UoSVapNtMuq1ukKS4tPQd8iKwSMHWjl/O817G3uBnIFNjnQJuesI68u4OTLiBFdcbYEdFCoEOfaS35inz1',
     kernel: '/boot/k', initrd: '/tmp/i', kernelArgs: 'console=ttyS0',
   };
   expect(await client.ensureVm(vmReq)).toEqual({ name: 'vm1', present: true, runState: 'running', pid: 4242, accelerator: 'tcg', uuid: vmReq.uuid });

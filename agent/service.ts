@@ -362,6 +362,7 @@ export class HostAgent implements AgentApi {
       hostname: req.name,
       loginUsername: req.loginUsername,
       loginPassword: req.loginPassword,
+      loginPasswordHash: req.loginPasswordHash,
       sshAuthorizedKeys: req.sshAuthorizedKeys,
       nics,
     });

@@ -5,6 +5,7 @@ import * as net from 'node:net';
 import * as path from 'node:path';
 import { InvalidArgumentError } from '../api/errors';
 import { validateName } from '../api/names';
+import { SHA512_CRYPT_PATTERN } from '../api/logic/password';
 import type { EnsureBlockStorageRequest, EnsureNetworkRequest, EnsureVmRequest, VmAction, VmNic } from './api';
 
 export const VM_ACTIONS: readonly VmAction[] = ['REBOOT', 'HARD_REBOOT', 'SHUTDOWN', 'HARD_SHUTDOWN', 'PAUSE', 'RESUME', 'BOOT'];
@@ -146,6 +147,9 @@ export function validateEnsureVm(req: EnsureVmRequest): EnsureVmRequest {
   if (new Set(macs).size !== macs.length) invalid('nics', 'must not repeat a hardware address');
   if (req.loginUsername !== undefined && !USERNAME.test(req.loginUsername)) invalid('login_username', `${JSON.stringify(req.loginUsername)} is not a valid user name`);
   if (req.loginPassword !== undefined) plainString(req.loginPassword, 'login_password', 256);
+  if (req.loginPasswordHash !== undefined && (typeof req.loginPasswordHash !== 'string' || !SHA512_CRYPT_PATTERN.test(req.loginPasswordHash))) {
+    invalid('login_password_hash', 'must be a SHA-512 crypt hash ($6$salt$...)');
+  }
   if (!Array.isArray(req.sshAuthorizedKeys)) invalid('ssh_authorized_keys', 'must be a list');
   req.sshAuthorizedKeys.forEach((k) => plainString(k, 'ssh_authorized_keys', 16384));
   if (!RUN_STATES.includes(req.runState)) invalid('run_state', `must be one of ${RUN_STATES.join(', ')}, got ${JSON.stringify(req.runState)}`);

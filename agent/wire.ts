@@ -57,7 +57,7 @@ export interface WireVmNic {
 }
 export interface WireEnsureVmRequest {
   name: string; uuid: string; vcpus: number; memory_bytes: number; block_storage_names: string[]; nics: WireVmNic[];
-  login_username?: string; login_password?: string; ssh_authorized_keys: string[]; run_state: string;
+  login_username?: string; login_password?: string; login_password_hash?: string; ssh_authorized_keys: string[]; run_state: string;
   kernel?: string; initrd?: string; kernel_args?: string;
 }
 export interface WireVmObservation { name: string; present: boolean; run_state: string; pid?: number; accelerator?: string; uuid?: string }
@@ -128,12 +128,12 @@ export const vmNicFromWire = (n: WireVmNic): VmNic => compact({
 
 export const ensureVmToWire = (r: EnsureVmRequest): WireEnsureVmRequest => compact({
   name: r.name, uuid: r.uuid, vcpus: r.vcpus, memory_bytes: r.memoryBytes, block_storage_names: r.blockStorageNames, nics: r.nics.map(vmNicToWire),
-  login_username: opt(r.loginUsername), login_password: opt(r.loginPassword), ssh_authorized_keys: r.sshAuthorizedKeys, run_state: r.runState,
+  login_username: opt(r.loginUsername), login_password: opt(r.loginPassword), login_password_hash: opt(r.loginPasswordHash), ssh_authorized_keys: r.sshAuthorizedKeys, run_state: r.runState,
   kernel: opt(r.kernel), initrd: opt(r.initrd), kernel_args: opt(r.kernelArgs),
 });
 export const ensureVmFromWire = (r: WireEnsureVmRequest): EnsureVmRequest => compact({
   name: r.name, uuid: r.uuid, vcpus: r.vcpus, memoryBytes: r.memory_bytes, blockStorageNames: r.block_storage_names ?? [],
-  nics: (r.nics ?? []).map(vmNicFromWire), loginUsername: opt(r.login_username), loginPassword: opt(r.login_password),
+  nics: (r.nics ?? []).map(vmNicFromWire), loginUsername: opt(r.login_username), loginPassword: opt(r.login_password), loginPasswordHash: opt(r.login_password_hash),
   sshAuthorizedKeys: r.ssh_authorized_keys ?? [], runState: r.run_state as EnsureVmRequest['runState'],
   kernel: opt(r.kernel), initrd: opt(r.initrd), kernelArgs: opt(r.kernel_args),
 });

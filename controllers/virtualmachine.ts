@@ -244,7 +244,7 @@ export class VirtualMachineReconciler implements Reconciler<'VirtualMachine'> {
     if (pending?.action === 'HARD_SHUTDOWN') await agent.vmAction(name, 'HARD_SHUTDOWN').catch((err) => { if (!isN0Error(err, 'NotFound')) throw err; });
     let obs = await agent.ensureVm({
       name, uuid: fresh.status?.uuid ?? fresh.spec.uuid!, vcpus: fresh.spec.limit_cpu_milli_core / 1000, memoryBytes: fresh.spec.limit_memory_bytes,
-      blockStorageNames: fresh.spec.block_storage_names ?? [], nics, loginUsername: fresh.spec.login_username, loginPassword: fresh.spec.login_password,
+      blockStorageNames: fresh.spec.block_storage_names ?? [], nics, loginUsername: fresh.spec.login_username, loginPasswordHash: fresh.spec.login_password_hash,
       sshAuthorizedKeys: fresh.spec.ssh_authorized_keys ?? [], runState,
     }).catch((err) => {
       // The agent refusing the spec (e.g. no disk to boot from) will not change on a retry: say so

@@ -51,6 +51,27 @@ describe('user-data', () => {
     expect(doc.chpasswd).toEqual({ expire: false, users: [{ name: 'n0user', password: 's3cret', type: 'text' }], list: 'n0user:s3cret' });
   });
 
+  // What controllers send: the facade stores only the hash, and the guest gets only the hash.
+  const HASH = '$6$saltstring$svn8UoSVapNtMuq1ukKS4tPQd8iKwSMHWjl/O817G3uBnIFNjnQJuesI68u4OTLiBFdcbYEdFCoEOfaS35inz1';
+
+  it('sets a hashed password as the user\'s passwd (no chpasswd) and allows ssh password login', () => {
+    const doc = parseYaml(renderSeedFiles(spec({ loginPasswordHash: HASH }))['user-data']) as Record<string, any>;
+    expect(doc.ssh_pwauth).toBe(true);
+    expect(doc.users[0]).toMatchObject({ name: 'n0user', lock_passwd: false, passwd: HASH });
+    expect(doc.chpasswd).toBeUndefined();
+  });
+
+  it('gives a hashed password to the default user when there is no login user (chpasswd takes $6$ as a hash)', () => {
+    const doc = userDataDocument(spec({ loginUsername: undefined, loginPasswordHash: HASH }));
+    expect(doc).toMatchObject({ password: HASH, chpasswd: { expire: false }, ssh_pwauth: true });
+  });
+
+  it('prefers the hash when an older controller also sends the clear password', () => {
+    const text = renderSeedFiles(spec({ loginPassword: 'clear-one', loginPasswordHash: HASH }))['user-data'];
+    expect(text).not.toContain('clear-one');
+    expect((parseYaml(text) as Record<string, any>).users[0].passwd).toBe(HASH);
+  });
+
   it('gives keys and password to the default user when there is no login user', () => {
     const doc = userDataDocument(spec({ loginUsername: undefined, loginPassword: 'pw' }));
     expect(doc.users).toBeUndefined();
@@ -126,6 +147,9 @@ describe('validateCloudInitSpec', () => {
     }
     for (const loginPassword of ['', 'a\nroot:x', 'tab\t', 'x'.repeat(257)]) {
       expect(fieldOf(() => validateCloudInitSpec(spec({ loginPassword })))).toBe('login_password');
+    }
+    for (const loginPasswordHash of ['', 'plain', '$1$abc$def', `$6$abc$${'x'.repeat(85)}`, `$6$abc$${'x'.repeat(86)}\nroot:x`]) {
+      expect(fieldOf(() => validateCloudInitSpec(spec({ loginPasswordHash })))).toBe('login_password_hash');
     }
     for (const key of ['', '   ', 'ssh-rsa AAAA\nssh-rsa BBBB', 'ssh-rsa AAAA\r']) {
       expect(fieldOf(() => validateCloudInitSpec(spec({ sshAuthorizedKeys: [key] })))).toBe('ssh_authorized_keys');

@@ -8,6 +8,7 @@ import * as path from 'node:path';
 import YAML from 'yaml';
 import { InvalidArgumentError } from '../../api/errors';
 import { logger } from '../../api/log';
+import { SHA512_CRYPT_PATTERN } from '../../api/logic/password';
 import { run } from '../exec';
 import { publishReplace, removeQuietly, requireAbsolutePath, tempPathBeside } from './fsutil';
 import type { CloudInitDriver, CloudInitSpec, NicSpec } from './types';
@@ -57,6 +58,9 @@ export function validateCloudInitSpec(spec: CloudInitSpec): void {
     // chpasswd takes one "user:password" per line: a line break would set another account's password.
     if (/[\x00-\x1f\x7f]/.test(spec.loginPassword)) invalid('login_password', 'must not contain control characters or line breaks');
   }
+  if (spec.loginPasswordHash !== undefined && (typeof spec.loginPasswordHash !== 'string' || !SHA512_CRYPT_PATTERN.test(spec.loginPasswordHash))) {
+    invalid('login_password_hash', 'must be a SHA-512 crypt hash ($6$salt$...)');
+  }
   if (!Array.isArray(spec.sshAuthorizedKeys)) invalid('ssh_authorized_keys', 'must be a list');
   spec.sshAuthorizedKeys.forEach((key, i) => {
     // One key is one authorized_keys line; a line break would smuggle in a second entry.
@@ -100,17 +104,19 @@ export function metaDataDocument(spec: CloudInitSpec): Record<string, unknown> {
 }
 
 export function userDataDocument(spec: CloudInitSpec): Record<string, unknown> {
-  const password = spec.loginPassword;
+  const hash = spec.loginPasswordHash;
+  const password = hash === undefined ? spec.loginPassword : undefined;
   const doc: Record<string, unknown> = {
     hostname: spec.hostname.split('.')[0],
     ...(spec.hostname.includes('.') ? { fqdn: spec.hostname } : {}),
-    ssh_pwauth: password !== undefined,
+    ssh_pwauth: password !== undefined || hash !== undefined,
   };
   if (spec.loginUsername === undefined) {
-    // Without a user of ours, keys and password go to the image's default user.
+    // Without a user of ours, keys and password go to the image's default user. cloud-init's
+    // chpasswd recognizes a $6$ hash in `password` and sets it as a hash.
     doc['ssh_authorized_keys'] = [...spec.sshAuthorizedKeys];
-    if (password !== undefined) {
-      doc['password'] = password;
+    if (password !== undefined || hash !== undefined) {
+      doc['password'] = hash ?? password;
       doc['chpasswd'] = { expire: false };
     }
     return doc;
@@ -120,7 +126,9 @@ export function userDataDocument(spec: CloudInitSpec): Record<string, unknown> {
     name: user,
     sudo: 'ALL=(ALL) NOPASSWD:ALL',
     shell: '/bin/bash',
-    lock_passwd: password === undefined,
+    lock_passwd: password === undefined && hash === undefined,
+    // `passwd` is the hash itself (useradd -p), understood by every cloud-init version.
+    ...(hash !== undefined ? { passwd: hash } : {}),
     ssh_authorized_keys: [...spec.sshAuthorizedKeys],
   }];
   if (password !== undefined) {

@@ -100,7 +100,10 @@ export interface CloudInitSpec {
   instanceId: string;
   hostname: string;
   loginUsername?: string;
+  /** In clear, from older controllers; loginPasswordHash wins when both are given. */
   loginPassword?: string;
+  /** SHA-512 crypt hash ($6$...), written to the guest as it is. */
+  loginPasswordHash?: string;
   sshAuthorizedKeys: string[];
   nics: NicSpec[];
 }

@@ -227,7 +227,10 @@ export interface VirtualMachineSpec {
   }[];
   uuid?: string;
   login_username?: string;
-  login_password?: string;
+  /**
+   * SHA-512 crypt of the login password (cloud-init's hashed_passwd); the facade hashes a CreateVirtualMachine's or an applied document's spec.login_password into it, and a clear password is never stored
+   */
+  login_password_hash?: string;
   /**
    * @maxItems 64
    */

@@ -11,19 +11,28 @@ import { admitCreate, admitUpdate, DELETION_BLOCKED } from '../admission';
 import { getCondition } from '../conditions';
 import { waitFor, type WaitVerdict } from './wait';
 import { blockStorageSettled } from './blockstorage';
-import { vmSettled } from './virtualmachine';
+import { loginPasswordHash, vmSettled } from './virtualmachine';
 import { given } from './convert';
 import { parseLabelSelector, matchesLabels } from '../store/labels';
 import { toServiceError } from './status';
 import { admitted, type FacadeContext, type Handler } from './context';
 import type { ServerWritableStream } from '@grpc/grpc-js';
 
-function parseDocument(json: unknown): AnyResource {
+/** The document, and a VirtualMachine's clear spec.login_password taken out of it (it is never stored). */
+function parseDocument(json: unknown): { doc: AnyResource; loginPassword?: unknown } {
   if (typeof json !== 'string' || !json) throw new InvalidArgumentError('document_json is required', 'document_json');
   let doc: AnyResource;
   try { doc = JSON.parse(json); } catch (err) { throw new InvalidArgumentError(`document_json is not JSON: ${(err as Error).message}`, 'document_json'); }
+  const raw = doc as unknown as { kind?: unknown; spec?: Record<string, unknown> } | null;
+  const spec = raw?.kind === 'VirtualMachine' ? raw.spec : undefined;
+  let loginPassword: unknown;
+  if (spec && typeof spec === 'object' && 'login_password' in spec) {
+    if (spec.login_password_hash !== undefined) throw new InvalidArgumentError('give spec.login_password or spec.login_password_hash, not both', 'spec.login_password');
+    loginPassword = spec.login_password;
+    delete spec.login_password;
+  }
   validateDocument(doc);
-  return doc;
+  return { doc, loginPassword };
 }
 
 function kindOf(value: unknown): Kind {
@@ -62,9 +71,13 @@ export function resourceService(context: FacadeContext): { Apply: Handler; Get: 
   const { store } = admitted(context);
   return {
     async Apply(req, call) {
-      const doc = parseDocument(req.document_json);
+      const { doc, loginPassword } = parseDocument(req.document_json);
       let existing: AnyResource | undefined;
       try { existing = await store.get(doc.kind, doc.metadata.name); } catch (err) { if (!isN0Error(err, 'NotFound')) throw err; }
+      if (loginPassword !== undefined && doc.kind === 'VirtualMachine') {
+        const previous = existing?.kind === 'VirtualMachine' ? existing.spec.login_password_hash : undefined;
+        doc.spec.login_password_hash = loginPasswordHash(loginPassword, 'spec.login_password', previous);
+      }
       let diff: Operation[];
       let result: 'created' | 'configured' | 'unchanged';
       let written: AnyResource;

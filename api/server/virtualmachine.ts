@@ -3,7 +3,8 @@
 // one-shot reboots. A second action while one is under way is refused, never done twice.
 import { randomUUID } from 'node:crypto';
 import { API_VERSION, ANNOTATIONS, type VirtualMachine, type VirtualMachineSpec } from '../types';
-import { FailedPreconditionError } from '../errors';
+import { FailedPreconditionError, InvalidArgumentError } from '../errors';
+import { hashPassword, verifyPassword } from '../logic/password';
 import { validateName } from '../names';
 import { getCondition } from '../conditions';
 import { waitFor, type WaitVerdict } from './wait';
@@ -25,6 +26,18 @@ export function vmSettled(generation: number, state: RunState, actionId?: string
     if (actionId && st.last_action_id !== actionId) return undefined;
     return st.state === state ? { done: vm } : undefined;
   };
+}
+
+/**
+ * The SHA-512 crypt hash stored for a login password given in clear (the seed's
+ * CreateVirtualMachine, or spec.login_password of an applied document). `previous`, the stored
+ * hash, is kept when it is of the same password, so applying one manifest twice changes nothing.
+ */
+export function loginPasswordHash(password: unknown, field: string, previous?: string): string {
+  if (typeof password !== 'string' || password.length === 0 || password.length > 256) {
+    throw new InvalidArgumentError(`${field} must be a string of 1-256 characters`, field);
+  }
+  return previous !== undefined && verifyPassword(password, previous) ? previous : hashPassword(password);
 }
 
 /** Reasons a waiting client should hear about at once rather than at its deadline. */
@@ -73,7 +86,8 @@ export function virtualMachineService(context: FacadeContext): ServiceHandlers {
         }))),
         uuid: given(req.uuid) ?? randomUUID(),
         login_username: given(req.login_username),
-        login_password: given(req.login_password),
+        // The seed's request carries the password in clear; only its hash is ever written.
+        login_password_hash: given(req.login_password) === undefined ? undefined : loginPasswordHash(req.login_password, 'login_password'),
         ssh_authorized_keys: given(req.ssh_authorized_keys),
         node_name: annotations?.[ANNOTATIONS.vmRequestNodeName],
         run_state: 'RUNNING',
