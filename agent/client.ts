@@ -3,6 +3,7 @@
 // with its field, FailedPrecondition, Unavailable, ...) so reconcilers can branch on them.
 import * as grpc from '@grpc/grpc-js';
 import { DeadlineExceededError } from '../api/errors';
+import { isDnsName, peerNameMismatch } from '../api/pki';
 import type {
   AgentApi,
   BlockStorageObservation,
@@ -50,6 +51,12 @@ export interface AgentClientOptions {
   vmDeadlineMs?: number;
   /** Name the server certificate must carry when it differs from the endpoint's host. */
   serverName?: string;
+  /**
+   * The Node this agent must be: its certificate's CN or a DNS SAN must equal it, whatever the
+   * endpoint's host is. Every agent certificate is signed by the same CA, so checking only the
+   * chain would let one host's agent pass for any other's.
+   */
+  nodeName?: string;
 }
 
 const buf = (v: Buffer | string | undefined) => (v === undefined ? undefined : Buffer.isBuffer(v) ? v : Buffer.from(v));
@@ -64,7 +71,14 @@ export class AgentClient implements AgentApi {
 
   constructor(readonly options: AgentClientOptions) {
     const Service = agentService();
-    const credentials = grpc.credentials.createSsl(buf(options.tls.ca), buf(options.tls.key), buf(options.tls.cert));
+    const nodeName = options.nodeName;
+    const verify: grpc.VerifyOptions | undefined = nodeName === undefined ? undefined : {
+      checkServerIdentity: (_host, cert) => {
+        const presented = peerNameMismatch(nodeName, cert);
+        return presented === undefined ? undefined : new Error(`agent at ${options.endpoint} presents the certificate of ${presented}, not of Node "${nodeName}"`);
+      },
+    };
+    const credentials = grpc.credentials.createSsl(buf(options.tls.ca), buf(options.tls.key), buf(options.tls.cert), verify);
     const channelOptions: grpc.ChannelOptions = {
       'grpc.max_receive_message_length': 16 * 1024 * 1024,
       // Notice a dead agent on an idle channel instead of hanging until the next deadline.
@@ -72,6 +86,9 @@ export class AgentClient implements AgentApi {
       'grpc.keepalive_timeout_ms': 10_000,
     };
     if (options.serverName) channelOptions['grpc.ssl_target_name_override'] = options.serverName;
+    // The node name as TLS server name, not the endpoint's IP (RFC 6066 forbids IPs there);
+    // checkServerIdentity above ignores the name it is given and checks the node's.
+    else if (nodeName !== undefined) channelOptions['grpc.ssl_target_name_override'] = isDnsName(nodeName) ? nodeName : 'n0stack-agent';
     this.client = new Service(options.endpoint, credentials, channelOptions);
     this.deadlineMs = options.deadlineMs ?? 30_000;
     this.vmDeadlineMs = options.vmDeadlineMs ?? 120_000;

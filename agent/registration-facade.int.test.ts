@@ -1,10 +1,12 @@
-// A remote agent registers and heartbeats through the facade with the bearer token alone.
+// A remote agent registers and heartbeats through the TLS facade with its own node certificate
+// alone, and that certificate lets it write nothing but its own Node.
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { openStore } from '../api/store';
 import type { Store } from '../api/store/store';
 import { startApi, type RunningApi } from '../cli/controlplane';
+import { ensureAgentIdentity, ensureCertBundle, readTlsMaterial, type TlsMaterial } from '../api/pki';
 import { FacadeNodeRegistrar } from './registration-facade';
 import { nodeDocument } from './registration';
 
@@ -13,11 +15,18 @@ jest.setTimeout(60_000);
 let dir: string;
 let store: Store;
 let api: RunningApi;
+let host2: TlsMaterial;
+let endpoint: string;
 
 beforeAll(async () => {
   dir = fs.mkdtempSync(path.join(os.tmpdir(), 'n0stack-regfacade-'));
   store = await openStore({ backend: 'embedded', dataDir: dir });
-  api = await startApi({ store, listen: '127.0.0.1:0', token: 'secret-token' });
+  const pkiDir = path.join(dir, 'pki');
+  ensureCertBundle(pkiDir, { servers: [{ name: 'facade', dnsNames: ['localhost'], ipAddresses: ['127.0.0.1'] }] });
+  const facade = readTlsMaterial(pkiDir, 'facade');
+  host2 = ensureAgentIdentity(pkiDir, 'host2', ['10.0.0.2']);
+  api = await startApi({ store, listen: '127.0.0.1:0', token: 'secret-token', tls: { cert: facade.cert, key: facade.key, clientCa: facade.ca } });
+  endpoint = `127.0.0.1:${api.facade.port}`;
 });
 afterAll(async () => {
   await api?.stop();
@@ -31,7 +40,7 @@ const facts = (endpoint = '10.0.0.2:20181') => ({
 });
 
 test('register writes the Node spec and a Ready status; heartbeats move last_heartbeat_time', async () => {
-  const registrar = new FacadeNodeRegistrar({ endpoint: `127.0.0.1:${api.facade.port}`, token: 'secret-token' });
+  const registrar = new FacadeNodeRegistrar({ endpoint, ca: host2.ca, cert: host2.cert, key: host2.key });
   try {
     await registrar.register(nodeDocument(facts()));
     const node = await store.get('Node', 'host2');
@@ -54,10 +63,32 @@ test('register writes the Node spec and a Ready status; heartbeats move last_hea
 });
 
 test('a wrong token is refused and writes nothing', async () => {
-  const registrar = new FacadeNodeRegistrar({ endpoint: `127.0.0.1:${api.facade.port}`, token: 'wrong' });
+  const registrar = new FacadeNodeRegistrar({ endpoint, ca: host2.ca, token: 'wrong' });
   try {
     await expect(registrar.register(nodeDocument({ ...facts(), nodeName: 'intruder' }))).rejects.toThrow(/bearer token/);
     await expect(store.get('Node', 'intruder')).rejects.toThrow(/not found/);
+  } finally {
+    registrar.close();
+  }
+});
+
+test('the node certificate of host2 may not register another node nor write another kind', async () => {
+  const registrar = new FacadeNodeRegistrar({ endpoint, ca: host2.ca, cert: host2.cert, key: host2.key });
+  try {
+    await expect(registrar.register(nodeDocument({ ...facts(), nodeName: 'host3' }))).rejects.toThrow(
+      /ApplyNode of Node "host3" is not allowed for node "host2": a node identity may only write its own Node/);
+    await expect(store.get('Node', 'host3')).rejects.toThrow(/not found/);
+    await expect(registrar.heartbeat('host3', {})).rejects.toThrow(/HeartbeatNode of Node "host3" is not allowed for node "host2"/);
+  } finally {
+    registrar.close();
+  }
+});
+
+test('plaintext to the TLS facade gets no answer', async () => {
+  const registrar = new FacadeNodeRegistrar({ endpoint, token: 'secret-token', insecurePlaintext: true, deadlineMs: 3000 });
+  try {
+    await expect(registrar.register(nodeDocument({ ...facts(), nodeName: 'plain' }))).rejects.toThrow(/facade 127\.0\.0\.1:\d+ ApplyNode: /);
+    await expect(store.get('Node', 'plain')).rejects.toThrow(/not found/);
   } finally {
     registrar.close();
   }

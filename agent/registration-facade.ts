@@ -1,10 +1,12 @@
 // Registration of an agent on another host through the facade (NodeService.ApplyNode and
-// HeartbeatNode with the cluster's bearer token), so remote hosts need no store credentials.
+// HeartbeatNode), so remote hosts need no store credentials. The agent proves who it is with its
+// own node certificate (mTLS): the facade then lets it write only its own Node.
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import * as grpc from '@grpc/grpc-js';
 import * as protoLoader from '@grpc/proto-loader';
 import { UnavailableError } from '../api/errors';
+import { ipTargetTls } from '../api/pki';
 import type { Node, NodeStatus } from '../api/types';
 import type { NodeRegistrar } from './registration';
 
@@ -19,9 +21,15 @@ function protoFile(): string {
 export interface FacadeRegistrarOptions {
   /** host:port of the facade. */
   endpoint: string;
-  token: string;
-  /** PEM of the CA of the facade's TLS certificate; plaintext when omitted. */
+  /** A bearer token instead of the node certificate (an admin's; not what a host should hold). */
+  token?: string;
+  /** PEM of the CA of the facade's TLS certificate. */
   ca?: Buffer;
+  /** The node's certificate and key (CN = node name), presented as the client certificate. */
+  cert?: Buffer;
+  key?: Buffer;
+  /** Plaintext to the facade: only with a facade started with --insecure-plaintext. */
+  insecurePlaintext?: boolean;
   deadlineMs?: number;
 }
 
@@ -31,13 +39,18 @@ export class FacadeNodeRegistrar implements NodeRegistrar {
   constructor(private readonly options: FacadeRegistrarOptions) {
     const definition = protoLoader.loadSync(protoFile(), { keepCase: true, longs: Number, enums: String, defaults: true, oneofs: true });
     const NodeService = (grpc.loadPackageDefinition(definition).n0stack as grpc.GrpcObject).NodeService as grpc.ServiceClientConstructor;
-    const credentials = options.ca ? grpc.credentials.createSsl(options.ca) : grpc.credentials.createInsecure();
-    this.client = new NodeService(options.endpoint, credentials) as never;
+    if (!options.insecurePlaintext && !options.ca) throw new Error('the facade registrar needs the CA of the facade\'s certificate (--api-ca), or insecurePlaintext');
+    if (!options.token && !(options.cert && options.key)) throw new Error('the facade registrar needs the node\'s client certificate (or a token)');
+    const ip = ipTargetTls(options.endpoint);
+    const credentials = options.insecurePlaintext
+      ? grpc.credentials.createInsecure()
+      : grpc.credentials.createSsl(options.ca, options.key ?? null, options.cert ?? null, ip.checkServerIdentity ? { checkServerIdentity: ip.checkServerIdentity } : undefined);
+    this.client = new NodeService(options.endpoint, credentials, options.insecurePlaintext ? {} : ip.channelOptions) as never;
   }
 
   private call(method: string, request: unknown): Promise<unknown> {
     const metadata = new grpc.Metadata();
-    metadata.set('authorization', `Bearer ${this.options.token}`);
+    if (this.options.token) metadata.set('authorization', `Bearer ${this.options.token}`);
     return new Promise((resolve, reject) => {
       this.client[method](request, metadata, { deadline: Date.now() + (this.options.deadlineMs ?? 10_000) }, (err: grpc.ServiceError | null, res: unknown) => {
         if (err) reject(new UnavailableError(`facade ${this.options.endpoint} ${method}: ${err.details || err.message}`));

@@ -4,6 +4,7 @@
 import { generateKeyPairSync, randomBytes } from 'node:crypto';
 import * as fs from 'node:fs';
 import * as net from 'node:net';
+import * as tls from 'node:tls';
 import * as path from 'node:path';
 import forge from 'node-forge';
 import { InvalidArgumentError } from './errors';
@@ -24,7 +25,17 @@ export interface ServerCertOptions {
   dnsNames?: string[];
   ipAddresses?: string[];
   validDays?: number;
+  /** Also a client certificate: an agent presents its one identity to the facade too. */
+  clientAuth?: boolean;
+  /** The subject's O; NODE_ORGANIZATION marks a node identity. Default "n0stack". */
+  organization?: string;
 }
+
+/**
+ * The O of node certificates (as Kubernetes' system:nodes group): the facade gives a client
+ * certificate with it the node role, restricted to the Node named by its CN.
+ */
+export const NODE_ORGANIZATION = 'n0stack:nodes';
 
 export interface ClientCertOptions {
   /** The identity the server sees (CN), e.g. "controller" or "node:<name>". */
@@ -83,7 +94,7 @@ export function createCa(options: CaOptions = {}): PemPair {
   return { certPem: forge.pki.certificateToPem(cert), keyPem: keys.keyPem };
 }
 
-function issue(ca: PemPair, cn: string, days: number, extensions: object[]): PemPair {
+function issue(ca: PemPair, cn: string, days: number, extensions: object[], organization = 'n0stack'): PemPair {
   const caCert = forge.pki.certificateFromPem(ca.certPem);
   const caKey = forge.pki.privateKeyFromPem(ca.keyPem);
   const keys = newKeyPair();
@@ -91,7 +102,7 @@ function issue(ca: PemPair, cn: string, days: number, extensions: object[]): Pem
   cert.publicKey = keys.publicKey;
   cert.serialNumber = serialNumber();
   validity(cert, days);
-  cert.setSubject([{ name: 'commonName', value: cn }, { name: 'organizationName', value: 'n0stack' }]);
+  cert.setSubject([{ name: 'commonName', value: cn }, { name: 'organizationName', value: organization }]);
   cert.setIssuer(caCert.subject.attributes);
   cert.setExtensions([
     { name: 'basicConstraints', cA: false, critical: true },
@@ -115,9 +126,9 @@ export function issueServerCert(ca: PemPair, options: ServerCertOptions): PemPai
   if (dnsNames.length + ips.length === 0) throw new InvalidArgumentError('a server certificate needs at least one DNS name or IP address', 'dnsNames');
   const altNames = [...dnsNames.map((value) => ({ type: 2, value })), ...ips.map((ip) => ({ type: 7, ip }))];
   return issue(ca, commonName(options.commonName, 'commonName'), options.validDays ?? DEFAULT_LEAF_DAYS, [
-    { name: 'extKeyUsage', serverAuth: true },
+    { name: 'extKeyUsage', serverAuth: true, clientAuth: options.clientAuth === true },
     { name: 'subjectAltName', altNames },
-  ]);
+  ], options.organization);
 }
 
 export function issueClientCert(ca: PemPair, options: ClientCertOptions): PemPair {
@@ -136,6 +147,7 @@ export function verifyCert(caPem: string, certPem: string, at: Date = new Date()
 
 export interface CertDetails {
   commonName: string;
+  organization: string;
   dnsNames: string[];
   ipAddresses: string[];
   notAfter: Date;
@@ -149,6 +161,7 @@ export function certDetails(certPem: string): CertDetails {
   const eku = cert.getExtension('extKeyUsage') as { serverAuth?: boolean; clientAuth?: boolean } | undefined;
   return {
     commonName: String(cert.subject.getField('CN')?.value ?? ''),
+    organization: String(cert.subject.getField('O')?.value ?? ''),
     dnsNames: (san?.altNames ?? []).filter((a) => a.type === 2).map((a) => a.value ?? ''),
     ipAddresses: (san?.altNames ?? []).filter((a) => a.type === 7).map((a) => a.ip ?? ''),
     notAfter: cert.validity.notAfter,
@@ -166,6 +179,8 @@ export interface BundleServer {
   commonName?: string;
   dnsNames?: string[];
   ipAddresses?: string[];
+  clientAuth?: boolean;
+  organization?: string;
 }
 
 export interface BundleClient {
@@ -238,12 +253,14 @@ function keyMatches(pair: PemPair): boolean {
 }
 
 /** Re-issue when the leaf no longer verifies, is about to expire, or lacks a requested SAN. */
-function leafUsable(caPem: string, pair: PemPair, want: { dnsNames?: string[]; ipAddresses?: string[]; commonName?: string; client?: boolean }): boolean {
+function leafUsable(caPem: string, pair: PemPair, want: { dnsNames?: string[]; ipAddresses?: string[]; commonName?: string; client?: boolean; organization?: string; alsoClient?: boolean }): boolean {
   const soon = new Date(Date.now() + 30 * 24 * 3600 * 1000);
   if (!verifyCert(caPem, pair.certPem) || !verifyCert(caPem, pair.certPem, soon) || !keyMatches(pair)) return false;
   const d = certDetails(pair.certPem);
   if (want.commonName !== undefined && d.commonName !== want.commonName) return false;
+  if (want.organization !== undefined && d.organization !== want.organization) return false;
   if (want.client) return d.clientAuth;
+  if (want.alsoClient && !d.clientAuth) return false;
   if (!d.serverAuth) return false;
   return (want.dnsNames ?? []).every((n) => d.dnsNames.includes(n)) && (want.ipAddresses ?? []).every((ip) => d.ipAddresses.includes(ip));
 }
@@ -273,18 +290,22 @@ export function ensureCertBundle(dir: string, options: CertBundleOptions = {}): 
   }
   const bundle: CertBundle = { dir, ca: { cert: path.join(dir, 'ca.crt'), key: path.join(dir, 'ca.key') }, certs: {} };
   for (const s of servers) {
-    const want = { dnsNames: s.dnsNames, ipAddresses: s.ipAddresses };
+    const want = { dnsNames: s.dnsNames, ipAddresses: s.ipAddresses, commonName: s.commonName, organization: s.organization, alsoClient: s.clientAuth };
     const existing = readPair(dir, s.name);
     if (existing && leafUsable(ca.certPem, existing, want)) {
       bundle.certs[s.name] = { cert: path.join(dir, `${s.name}.crt`), key: path.join(dir, `${s.name}.key`) };
       continue;
     }
     // Keep SANs the old certificate had, so adding one address never drops another.
+    // (Not when the identity changed: the old names belonged to someone else.)
     const old = existing ? safeDetails(existing.certPem) : undefined;
+    const keepOld = old !== undefined && old.commonName === (s.commonName ?? s.name);
     const issued = issueServerCert(ca, {
       commonName: s.commonName ?? s.name,
-      dnsNames: unique([...(s.dnsNames ?? []), ...(old?.dnsNames ?? [])]),
-      ipAddresses: unique([...(s.ipAddresses ?? []), ...(old?.ipAddresses ?? [])]),
+      clientAuth: s.clientAuth,
+      organization: s.organization,
+      dnsNames: unique([...(s.dnsNames ?? []), ...(keepOld ? old.dnsNames : [])]),
+      ipAddresses: unique([...(s.ipAddresses ?? []), ...(keepOld ? old.ipAddresses : [])]),
     });
     bundle.certs[s.name] = writePair(dir, s.name, issued);
   }
@@ -317,4 +338,58 @@ export function readTlsMaterial(dir: string, name: string): TlsMaterial {
     return fs.readFileSync(p);
   };
   return { ca: file('ca.crt'), cert: file(`${name}.crt`), key: file(`${name}.key`) };
+}
+
+/** True when `name` may be a DNS SAN (node names may contain `_`, which DNS names may not). */
+export function isDnsName(name: string): boolean {
+  return DNS_NAME.test(name) && !name.includes('*');
+}
+
+/**
+ * A node's own identity: CN = the node name (and a DNS SAN of it when it is a DNS name), O =
+ * NODE_ORGANIZATION, usable to serve the agent (controllers check the name) and as the agent's
+ * client certificate to the facade. Kept in `<pkiDir>/agent-<node>.crt|key`.
+ */
+export function ensureAgentIdentity(pkiDir: string, nodeName: string, ipAddresses: string[]): TlsMaterial {
+  validateName(nodeName, 'node_name');
+  const stem = `agent-${nodeName}`;
+  ensureCertBundle(pkiDir, {
+    servers: [{
+      name: stem, commonName: nodeName, organization: NODE_ORGANIZATION, clientAuth: true,
+      dnsNames: isDnsName(nodeName) ? [nodeName] : [], ipAddresses: unique(ipAddresses),
+    }],
+  });
+  return readTlsMaterial(pkiDir, stem);
+}
+
+/** The name a certificate was issued to, as checkServerIdentity sees it; undefined when it names `expected`. */
+export function peerNameMismatch(expected: string, cert: { subject?: { CN?: string | string[] }; subjectaltname?: string }): string | undefined {
+  const cn = Array.isArray(cert.subject?.CN) ? cert.subject?.CN : [cert.subject?.CN ?? ''];
+  const sans = (cert.subjectaltname ?? '').split(/,\s*/).filter((e) => e.startsWith('DNS:')).map((e) => e.slice(4));
+  if (cn.includes(expected) || sans.includes(expected)) return undefined;
+  return `CN ${JSON.stringify(cn.join(','))}${sans.length ? `, DNS ${sans.join(',')}` : ''}`;
+}
+
+/** Copies a node's identity to `out` as the agent's --pki-dir expects it: ca.crt, agent.crt, agent.key. */
+export function exportAgentBundle(pkiDir: string, nodeName: string, out: string): void {
+  validateName(nodeName, 'node_name');
+  fs.mkdirSync(out, { recursive: true, mode: 0o700 });
+  writePublic(path.join(out, 'ca.crt'), fs.readFileSync(path.join(pkiDir, 'ca.crt'), 'utf8'));
+  writePublic(path.join(out, 'agent.crt'), fs.readFileSync(path.join(pkiDir, `agent-${nodeName}.crt`), 'utf8'));
+  writePrivate(path.join(out, 'agent.key'), fs.readFileSync(path.join(pkiDir, `agent-${nodeName}.key`), 'utf8'));
+}
+
+/**
+ * TLS client settings for a gRPC target given by IP address. grpc-js would send the IP as the TLS
+ * server name, which RFC 6066 forbids and Node warns about on stderr (DEP0123, polluting every
+ * n0ctl run); so a placeholder name goes into SNI while the certificate is still verified
+ * against the IP, as it would have been.
+ */
+export function ipTargetTls(target: string): { channelOptions: Record<string, string>; checkServerIdentity?: (host: string, cert: import('node:tls').PeerCertificate) => Error | undefined } {
+  const host = target.replace(/:\d+$/, '').replace(/^\[|\]$/g, '');
+  if (!net.isIP(host)) return { channelOptions: {} };
+  return {
+    channelOptions: { 'grpc.ssl_target_name_override': 'n0stack-ip-target' },
+    checkServerIdentity: (_host, cert) => tls.checkServerIdentity(host, cert),
+  };
 }

@@ -1,6 +1,10 @@
 // What the benchmarks that drive a real control plane share: cleanups run in reverse order, and
 // the real facade on a loopback port with a client of it.
 import { randomBytes } from 'node:crypto';
+import * as fs from 'node:fs';
+import * as os from 'node:os';
+import * as path from 'node:path';
+import { ensureCertBundle, readTlsMaterial } from '../api/pki';
 import type { Store } from '../api/store/store';
 import { FacadeClient } from '../cli/client';
 import { startApi } from '../cli/controlplane';
@@ -14,12 +18,19 @@ export class Cleanups {
   }
 }
 
-/** Starts the facade over `store` on 127.0.0.1 with a fresh token and returns a client of it. */
+/**
+ * Starts the facade over `store` on 127.0.0.1 with a fresh token and TLS (as users run it, so
+ * the figures include the handshake and encryption) and returns a client of it.
+ */
 export async function startFacadeClient(store: Store, cleanups: Cleanups, waitMs: number): Promise<FacadeClient> {
   const token = randomBytes(16).toString('hex');
-  const api = await startApi({ store, listen: '127.0.0.1:0', token, defaultWaitMs: waitMs });
+  const pkiDir = fs.mkdtempSync(path.join(os.tmpdir(), 'n0stack-bench-pki-'));
+  cleanups.push(() => fs.rmSync(pkiDir, { recursive: true, force: true }));
+  ensureCertBundle(pkiDir, { servers: [{ name: 'facade', dnsNames: ['localhost'], ipAddresses: ['127.0.0.1'] }] });
+  const tls = readTlsMaterial(pkiDir, 'facade');
+  const api = await startApi({ store, listen: '127.0.0.1:0', token, tls: { cert: tls.cert, key: tls.key }, defaultWaitMs: waitMs });
   cleanups.push(() => api.stop());
-  const client = new FacadeClient({ endpoint: `127.0.0.1:${api.facade.port}`, token, sources: { endpoint: 'bench' } }, waitMs);
+  const client = new FacadeClient({ endpoint: `127.0.0.1:${api.facade.port}`, token, ca: path.join(pkiDir, 'ca.crt'), sources: { endpoint: 'bench' } }, waitMs);
   cleanups.push(() => client.close());
   return client;
 }

@@ -5,7 +5,7 @@ import { facadeDefinition } from './proto';
 
 describe('endpoint parsing and error lines', () => {
   it('parses host:port and schemes', () => {
-    expect(parseEndpoint('127.0.0.1:20180')).toEqual({ target: '127.0.0.1:20180', tls: false });
+    expect(parseEndpoint('127.0.0.1:20180')).toEqual({ target: '127.0.0.1:20180', tls: true });
     expect(parseEndpoint('https://api.example:443/')).toEqual({ target: 'api.example:443', tls: true });
     expect(parseEndpoint('http://h:1')).toEqual({ target: 'h:1', tls: false });
     expect(() => parseEndpoint('api.example')).toThrow('needs a port');
@@ -43,7 +43,7 @@ describe('FacadeClient against a gRPC server', () => {
   afterAll(() => new Promise<void>((r) => server.tryShutdown(() => r())));
 
   it('sends the bearer token and decodes uint64 as strings', async () => {
-    const client = new FacadeClient({ endpoint: `127.0.0.1:${port}`, token: 's3cret', sources: { endpoint: 'test' } });
+    const client = new FacadeClient({ endpoint: `http://127.0.0.1:${port}`, token: 's3cret', sources: { endpoint: 'test' } });
     try {
       const bs = await client.call('BlockStorageService', 'GetBlockStorage', { name: 'disk' });
       expect(bs).toMatchObject({ name: 'disk', limit_bytes: '10737418240', progress_bytes_done: '5', state: '' });
@@ -52,7 +52,7 @@ describe('FacadeClient against a gRPC server', () => {
   });
 
   it('turns a gRPC error into CallError with the code name, and honours deadlines and aborts', async () => {
-    const client = new FacadeClient({ endpoint: `127.0.0.1:${port}`, sources: { endpoint: 'test' } });
+    const client = new FacadeClient({ endpoint: `http://127.0.0.1:${port}`, sources: { endpoint: 'test' } });
     try {
       const err = await client.call('BlockStorageService', 'GetBlockStorage', { name: 'x' }).catch((e) => e);
       expect(err).toBeInstanceOf(CallError);

@@ -3,6 +3,7 @@
 import * as fs from 'node:fs';
 import * as grpc from '@grpc/grpc-js';
 import { InvalidArgumentError } from '../api/errors';
+import { ipTargetTls } from '../api/pki';
 import type { Resource } from '../api/types';
 import type { Connection } from './config';
 import { facadeDefinition, methodInfo, PROTO_PACKAGE } from './proto';
@@ -25,12 +26,14 @@ export function statusName(code: number): string {
 export function formatCallError(err: { code?: number; details?: string; message?: string }, endpoint?: string, deadlineMs?: number): CallError {
   const code = typeof err.code === 'number' ? err.code : grpc.status.UNKNOWN;
   let details = err.details || err.message || 'unknown error';
-  if (code === grpc.status.UNAVAILABLE && endpoint && /No connection established|ECONNREFUSED|connect|Name resolution/i.test(details)) {
+  if (code === grpc.status.UNAVAILABLE && /certificate|SSL routines|self.signed|unable to verify/i.test(details)) {
+    details = `${details}; the facade's certificate did not verify: set the CA that signed it with --ca or N0STACK_CA (n0stack up writes it into the config)`;
+  } else if (code === grpc.status.UNAVAILABLE && endpoint && /No connection established|ECONNREFUSED|connect|Name resolution/i.test(details)) {
     details = `cannot reach the n0stack API at ${endpoint} (${details}); is it running? set --api-endpoint or N0STACK_API_ENDPOINT`;
   } else if (code === grpc.status.DEADLINE_EXCEEDED && deadlineMs !== undefined) {
     details = `no answer within ${Math.round(deadlineMs / 1000)}s (${details}); raise --timeout if the operation is just slow`;
   } else if (code === grpc.status.UNAUTHENTICATED && !/token/i.test(details)) {
-    details = `${details}; check --token, N0STACK_TOKEN or the context's token`;
+    details = `${details}; check --token-file, N0STACK_TOKEN or the context's token`;
   }
   return new CallError(code, statusName(code), details, endpoint);
 }
@@ -43,32 +46,40 @@ export interface CallOptions {
 type UnaryMethod = (req: unknown, md: grpc.Metadata, opts: grpc.CallOptions, cb: (err: grpc.ServiceError | null, res: unknown) => void) => grpc.ClientUnaryCall;
 type StreamMethod = (req: unknown, md: grpc.Metadata, opts: grpc.CallOptions) => grpc.ClientReadableStream<unknown>;
 
-/** `host:port`, `http://host:port` (plain) or `https://host:port` (TLS with the system's roots). */
+/**
+ * `host:port` or `https://host:port`: TLS, verified against the context's CA (`--ca`) or else the
+ * system's roots. Plaintext only when asked for by name: `http://host:port`.
+ */
 export function parseEndpoint(endpoint: string): { target: string; tls: boolean } {
   const m = /^(?:(https?|grpcs?):\/\/)?([^/\s]+?)\/?$/.exec(endpoint.trim());
-  if (!m) throw new InvalidArgumentError(`API endpoint ${JSON.stringify(endpoint)} must be host:port, http://host:port or https://host:port`, '--api-endpoint');
+  if (!m) throw new InvalidArgumentError(`API endpoint ${JSON.stringify(endpoint)} must be host:port, https://host:port or http://host:port (plaintext)`, '--api-endpoint');
   const scheme = m[1];
   const hostPort = m[2];
   if (!/:\d+$/.test(hostPort) && !scheme) throw new InvalidArgumentError(`API endpoint ${JSON.stringify(endpoint)} needs a port (the facade listens on 20180 by default)`, '--api-endpoint');
-  return { target: hostPort, tls: scheme === 'https' || scheme === 'grpcs' };
+  return { target: hostPort, tls: scheme !== 'http' && scheme !== 'grpc' };
 }
 
 export class FacadeClient {
   private readonly clients = new Map<string, grpc.Client>();
   private readonly credentials: grpc.ChannelCredentials;
   private readonly target: string;
+  private readonly tlsOptions: Record<string, string> = {};
 
   constructor(readonly connection: Connection, readonly defaultDeadlineMs = DEFAULT_DEADLINE_MS) {
     const { target, tls } = parseEndpoint(connection.endpoint);
     this.target = target;
-    if (connection.ca) {
-      let ca: Buffer;
-      try { ca = fs.readFileSync(connection.ca); } catch (err) {
-        throw new InvalidArgumentError(`CA file ${connection.ca}: ${(err as Error).message}`, '--ca');
-      }
-      this.credentials = grpc.credentials.createSsl(ca);
+    if (!tls) {
+      this.credentials = grpc.credentials.createInsecure();
     } else {
-      this.credentials = tls ? grpc.credentials.createSsl() : grpc.credentials.createInsecure();
+      let ca: Buffer | undefined;
+      if (connection.ca) {
+        try { ca = fs.readFileSync(connection.ca); } catch (err) {
+          throw new InvalidArgumentError(`CA file ${connection.ca}: ${(err as Error).message}`, '--ca');
+        }
+      }
+      const ip = ipTargetTls(target);
+      this.tlsOptions = ip.channelOptions;
+      this.credentials = grpc.credentials.createSsl(ca ?? null, null, null, ip.checkServerIdentity ? { checkServerIdentity: ip.checkServerIdentity } : undefined);
     }
   }
 
@@ -78,7 +89,7 @@ export class FacadeClient {
       const pkg = grpc.loadPackageDefinition(facadeDefinition())[PROTO_PACKAGE] as grpc.GrpcObject;
       const ctor = pkg[service] as grpc.ServiceClientConstructor | undefined;
       if (!ctor || typeof ctor !== 'function') throw new InvalidArgumentError(`${service} is not a service of the n0stack API`);
-      client = new ctor(this.target, this.credentials, { 'grpc.max_receive_message_length': 64 * 1024 * 1024 });
+      client = new ctor(this.target, this.credentials, { 'grpc.max_receive_message_length': 64 * 1024 * 1024, ...this.tlsOptions });
       this.clients.set(service, client);
     }
     return client;

@@ -24,7 +24,7 @@ describe('connection precedence', () => {
   it('environment beats the context; flags beat both; --context picks another context', () => {
     const env = { N0STACK_API_ENDPOINT: 'env:1', N0STACK_TOKEN: 'env-token' };
     expect(resolveConnection(config, {}, env)).toMatchObject({ endpoint: 'env:1', token: 'env-token', sources: { endpoint: 'N0STACK_API_ENDPOINT', token: 'N0STACK_TOKEN' } });
-    expect(resolveConnection(config, { apiEndpoint: 'flag:2', token: 'flag-token' }, env)).toMatchObject({ endpoint: 'flag:2', token: 'flag-token', sources: { endpoint: '--api-endpoint', token: '--token' } });
+    expect(resolveConnection(config, { apiEndpoint: 'flag:2', token: 'flag-token' }, env)).toMatchObject({ endpoint: 'flag:2', token: 'flag-token', sources: { endpoint: '--api-endpoint', token: '--token-file' } });
     expect(resolveConnection(config, { context: 'prod' }, {})).toMatchObject({ endpoint: 'prod:20180', token: 'prod-token', ca: '/etc/n0stack/ca.pem', context: 'prod' });
     expect(resolveConnection(config, { context: 'prod' }, { N0STACK_TOKEN: 't' }).token).toBe('t');
   });

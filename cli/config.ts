@@ -33,6 +33,7 @@ export interface Connection {
 
 export interface ConnectionFlags {
   apiEndpoint?: string;
+  /** The token read from --token-file (a token on a command line would show in ps and shell history). */
   token?: string;
   context?: string;
   ca?: string;
@@ -97,7 +98,7 @@ export function resolveConnection(config: ClientConfig, flags: ConnectionFlags, 
   };
   // N0CLI_API_ENDPOINT is the original n0cli's variable, honoured for users switching; ours wins.
   const [endpoint, endpointSource] = pick(flags.apiEndpoint, '--api-endpoint', ['N0STACK_API_ENDPOINT', 'N0CLI_API_ENDPOINT'], context?.endpoint);
-  const [token, tokenSource] = pick(flags.token, '--token', 'N0STACK_TOKEN', context?.token);
+  const [token, tokenSource] = pick(flags.token, '--token-file', 'N0STACK_TOKEN', context?.token);
   const [ca, caSource] = pick(flags.ca, '--ca', 'N0STACK_CA', context?.ca);
   return {
     endpoint: endpoint ?? DEFAULT_ENDPOINT,
@@ -106,6 +107,17 @@ export function resolveConnection(config: ClientConfig, flags: ConnectionFlags, 
     context: context?.name,
     sources: { endpoint: endpointSource ?? 'default', token: tokenSource, ca: caSource },
   };
+}
+
+/** A bearer token file: its first line, trimmed; an empty or unreadable file is a usage error. */
+export function readTokenFile(file: string): string {
+  let text: string;
+  try { text = fs.readFileSync(file, 'utf8'); } catch (err) {
+    throw new InvalidArgumentError(`token file ${file}: ${(err as Error).message}`, '--token-file');
+  }
+  const token = text.split('\n')[0].trim();
+  if (!token) throw new InvalidArgumentError(`token file ${file} is empty`, '--token-file');
+  return token;
 }
 
 export function redactToken(token: string | undefined): string | undefined {

@@ -40,9 +40,9 @@ async function expectCode(promise: Promise<unknown>, code: string, pattern?: Reg
   if (pattern) expect(err!.message).toMatch(pattern);
 }
 
-function readConsole(url: string, marker: string, timeoutMs: number): Promise<string> {
+function readConsole(url: string, marker: string, timeoutMs: number, ca: string): Promise<string> {
   return new Promise((resolve, reject) => {
-    const ws = new WebSocket(url);
+    const ws = new WebSocket(url, { ca: fs.readFileSync(ca) });
     let text = '';
     const timer = setTimeout(() => { ws.terminate(); reject(new Error(`no ${marker} on the console within ${timeoutMs} ms; got: ${text.slice(-500)}`)); }, timeoutMs);
     ws.on('message', (data: Buffer) => {
@@ -170,8 +170,9 @@ describe.each(['embedded', 'etcd'] as const)('control plane on the %s store', (s
 
     // The console streams the guest's serial port; cloud-init applied the static address.
     const consoleInfo = await call('VirtualMachineService', 'OpenConsole', { name: 'test-vm' });
-    expect(consoleInfo.console_url).toMatch(/^ws:\/\/127\.0\.0\.1:\d+\/console\?token=/);
-    const text = await readConsole(consoleInfo.console_url, CLOUDINIT_DONE_MARKER, 180_000);
+    // The facade serves TLS, so its consoles are wss:// with the same certificate.
+    expect(consoleInfo.console_url).toMatch(/^wss:\/\/127\.0\.0\.1:\d+\/console\?token=/);
+    const text = await readConsole(consoleInfo.console_url, CLOUDINIT_DONE_MARKER, 180_000, cloud.caFile);
     expect(text).toContain(CLOUDINIT_DONE_MARKER);
     const ping = await cloud.lab.exec(host.netns, 'busybox', ['ping', '-c', '1', '-W', '3', '192.168.0.1']).catch((e) => e);
     void ping; // the bridge has no host address in this test; reachability is proven by the e2e tests.

@@ -1,7 +1,8 @@
 // The composition root of the server side: wires a store, the controllers, the facade and the
 // console proxy together. `n0stack up|api|controllers` and the integration tests all use it.
 import type { Store } from '../api/store/store';
-import { startFacade, type Facade } from '../api/server/server';
+import { startFacade, type Facade, type FacadeTls } from '../api/server/server';
+import type { TokenAuthority } from '../api/server/auth';
 import { ConsoleProxy } from '../api/server/console';
 import { AgentClient, type ClientTls } from '../agent/client';
 import type { AgentApi } from '../agent/api';
@@ -26,7 +27,7 @@ export interface ControllersOptions {
   /** mTLS material the controllers present to agents. */
   agentTls?: ClientTls;
   /** Overrides how agents are reached (tests, the simulated agent of the benchmarks). */
-  agentFor?: (endpoint: string) => AgentApi;
+  agentFor?: (endpoint: string, nodeName: string) => AgentApi;
   nodeHeartbeatTimeoutMs?: number;
   workers?: number;
   /** With several replicas: reconcile only while leading. */
@@ -41,9 +42,9 @@ export interface RunningControllers {
 
 export async function startControllers(options: ControllersOptions): Promise<RunningControllers> {
   let cache: Cache | undefined;
-  const connect = options.agentFor ?? ((endpoint: string) => {
+  const connect = options.agentFor ?? ((endpoint: string, nodeName: string) => {
     if (!options.agentTls) throw new Error('controllers need agent TLS material (--pki-dir)');
-    return new AgentClient({ endpoint, tls: options.agentTls, serverName: 'localhost' });
+    return new AgentClient({ endpoint, tls: options.agentTls, nodeName });
   });
   const agents = endpointResolver(() => {
     if (!cache) throw new Error('controllers not started');
@@ -63,7 +64,12 @@ export async function startControllers(options: ControllersOptions): Promise<Run
 export interface ApiOptions {
   store: Store;
   listen: string;
+  /** The admin token. */
   token?: string;
+  /** More admin/viewer tokens (`n0stack token create`). */
+  tokens?: TokenAuthority;
+  /** Serving certificate (and client CA for node certificates); omitted: plaintext. */
+  tls?: FacadeTls;
   consoleListen?: string;
   /** How consoles reach agents: a resolver (same process as the controllers) or TLS material. */
   agents?: AgentResolver;
@@ -77,8 +83,9 @@ function storeResolver(store: Store, tls: ClientTls): (nodeName: string) => Prom
   return async (nodeName) => {
     const endpoint = (await store.get('Node', nodeName)).spec.agent_endpoint;
     if (!endpoint) throw new Error(`Node "${nodeName}" has no agent_endpoint`);
-    if (!clients.has(endpoint)) clients.set(endpoint, new AgentClient({ endpoint, tls, serverName: 'localhost' }));
-    return clients.get(endpoint)!;
+    const key = `${nodeName}\0${endpoint}`;
+    if (!clients.has(key)) clients.set(key, new AgentClient({ endpoint, tls, nodeName }));
+    return clients.get(key)!;
   };
 }
 
@@ -88,10 +95,15 @@ export async function startApi(options: ApiOptions): Promise<RunningApi> {
   let consoles: ConsoleProxy | undefined;
   const agents = options.agents ?? (options.agentTls ? storeResolver(options.store, options.agentTls) : undefined);
   if (options.consoleListen && agents) {
-    consoles = new ConsoleProxy(async (node, vm, kind) => (await agents(node)).openConsole(vm, kind), { listen: options.consoleListen });
+    consoles = new ConsoleProxy(async (node, vm, kind) => (await agents(node)).openConsole(vm, kind), {
+      listen: options.consoleListen, tls: options.tls ? { cert: options.tls.cert, key: options.tls.key } : undefined,
+    });
     await consoles.start();
   }
-  const facade = await startFacade({ store: options.store, listen: options.listen, token: options.token, consoles, defaultWaitMs: options.defaultWaitMs ?? 10 * 60_000 });
+  const facade = await startFacade({
+    store: options.store, listen: options.listen, token: options.token, tokens: options.tokens, tls: options.tls,
+    consoles, defaultWaitMs: options.defaultWaitMs ?? 10 * 60_000,
+  });
   return {
     facade, consoles,
     async stop() { await facade.stop(); await consoles?.stop(); },

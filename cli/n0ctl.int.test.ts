@@ -7,6 +7,8 @@ import * as os from 'node:os';
 import * as path from 'node:path';
 import { openStore, type Store } from '../api/store';
 import { startFacade, type Facade } from '../api/server/server';
+import { TokenFile } from '../api/server/auth';
+import { ensureCertBundle, readTlsMaterial } from '../api/pki';
 import { writeClientConfig } from './config';
 import { CLI, ROOT, ensureBuilt } from './testing/n0ctl';
 
@@ -21,6 +23,8 @@ describe('n0ctl against a running facade', () => {
   let dir: string;
   let store: Store;
   let facade: Facade;
+  let caFile: string;
+  let viewerToken: string;
   let env: NodeJS.ProcessEnv;
   const children = new Set<ChildProcess>();
 
@@ -42,9 +46,18 @@ describe('n0ctl against a running facade', () => {
     ensureBuilt();
     dir = fs.mkdtempSync(path.join(os.tmpdir(), 'n0ctl-int-'));
     store = await openStore({ backend: 'embedded', dataDir: path.join(dir, 'store') });
-    facade = await startFacade({ store, listen: '127.0.0.1:0', token: TOKEN, defaultWaitMs: 5000 });
+    // TLS and a CA in the config, as `n0stack up` sets them up.
+    const pkiDir = path.join(dir, 'pki');
+    ensureCertBundle(pkiDir, { servers: [{ name: 'facade', dnsNames: ['localhost'], ipAddresses: ['127.0.0.1'] }] });
+    const tls = readTlsMaterial(pkiDir, 'facade');
+    caFile = path.join(pkiDir, 'ca.crt');
+    viewerToken = TokenFile.create(path.join(dir, 'tokens.json'), 'viewer').token;
+    facade = await startFacade({
+      store, listen: '127.0.0.1:0', token: TOKEN, tokens: new TokenFile(path.join(dir, 'tokens.json')),
+      tls: { cert: tls.cert, key: tls.key }, defaultWaitMs: 5000,
+    });
     const config = path.join(dir, 'config');
-    writeClientConfig(config, { endpoint: `127.0.0.1:${facade.port}`, token: TOKEN });
+    writeClientConfig(config, { endpoint: `127.0.0.1:${facade.port}`, token: TOKEN, ca: caFile });
     // Nothing from the developer's environment may leak into the CLI under test.
     env = { PATH: process.env.PATH, HOME: dir, N0STACK_CONFIG: config, N0STACK_LOG_LEVEL: 'error' };
   }, 300_000);
@@ -228,6 +241,29 @@ spec: {address: 10.1.0.1, cpu_milli_cores: 4000}
     const down = await n0ctl(['--api-endpoint', '127.0.0.1:1', '--timeout', '5s', 'get', 'node']);
     expect(down.code).toBe(1);
     expect(down.stderr).toMatch(/^n0ctl: (UNAVAILABLE: cannot reach the n0stack API at 127\.0\.0\.1:1|DEADLINE_EXCEEDED)/);
+  });
+
+  it('a viewer token read from --token-file reads, and a write is PERMISSION_DENIED naming the RPC', async () => {
+    const file = write('viewer.token', `${viewerToken}\n`);
+    const read = await n0ctl(['--token-file', file, 'get', 'node']);
+    expect(read.code).toBe(0);
+    const denied = await n0ctl(['--token-file', file, 'do', write('viewer-write.yaml', 'A: {type: Image, action: ApplyImage, args: {name: viewer-img}}\n')]);
+    expect(denied.code).toBe(1);
+    expect(`${denied.stdout}${denied.stderr}`).toMatch(/PERMISSION_DENIED: ImageService\.ApplyImage changes state and a viewer token may only read/);
+    await expect(store.get('Image', 'viewer-img')).rejects.toThrow(/not found/);
+    const gone = await n0ctl(['--token-file', path.join(dir, 'no-such.token'), 'get', 'node']);
+    expect(gone.code).toBe(2);
+    expect(gone.stderr).toContain('no-such.token');
+  });
+
+  it('verifies the facade: without its CA the handshake fails and says to set --ca; plaintext to it fails', async () => {
+    const unverified = await n0ctl(['--context', 'default', '--timeout', '5s', 'get', 'node'], { env: { N0STACK_CONFIG: write('no-ca.config', `current-context: default\ncontexts: [{name: default, endpoint: "127.0.0.1:${facade.port}", token: ${TOKEN}}]\n`) } });
+    expect(unverified.code).toBe(1);
+    expect(unverified.stderr).toMatch(/^n0ctl: (UNAVAILABLE|DEADLINE_EXCEEDED).*--ca/s);
+    const plaintext = await n0ctl(['--api-endpoint', `http://127.0.0.1:${facade.port}`, '--timeout', '5s', 'get', 'node']);
+    expect(plaintext.code).toBe(1);
+    expect(plaintext.stderr).toMatch(/^n0ctl: (UNAVAILABLE|DEADLINE_EXCEEDED|INTERNAL)/);
+    expect(plaintext.stdout).toBe('');
   });
 
   it('config view redacts the token', async () => {

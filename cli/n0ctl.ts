@@ -6,9 +6,9 @@ import YAML from 'yaml';
 import { N0Error } from '../api/errors';
 import { loadCrds } from '../api/schema';
 import { PLURALS, type Kind, type Resource } from '../api/types';
-import { CallError, FacadeClient } from './client';
+import { CallError, FacadeClient, parseEndpoint } from './client';
 import { bashCompletion, completionModel, zshCompletion } from './completion';
-import { configPath, loadConfig, redactedConfig, resolveConnection, useContext, type ConnectionFlags } from './config';
+import { configPath, loadConfig, readTokenFile, redactedConfig, resolveConnection, useContext, type ConnectionFlags } from './config';
 import { attachConsole } from './console';
 import { DagValidationError, dagToYaml, findCycles, levels, mergeDagFiles, parseDagYaml, reverseDag, validateDag, type Dag, type Task } from './do/dag';
 import { LiveRenderer, PlainRenderer, RateMeter, formatDuration, type Renderer } from './do/render';
@@ -45,9 +45,9 @@ const program = new Command('n0ctl')
   .description('n0stack command line client: declarative (apply/get/diff/delete), imperative (boot, shutdown, console) and the seed\'s `do` DAG files')
   .version(VERSION)
   .option('--api-endpoint <host:port>', 'facade address (env N0STACK_API_ENDPOINT, then the original n0cli\'s N0CLI_API_ENDPOINT, then the context; default 127.0.0.1:20180)')
-  .option('--token <token>', 'bearer token (env N0STACK_TOKEN)')
+  .option('--token-file <file>', 'file holding the bearer token (env N0STACK_TOKEN; default the context\'s token); never the token itself on a command line')
   .option('--context <name>', 'context from the config file (env N0STACK_CONFIG names the file; default ~/.n0stack/config)')
-  .option('--ca <file>', 'CA certificate (PEM) of the facade; turns TLS on')
+  .option('--ca <file>', 'CA certificate (PEM) the facade\'s certificate must chain to (env N0STACK_CA; default the context\'s, else the system roots); an http:// endpoint is plaintext')
   .option('--timeout <duration>', 'deadline of each API call', '10m')
   .showHelpAfterError('(run with --help for usage)')
   .addHelpText('after', `
@@ -65,8 +65,8 @@ Examples:
   n0ctl console vm test-vm`);
 
 function globals(): ConnectionFlags & { timeoutMs: number } {
-  const o = program.opts<{ apiEndpoint?: string; token?: string; context?: string; ca?: string; timeout: string }>();
-  return { apiEndpoint: o.apiEndpoint, token: o.token, context: o.context, ca: o.ca, timeoutMs: parseDuration(o.timeout) };
+  const o = program.opts<{ apiEndpoint?: string; tokenFile?: string; context?: string; ca?: string; timeout: string }>();
+  return { apiEndpoint: o.apiEndpoint, token: o.tokenFile !== undefined ? readTokenFile(o.tokenFile) : undefined, context: o.context, ca: o.ca, timeoutMs: parseDuration(o.timeout) };
 }
 
 async function withClient<T>(fn: (client: FacadeClient, timeoutMs: number) => Promise<T>): Promise<T> {
@@ -426,7 +426,7 @@ Examples:
     vmKind(kind, 'console');
     const res = await client.call<{ console_url: string; expires_at: string }>('VirtualMachineService', 'OpenConsole', { name, vnc: !!opts.vnc }, { deadlineMs: timeoutMs });
     if (opts.vnc || opts.url) { out(res.console_url); if (res.expires_at) err(`valid until ${res.expires_at}`); return; }
-    await attachConsole(res.console_url, { stdin: process.stdin, stdout: process.stdout, stderr: process.stderr });
+    await attachConsole(res.console_url, { stdin: process.stdin, stdout: process.stdout, stderr: process.stderr }, { ca: client.connection.ca ? fs.readFileSync(client.connection.ca) : undefined });
   }));
 
 // ---------------------------------------------------------------------------------------------
@@ -452,7 +452,7 @@ config.command('view')
     const cfg = loadConfig(file);
     const conn = resolveConnection(cfg, globals(), process.env);
     out(`# ${file}\n${YAML.stringify(redactedConfig(cfg)).trimEnd()}`);
-    out(`# in effect: endpoint ${conn.endpoint} (from ${conn.sources.endpoint}), token ${conn.token ? `set (from ${conn.sources.token})` : 'none'}, TLS ${conn.ca ? `with CA ${conn.ca}` : 'off'}`);
+    out(`# in effect: endpoint ${conn.endpoint} (from ${conn.sources.endpoint}), token ${conn.token ? `set (from ${conn.sources.token})` : 'none'}, TLS ${parseEndpoint(conn.endpoint).tls ? (conn.ca ? `verified with CA ${conn.ca}` : 'verified with the system roots') : 'off (http:// endpoint)'}`);
   });
 config.command('use-context')
   .description('make a context the current one')

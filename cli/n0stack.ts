@@ -10,7 +10,10 @@ import { VERSION } from './version';
 import { createLogger, logger, setRootLogger } from '../api/log';
 import { openStore, type OpenStoreOptions } from '../api/store/index';
 import type { Store } from '../api/store/store';
-import { ensureCertBundle, readTlsMaterial } from '../api/pki';
+import { ensureAgentIdentity, ensureCertBundle, exportAgentBundle, isDnsName, readTlsMaterial } from '../api/pki';
+import { TOKEN_ROLES, TokenFile, type TokenRole } from '../api/server/auth';
+import type { FacadeTls } from '../api/server/server';
+import * as net from 'node:net';
 import { runAgent } from '../agent/main';
 import { StoreNodeRegistrar, type NodeRegistrar } from '../agent/registration';
 import { FacadeNodeRegistrar } from '../agent/registration-facade';
@@ -82,13 +85,49 @@ function ensureToken(dataDir: string): string {
   return fs.readFileSync(file, 'utf8').trim();
 }
 
-function pki(dataDir: string, address: string) {
+/** Where n0ctl and agents reach the facade: what its serving certificate must name. */
+function facadeNames(listen: string, extra: string[]): { dnsNames: string[]; ipAddresses: string[] } {
+  const host = listen.replace(/:\d+$/, '').replace(/^\[|\]$/g, '');
+  const names = ['localhost', '127.0.0.1', ...extra, ...(host && host !== '0.0.0.0' && host !== '::' ? [host] : []), ...(host === '0.0.0.0' || host === '::' ? [os.hostname()] : [])];
+  return {
+    dnsNames: [...new Set(names.filter((n) => !net.isIP(n) && isDnsName(n)))],
+    ipAddresses: [...new Set(names.filter((n) => net.isIP(n)))],
+  };
+}
+
+function pki(dataDir: string, nodeName: string, address: string, facadeListen: string) {
   const dir = path.join(dataDir, 'pki');
   ensureCertBundle(dir, {
-    servers: [{ name: 'agent', dnsNames: ['localhost'], ipAddresses: [...new Set(['127.0.0.1', address])] }],
+    servers: [{ name: 'facade', commonName: 'n0stack facade', ...facadeNames(facadeListen, [address]) }],
     clients: [{ name: 'controllers' }],
   });
-  return { dir, server: readTlsMaterial(dir, 'agent'), client: readTlsMaterial(dir, 'controllers') };
+  const facade = readTlsMaterial(dir, 'facade');
+  return {
+    dir, caFile: path.join(dir, 'ca.crt'),
+    server: ensureAgentIdentity(dir, nodeName, ['127.0.0.1', address]),
+    client: readTlsMaterial(dir, 'controllers'),
+    facade: { cert: facade.cert, key: facade.key, clientCa: facade.ca } satisfies FacadeTls,
+  };
+}
+
+function tokensFile(dataDir: string): string {
+  return path.join(dataDir, 'tokens.json');
+}
+
+/** Plaintext is allowed, but never quietly: every bearer token would cross the network readable. */
+function warnPlaintext(listen: string): void {
+  const banner = '!'.repeat(78);
+  logger().warn(`${banner}\nINSECURE: the facade on ${listen} speaks PLAINTEXT (--insecure-plaintext): bearer tokens and\nconsole URLs travel unencrypted and no node certificate can be checked. Use --tls-cert/--tls-key.\n${banner}`);
+}
+
+function facadeTlsFrom(opts: { tlsCert?: string; tlsKey?: string; clientCa?: string }, pkiDir: string): FacadeTls {
+  const certFile = opts.tlsCert ?? path.join(pkiDir, 'facade.crt');
+  const keyFile = opts.tlsKey ?? path.join(pkiDir, 'facade.key');
+  if (!fs.existsSync(certFile) || !fs.existsSync(keyFile)) {
+    throw new Error(`the facade serves TLS: give --tls-cert and --tls-key (${certFile} / ${keyFile} do not exist), or --insecure-plaintext to opt out`);
+  }
+  const clientCa = opts.clientCa ?? (fs.existsSync(path.join(pkiDir, 'ca.crt')) ? path.join(pkiDir, 'ca.crt') : undefined);
+  return { cert: fs.readFileSync(certFile), key: fs.readFileSync(keyFile), clientCa: clientCa ? fs.readFileSync(clientCa) : undefined };
 }
 
 storeOptions(program.command('up'))
@@ -111,7 +150,7 @@ storeOptions(program.command('up'))
     const store = await storeFrom(opts, dataDir);
     life.onStop(() => store.close());
     step(`store: ${store.backend}${store.backend === 'embedded' ? ` (${path.join(dataDir, 'store')})` : ''}`);
-    const certs = pki(dataDir, opts.address);
+    const certs = pki(dataDir, nodeName, opts.address, opts.listen);
     step(`certificates: ${certs.dir}`);
     const agent = await runAgent({
       listen: opts.agentListen, dataDir: path.join(dataDir, 'agent'), nodeName, address: opts.address, netns: opts.netns,
@@ -123,13 +162,17 @@ storeOptions(program.command('up'))
     life.onStop(() => controllers.manager.stopped);
     step('controllers: Node, Network, BlockStorage, Image, VirtualMachine');
     const token = ensureToken(dataDir);
-    const api = await startApi({ store, listen: opts.listen, token, consoleListen: opts.consoleListen, agents: controllers.agents });
+    const api = await startApi({
+      store, listen: opts.listen, token, tokens: new TokenFile(tokensFile(dataDir)), tls: certs.facade,
+      consoleListen: opts.consoleListen, agents: controllers.agents,
+    });
     life.onStop(() => api.stop());
-    const endpoint = opts.listen.replace(/:\d+$/, `:${api.facade.port}`);
-    step(`facade: ${endpoint} (consoles on ${opts.consoleListen})`);
+    // A wildcard listen address is no address to dial: the config points at loopback then.
+    const endpoint = opts.listen.replace(/^(0\.0\.0\.0|\[::\]):/, '127.0.0.1:').replace(/:\d+$/, `:${api.facade.port}`);
+    step(`facade: ${endpoint} (TLS, CA ${certs.caFile}; consoles on wss://${opts.consoleListen})`);
     const metrics = await startMetricsServer(opts.metricsListen);
     life.onStop(() => metrics.stop());
-    writeClientConfig(opts.config, { endpoint, token });
+    writeClientConfig(opts.config, { endpoint, token, ca: certs.caFile });
     step(`n0ctl config written to ${opts.config}`);
     process.stderr.write(`\nn0stack is up. Try:\n  npx n0ctl get node\n  npx n0ctl do e2e/seed/boot-vm-from-image.yaml\nCtrl-C stops the control plane and the agent; VMs keep running.\n`);
     await life.wait();
@@ -141,18 +184,28 @@ storeOptions(program.command('api'))
   .option('--listen <host:port>', 'facade gRPC address', '127.0.0.1:20180')
   .option('--token-file <file>', 'bearer token file (default <data-dir>/token)')
   .option('--console-listen <host:port>', 'console WebSocket address', '127.0.0.1:20182')
-  .option('--pki-dir <dir>', 'certificates to reach agents for consoles (default <data-dir>/pki)')
+  .option('--pki-dir <dir>', 'certificates to reach agents for consoles, and the default serving certificate facade.crt/facade.key and client CA ca.crt (default <data-dir>/pki)')
+  .option('--tls-cert <file>', 'serving certificate (PEM) of the facade (default <pki-dir>/facade.crt)')
+  .option('--tls-key <file>', 'its private key (default <pki-dir>/facade.key)')
+  .option('--client-ca <file>', 'CA of node client certificates (default <pki-dir>/ca.crt when present)')
+  .option('--insecure-plaintext', 'serve plaintext gRPC and ws:// consoles instead of TLS (logged loudly; for loopback-only setups)')
+  .addHelpText('after', '\nExample:\n  n0stack api --store etcd --etcd-endpoints https://10.0.0.1:2379 --listen 0.0.0.0:20180 --tls-cert /etc/n0stack/pki/facade.crt --tls-key /etc/n0stack/pki/facade.key')
   .action(async (opts) => {
     const life = lifecycle();
     const dataDir = path.resolve(opts.dataDir);
+    const pkiDir = opts.pkiDir ?? path.join(dataDir, 'pki');
+    const tls = opts.insecurePlaintext ? undefined : facadeTlsFrom(opts, pkiDir);
+    if (!tls) warnPlaintext(opts.listen);
     const store = await storeFrom(opts, dataDir);
     life.onStop(() => store.close());
     const token = opts.tokenFile ? fs.readFileSync(opts.tokenFile, 'utf8').trim() : ensureToken(dataDir);
-    const pkiDir = opts.pkiDir ?? path.join(dataDir, 'pki');
     const agentTls = fs.existsSync(path.join(pkiDir, 'controllers.crt')) ? readTlsMaterial(pkiDir, 'controllers') : undefined;
-    const api = await startApi({ store, listen: opts.listen, token, consoleListen: agentTls ? opts.consoleListen : undefined, agentTls });
+    const api = await startApi({
+      store, listen: opts.listen, token, tokens: new TokenFile(tokensFile(dataDir)), tls,
+      consoleListen: agentTls ? opts.consoleListen : undefined, agentTls,
+    });
     life.onStop(() => api.stop());
-    step(`facade: ${opts.listen.replace(/:\d+$/, `:${api.facade.port}`)} (store: ${store.backend})`);
+    step(`facade: ${opts.listen.replace(/:\d+$/, `:${api.facade.port}`)} (${tls ? 'TLS' : 'PLAINTEXT'}, store: ${store.backend})`);
     await life.wait();
   });
 
@@ -203,17 +256,22 @@ storeOptions(program.command('agent'))
   .option('--uplink <interface>', 'host interface for VLAN networks')
   .option('--metrics-listen <host:port>', 'Prometheus /metrics address of the agent')
   .option('--netns <name>', 'run networks and VMs inside this network namespace')
-  .option('--api-endpoint <host:port>', 'register through the facade (no store access needed on this host)')
-  .option('--token <token>', 'the facade\'s bearer token (with --api-endpoint; env N0STACK_TOKEN)')
-  .option('--api-ca <file>', 'CA of the facade\'s TLS certificate, when it serves TLS')
-  .addHelpText('after', '\nExample (a second host joining an n0stack up on 10.0.0.1):\n  n0stack pki issue-agent --data-dir /var/lib/n0stack --node-name host2 --address 10.0.0.2 --out /tmp/host2-pki   # on 10.0.0.1\n  n0stack agent --node-name host2 --address 10.0.0.2 --listen 10.0.0.2:20181 --pki-dir /etc/n0stack/pki --api-endpoint 10.0.0.1:20180 --token $(cat token)')
+  .option('--api-endpoint <host:port>', 'register through the facade with this node\'s certificate (no store access needed on this host)')
+  .option('--api-ca <file>', 'CA of the facade\'s TLS certificate (default <pki-dir>/ca.crt)')
+  .option('--api-token-file <file>', 'authenticate with this bearer token instead of the node certificate (env N0STACK_TOKEN)')
+  .option('--api-insecure-plaintext', 'reach a facade started with --insecure-plaintext')
+  .addHelpText('after', '\nExample (a second host joining an n0stack up on 10.0.0.1):\n  n0stack pki issue-agent --data-dir /var/lib/n0stack --node-name host2 --address 10.0.0.2 --out /tmp/host2-pki   # on 10.0.0.1\n  n0stack agent --node-name host2 --address 10.0.0.2 --listen 10.0.0.2:20181 --pki-dir /etc/n0stack/pki --api-endpoint 10.0.0.1:20180')
   .action(async (opts) => {
     const life = lifecycle();
     let registrar: NodeRegistrar;
-    const token = opts.token ?? process.env.N0STACK_TOKEN;
     if (opts.apiEndpoint) {
-      if (!token) throw new Error('--api-endpoint needs --token (or N0STACK_TOKEN)');
-      const facade = new FacadeNodeRegistrar({ endpoint: opts.apiEndpoint, token, ca: opts.apiCa ? fs.readFileSync(opts.apiCa) : undefined });
+      // The node's own certificate is its credential: the facade lets it write only its own Node.
+      const token = opts.apiTokenFile ? fs.readFileSync(opts.apiTokenFile, 'utf8').trim() : process.env.N0STACK_TOKEN;
+      const identity = readTlsMaterial(opts.pkiDir, 'agent');
+      const facade = new FacadeNodeRegistrar({
+        endpoint: opts.apiEndpoint, token, insecurePlaintext: !!opts.apiInsecurePlaintext,
+        ca: opts.apiCa ? fs.readFileSync(opts.apiCa) : identity.ca, cert: identity.cert, key: identity.key,
+      });
       life.onStop(() => facade.close());
       registrar = facade;
     } else {
@@ -234,7 +292,7 @@ storeOptions(program.command('agent'))
 program.command('pki')
   .description('certificates of the cluster (agents serve mTLS; controllers present a client certificate)')
   .command('issue-agent')
-  .description('issue a server certificate for an agent on another host, and copy the CA beside it')
+  .description('issue a node\'s identity (CN and SAN = node name): the agent serves controllers with it and authenticates to the facade with it')
   .option('--data-dir <dir>', 'where the cluster CA lives (<data-dir>/pki)', '/var/lib/n0stack')
   .requiredOption('--node-name <name>', 'the agent\'s Node name')
   .requiredOption('--address <ip>', 'the address controllers reach the agent at')
@@ -242,14 +300,29 @@ program.command('pki')
   .action((opts) => {
     const name = validateName(opts.nodeName, '--node-name');
     const pkiDir = path.join(path.resolve(opts.dataDir), 'pki');
-    ensureCertBundle(pkiDir, { servers: [{ name: `agent-${name}`, dnsNames: ['localhost', name], ipAddresses: [opts.address] }] });
+    ensureAgentIdentity(pkiDir, name, [opts.address]);
     const out = path.resolve(opts.out);
-    fs.mkdirSync(out, { recursive: true, mode: 0o700 });
-    fs.copyFileSync(path.join(pkiDir, 'ca.crt'), path.join(out, 'ca.crt'));
-    fs.copyFileSync(path.join(pkiDir, `agent-${name}.crt`), path.join(out, 'agent.crt'));
-    fs.copyFileSync(path.join(pkiDir, `agent-${name}.key`), path.join(out, 'agent.key'));
-    fs.chmodSync(path.join(out, 'agent.key'), 0o600);
-    step(`agent certificate for ${name} (${opts.address}) in ${out}: copy it to the host's --pki-dir`);
+    exportAgentBundle(pkiDir, name, out);
+    step(`identity of node ${name} (${opts.address}) in ${out}: copy it to the host's --pki-dir; it is the host's only credential`);
+  });
+
+program.command('token')
+  .description('bearer tokens of the facade')
+  .command('create')
+  .description('create a token, print it once, and keep only its SHA-256 in <data-dir>/tokens.json')
+  .addOption(new Option('--role <role>', 'admin: everything; viewer: Get/List/Watch only').choices([...TOKEN_ROLES]).makeOptionMandatory())
+  .option('--data-dir <dir>', 'where the facade keeps its tokens', '/var/lib/n0stack')
+  .option('--out <file>', 'write the token to this file (mode 0600) instead of stdout')
+  .addHelpText('after', '\nExample:\n  n0stack token create --role viewer --out ~/viewer.token\n  n0ctl --token-file ~/viewer.token get vm')
+  .action((opts) => {
+    const { token, id } = TokenFile.create(tokensFile(path.resolve(opts.dataDir)), opts.role as TokenRole);
+    if (opts.out) {
+      fs.writeFileSync(path.resolve(opts.out), token + '\n', { mode: 0o600 });
+      step(`${opts.role} token ${id} written to ${opts.out}`);
+    } else {
+      process.stdout.write(token + '\n');
+      step(`${opts.role} token ${id} (shown once; only its hash is kept)`);
+    }
   });
 
 program.parseAsync(process.argv).catch((err: Error) => {

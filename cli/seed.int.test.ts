@@ -12,6 +12,7 @@ import YAML from 'yaml';
 import { TestCloud } from '../e2e/cloud';
 import { buildTestBootDisk } from '../agent/drivers/testing/bootdisk';
 import { CliRunner, ROOT, ensureBuilt, type CliResult } from './testing/n0ctl';
+import { writeClientConfig } from './config';
 
 jest.setTimeout(300_000);
 
@@ -130,9 +131,12 @@ describe('the seed use-case files through the built n0ctl on a real control plan
     dir = fs.mkdtempSync(path.join(os.tmpdir(), 'n0ctl-seed-'));
     images = await startImageServer(await buildTestBootDisk());
     cloud = await TestCloud.start({ store: 'embedded', nodes: ['vm-host1'] });
-    // Exactly the connection flags a seed user passes; nothing from the developer's shell or home.
-    cli = new CliRunner(dir, { PATH: process.env.PATH, HOME: dir, N0STACK_CONFIG: path.join(dir, 'no-config'), N0STACK_LOG_LEVEL: 'error' },
-      ['--api-endpoint', `127.0.0.1:${cloud.api.facade.port}`, '--token', cloud.token]);
+    // Exactly the connection flag a seed user passes, and the config `n0stack up` writes (token and
+    // the CA that verifies the facade's TLS); nothing from the developer's shell or home.
+    const config = path.join(dir, 'config');
+    writeClientConfig(config, { endpoint: cloud.endpoint, token: cloud.token, ca: cloud.caFile });
+    cli = new CliRunner(dir, { PATH: process.env.PATH, HOME: dir, N0STACK_CONFIG: config, N0STACK_LOG_LEVEL: 'error' },
+      ['--api-endpoint', cloud.endpoint]);
     const deadline = Date.now() + 30_000;
     while ((await rpc('NodeService', 'GetNode', { name: 'vm-host1' }).catch(() => undefined))?.state !== 'Ready') {
       if (Date.now() > deadline) throw new Error('node vm-host1 did not become Ready within 30 s');

@@ -6,15 +6,19 @@ import type { Cache } from './runtime/types';
 
 export type AgentResolver = (nodeName: string) => AgentApi;
 
-/** Resolves through Node.spec.agent_endpoint, one client per endpoint, made by `connect`. */
-export function endpointResolver(cache: () => Cache, connect: (endpoint: string) => AgentApi): AgentResolver {
+/**
+ * Resolves through Node.spec.agent_endpoint, one client per node and endpoint, made by `connect`
+ * (which gets the node name so a real client can insist the agent's certificate names it).
+ */
+export function endpointResolver(cache: () => Cache, connect: (endpoint: string, nodeName: string) => AgentApi): AgentResolver {
   const clients = new Map<string, AgentApi>();
   return (nodeName) => {
     const node = cache().get('Node', nodeName);
     const endpoint = node?.spec.agent_endpoint;
     if (!endpoint) throw new FailedPreconditionError(`Node "${nodeName}" has no agent_endpoint`);
-    let client = clients.get(endpoint);
-    if (!client) { client = connect(endpoint); clients.set(endpoint, client); }
+    const key = `${nodeName}\0${endpoint}`;
+    let client = clients.get(key);
+    if (!client) { client = connect(endpoint, nodeName); clients.set(key, client); }
     return client;
   };
 }

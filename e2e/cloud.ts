@@ -19,7 +19,7 @@ import { Etcd3 } from 'etcd3';
 import { openStore } from '../api/store';
 import type { Store } from '../api/store/store';
 import type { VirtualMachine } from '../api/types';
-import { ensureCertBundle, readTlsMaterial, type TlsMaterial } from '../api/pki';
+import { ensureAgentIdentity, ensureCertBundle, exportAgentBundle, readTlsMaterial, type TlsMaterial } from '../api/pki';
 import { validateName } from '../api/names';
 import { createHostDrivers, runAgent, type RunningAgent } from '../agent/main';
 import { HostAgent } from '../agent/service';
@@ -92,7 +92,11 @@ export class TestCloud {
   private readonly addresses = new Map<string, { netns: string; address: string; dataDir: string }>();
   private readonly controllersStop = new AbortController();
   private controllersRuns = 0;
-  private tls!: { dir: string; server: TlsMaterial; client: TlsMaterial };
+  private tls!: { dir: string; facade: TlsMaterial; client: TlsMaterial };
+  /** The CA of every certificate here: what n0ctl's --ca / the context's ca point at. */
+  caFile!: string;
+  /** host:port of the facade (TLS, verified with caFile). */
+  endpoint!: string;
 
   static async start(options: TestCloudOptions): Promise<TestCloud> {
     const cloud = new TestCloud();
@@ -110,10 +114,11 @@ export class TestCloud {
     const pkiDir = path.join(this.dir, 'pki');
     ensureCertBundle(pkiDir, {
       caCommonName: 'n0stack test CA',
-      servers: [{ name: 'agent', dnsNames: ['localhost'], ipAddresses: ['127.0.0.1'] }],
+      servers: [{ name: 'facade', dnsNames: ['localhost'], ipAddresses: ['127.0.0.1'] }],
       clients: [{ name: 'controllers' }],
     });
-    this.tls = { dir: pkiDir, server: readTlsMaterial(pkiDir, 'agent'), client: readTlsMaterial(pkiDir, 'controllers') };
+    this.tls = { dir: pkiDir, facade: readTlsMaterial(pkiDir, 'facade'), client: readTlsMaterial(pkiDir, 'controllers') };
+    this.caFile = path.join(pkiDir, 'ca.crt');
     if ((options.agents === 'process' || options.controllers === 'process') && options.store !== 'etcd') {
       throw new Error('agents or controllers in child processes share the store through etcd: use store: "etcd"');
     }
@@ -139,11 +144,14 @@ export class TestCloud {
         nodeHeartbeatTimeoutMs: options.nodeHeartbeatTimeoutMs, signal: this.controllersStop.signal,
       });
     }
+    // TLS as `n0stack up` serves it, node client certificates included.
     this.api = await startApi({
       store: this.store, listen: '127.0.0.1:0', token: this.token, consoleListen: '127.0.0.1:0', defaultWaitMs: 120_000,
+      tls: { cert: this.tls.facade.cert, key: this.tls.facade.key, clientCa: this.tls.facade.ca },
       ...(this.controllers ? { agents: this.controllers.agents } : { agentTls: this.tls.client }),
     });
-    this.client = new FacadeClient({ endpoint: `127.0.0.1:${this.api.facade.port}`, token: this.token, sources: { endpoint: 'test' } }, 180_000);
+    this.endpoint = `127.0.0.1:${this.api.facade.port}`;
+    this.client = new FacadeClient({ endpoint: this.endpoint, token: this.token, ca: this.caFile, sources: { endpoint: 'test' } }, 180_000);
     await this.waitNodes((options.nodes ?? ['vm-host1']), 'Ready', 60_000);
   }
 
@@ -182,7 +190,7 @@ export class TestCloud {
     const agent = await runAgent({
       listen: '127.0.0.1:0', dataDir, nodeName: name, address, netns,
       underlayDevice: this.underlayNetns ? UNDERLAY_DEVICE : undefined,
-      tls: this.tls.server, registrar: new StoreNodeRegistrar(this.store),
+      tls: this.agentIdentity(name), registrar: new StoreNodeRegistrar(this.store),
       heartbeatIntervalMs: this.options.heartbeatIntervalMs ?? 1000, signal: stop.signal,
     });
     const host = { name, netns, dataDir, address, agent, stop };
@@ -200,12 +208,20 @@ export class TestCloud {
     return this.runInProcessAgent(name);
   }
 
+  /** Each host its own certificate (CN = node name), as `n0stack pki issue-agent` makes them. */
+  agentIdentity(name: string): TlsMaterial {
+    return ensureAgentIdentity(this.tls.dir, name, ['127.0.0.1', this.host(name).address]);
+  }
+
   private async spawnAgent(name: string, port: number): Promise<N0stackProcess> {
     const where = this.addresses.get(name)!;
+    this.agentIdentity(name);
+    const hostPki = path.join(this.dir, 'host-pki', name);
+    exportAgentBundle(this.tls.dir, name, hostPki);
     const proc = startN0stack([
       'agent', '--store', 'etcd', '--etcd-endpoints', this.etcdEndpoint!, '--etcd-prefix', this.etcdPrefix!,
       '--data-dir', where.dataDir, '--listen', `127.0.0.1:${port}`, '--node-name', name, '--address', where.address,
-      ...(this.underlayNetns ? ['--underlay-device', UNDERLAY_DEVICE] : []), '--pki-dir', this.tls.dir, '--netns', where.netns,
+      ...(this.underlayNetns ? ['--underlay-device', UNDERLAY_DEVICE] : []), '--pki-dir', hostPki, '--netns', where.netns,
     ], { logFile: path.join(this.dir, `agent-${name}.log`), ready: /agent: node \S+ on /, readyTimeoutMs: 90_000 });
     await proc.ready;
     return proc;

@@ -19,9 +19,10 @@ export class SerialConsole {
     ws.on('close', () => { this.closed = true; for (const w of [...this.waiters]) w(); });
   }
 
-  static open(url: string, timeoutMs = 15_000): Promise<SerialConsole> {
+  /** `ca`: the CA of the facade's certificate, for wss:// URLs. */
+  static open(url: string, timeoutMs = 15_000, ca?: Buffer): Promise<SerialConsole> {
     return new Promise((resolve, reject) => {
-      const ws = new WebSocket(url);
+      const ws = new WebSocket(url, ca ? { ca } : {});
       const timer = setTimeout(() => { ws.terminate(); reject(new Error(`console ${url.replace(/token=.*/, 'token=…')} did not open within ${timeoutMs} ms`)); }, timeoutMs);
       ws.once('open', () => { clearTimeout(timer); resolve(new SerialConsole(ws)); });
       ws.once('error', (err) => { clearTimeout(timer); reject(err); });

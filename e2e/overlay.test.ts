@@ -2,6 +2,7 @@
 // VXLAN (also with packets near the overlay's 1450-byte MTU), a VM on another Network with the
 // same addresses does not; then the power actions of a running VM, watched on its console.
 import './quiet';
+import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { TestCloud } from './cloud';
 import { SerialConsole } from './console';
@@ -35,7 +36,7 @@ afterAll(async () => {
 
 async function openConsole(vm: string): Promise<SerialConsole> {
   const info = await call('VirtualMachineService', 'OpenConsole', { name: vm });
-  const c = await SerialConsole.open(info.console_url);
+  const c = await SerialConsole.open(info.console_url, undefined, fs.readFileSync(cloud.caFile));
   consoles.push(c);
   return c;
 }

@@ -37,7 +37,7 @@ beforeAll(async () => {
   const key = path.join(dir, 'n0user_ecdsa');
   fs.writeFileSync(key, fs.readFileSync(path.join(SEED, 'n0user_ecdsa'), 'utf8').split('\n').filter((l) => !l.startsWith('#')).join('\n'), { mode: 0o600 });
   cloud = await TestCloud.start({ store: 'embedded', nodes: ['vm-host1'] });
-  cli = new CliRunner(dir, { PATH: process.env.PATH, HOME: dir, N0STACK_API_ENDPOINT: `127.0.0.1:${cloud.api.facade.port}`, N0STACK_TOKEN: cloud.token });
+  cli = new CliRunner(dir, { PATH: process.env.PATH, HOME: dir, N0STACK_API_ENDPOINT: cloud.endpoint, N0STACK_TOKEN: cloud.token, N0STACK_CA: cloud.caFile });
 });
 
 afterAll(async () => {

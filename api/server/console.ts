@@ -2,6 +2,7 @@
 // both ways between the client and the VM's serial (or VNC) socket on its node's agent.
 import { createHmac, randomBytes, timingSafeEqual } from 'node:crypto';
 import * as http from 'node:http';
+import * as https from 'node:https';
 import { WebSocketServer, type WebSocket } from 'ws';
 import type { ConsoleStream } from '../../agent/api';
 import { FailedPreconditionError } from '../errors';
@@ -15,15 +16,17 @@ interface Ticket { vm: string; node: string; kind: 'serial' | 'vnc'; exp: number
 
 export class ConsoleProxy implements ConsoleIssuer {
   private readonly secret = randomBytes(32);
-  private server?: http.Server;
+  private server?: http.Server | https.Server;
   private port = 0;
   private readonly log = logger('console');
 
-  constructor(private readonly open: ConsoleOpener, private readonly options: { listen: string; publicHost?: string; ttlMs?: number }) {}
+  /** With `tls` the consoles are served over TLS (wss://), with the facade's certificate. */
+  constructor(private readonly open: ConsoleOpener, private readonly options: { listen: string; publicHost?: string; ttlMs?: number; tls?: { cert: Buffer; key: Buffer } }) {}
 
   async start(): Promise<number> {
     const [host, portText] = [this.options.listen.replace(/:\d+$/, ''), this.options.listen.split(':').pop()!];
-    this.server = http.createServer((_req, res) => { res.writeHead(426).end('websocket only\n'); });
+    const refuse = (_req: http.IncomingMessage, res: http.ServerResponse): void => { res.writeHead(426).end('websocket only\n'); };
+    this.server = this.options.tls ? https.createServer({ cert: this.options.tls.cert, key: this.options.tls.key }, refuse) : http.createServer(refuse);
     const wss = new WebSocketServer({ server: this.server, path: '/console' });
     wss.on('connection', (ws, req) => this.serve(ws, req).catch((err) => ws.close(1011, String(err.message).slice(0, 120))));
     await new Promise<void>((resolve, reject) => this.server!.once('error', reject).listen(Number(portText), host, resolve));
@@ -40,7 +43,8 @@ export class ConsoleProxy implements ConsoleIssuer {
     const payload = Buffer.from(JSON.stringify(ticket)).toString('base64url');
     const token = `${payload}.${this.sign(payload)}`;
     const host = this.options.publicHost ?? this.options.listen.replace(/:\d+$/, '');
-    return { console_url: `ws://${host}:${this.port}/console?token=${token}`, expires_at: new Date(ticket.exp).toISOString() };
+    const scheme = this.options.tls ? 'wss' : 'ws';
+    return { console_url: `${scheme}://${host}:${this.port}/console?token=${token}`, expires_at: new Date(ticket.exp).toISOString() };
   }
 
   private sign(payload: string): string {

@@ -31,8 +31,10 @@ afterAll(async () => {
 });
 
 test('a reflection-only client drives the seed flow end to end', async () => {
-  const target = `127.0.0.1:${cloud.api.facade.port}`;
-  const reflection = new GrpcReflection(target, grpc.credentials.createInsecure());
+  const target = cloud.endpoint;
+  // TLS like every client of the facade: the CA from the config `n0stack up` writes.
+  const credentials = grpc.credentials.createSsl(fs.readFileSync(cloud.caFile));
+  const reflection = new GrpcReflection(target, credentials);
   const services = await reflection.listServices();
   for (const s of ['NodeService', 'NetworkService', 'BlockStorageService', 'ImageService', 'VirtualMachineService']) {
     expect(services).toContain(`n0stack.${s}`);
@@ -44,7 +46,7 @@ test('a reflection-only client drives the seed flow end to end', async () => {
     if (!clients.has(service)) {
       const descriptor = await reflection.getDescriptorBySymbol(`n0stack.${service}`);
       const pkg = descriptor.getPackageObject({ keepCase: true, longs: String, enums: String, defaults: true, oneofs: true }) as any;
-      clients.set(service, new pkg.n0stack[service](target, grpc.credentials.createInsecure()));
+      clients.set(service, new pkg.n0stack[service](target, credentials));
     }
     const client = clients.get(service) as any;
     return new Promise((resolve, reject) => client[method](request, metadata, { deadline: Date.now() + 300_000 }, (err: Error | null, res: unknown) => (err ? reject(err) : resolve(res))));
@@ -67,7 +69,7 @@ test('a reflection-only client drives the seed flow end to end', async () => {
     expect(vm.state).toBe('RUNNING');
     expect(vm.nics[0].ipv4_address).toBe('192.168.5.1');
     // A call without the token is refused.
-    const anonymous = new (Object.getPrototypeOf(clients.get('NetworkService')!).constructor)(target, grpc.credentials.createInsecure());
+    const anonymous = new (Object.getPrototypeOf(clients.get('NetworkService')!).constructor)(target, credentials);
     const err = await new Promise<grpc.ServiceError>((resolve) => anonymous.GetNetwork({ name: 'refl-net' }, (e: grpc.ServiceError) => resolve(e)));
     expect(err.code).toBe(grpc.status.UNAUTHENTICATED);
     anonymous.close();

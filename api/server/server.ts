@@ -2,7 +2,6 @@
 // deadline, maps errors to gRPC statuses in one place, and serves reflection for generic clients.
 import * as grpc from '@grpc/grpc-js';
 import { ReflectionService } from '@grpc/reflection';
-import { timingSafeEqual } from 'node:crypto';
 import { logger } from '../log';
 import { WatchCacheStore } from '../store/watch-cache';
 import { toServiceError } from './status';
@@ -15,12 +14,26 @@ import { imageService } from './image';
 import { virtualMachineService } from './virtualmachine';
 import { resourceService } from './resource';
 import { rpcDuration } from './metrics';
+import { anyOf, authenticate, authorize, singleToken, type TokenAuthority } from './auth';
+
+export interface FacadeTls {
+  cert: Buffer;
+  key: Buffer;
+  /**
+   * CA of client certificates. Given, the facade asks for one (without requiring it: admins and
+   * viewers come with tokens) and a verified node certificate makes the caller that node.
+   */
+  clientCa?: Buffer;
+}
 
 export interface FacadeOptions extends FacadeContext {
   listen: string;
-  /** Bearer token required on every call; undefined disables authentication (tests only). */
+  /** The admin bearer token; with `tokens` undefined too, no authentication (tests only). */
   token?: string;
-  tls?: { cert: Buffer; key: Buffer };
+  /** More tokens (admin or viewer), e.g. the hashed ones of `n0stack token create`. */
+  tokens?: TokenAuthority;
+  /** Without it the facade speaks plaintext; `n0stack api` requires an explicit opt-in for that. */
+  tls?: FacadeTls;
 }
 
 export interface Facade {
@@ -29,17 +42,19 @@ export interface Facade {
   stop(): Promise<void>;
 }
 
-function authenticate(metadata: grpc.Metadata, token: string | undefined): void {
-  if (token === undefined) return;
-  const header = String(metadata.get('authorization')[0] ?? '');
-  const presented = Buffer.from(header.replace(/^Bearer\s+/i, ''));
-  const expected = Buffer.from(token);
-  if (presented.length !== expected.length || !timingSafeEqual(presented, expected)) {
-    throw Object.assign(new Error('missing or wrong bearer token (n0ctl reads it from ~/.n0stack/config)'), { grpcCode: grpc.status.UNAUTHENTICATED });
-  }
+type AuthenticatedCall = { metadata: grpc.Metadata; getAuthContext?: () => { sslPeerCertificate?: object } | null };
+
+function authorityOf(options: FacadeOptions): TokenAuthority | undefined {
+  if (options.token === undefined && options.tokens === undefined) return undefined;
+  return anyOf(options.token !== undefined ? singleToken(options.token) : undefined, options.tokens);
 }
 
-function unary(service: string, method: string, handler: Handler, options: FacadeOptions): grpc.handleUnaryCall<any, any> {
+function admit(call: AuthenticatedCall, service: string, method: string, request: unknown, tokens: TokenAuthority | undefined): void {
+  const peer = call.getAuthContext?.()?.sslPeerCertificate as Parameters<typeof authenticate>[1];
+  authorize(authenticate(call.metadata, peer, { tokens }), service, method, request);
+}
+
+function unary(service: string, method: string, handler: Handler, options: FacadeOptions, tokens: TokenAuthority | undefined): grpc.handleUnaryCall<any, any> {
   const log = logger('facade');
   return (call, callback) => {
     const started = process.hrtime.bigint();
@@ -49,7 +64,7 @@ function unary(service: string, method: string, handler: Handler, options: Facad
     const deadlineMs = deadline instanceof Date ? deadline.getTime() : Number.isFinite(deadline) ? Number(deadline) : Date.now() + options.defaultWaitMs;
     const info: CallInfo = { deadline: deadlineMs, signal: controller.signal };
     Promise.resolve()
-      .then(() => authenticate(call.metadata, options.token))
+      .then(() => admit(call, service, method, call.request, tokens))
       .then(() => handler(call.request, info))
       .then((response) => {
         rpcDuration.observe({ method: `${service}/${method}`, code: 'OK' }, Number(process.hrtime.bigint() - started) / 1e9);
@@ -72,6 +87,7 @@ export async function startFacade(given: FacadeOptions): Promise<Facade> {
   const options = { ...given, store: watchCache };
   const definition = loadFacadeProto();
   const proto = grpc.loadPackageDefinition(definition) as any;
+  const tokens = authorityOf(options);
   const server = new grpc.Server({ 'grpc.max_receive_message_length': 4 * 1024 * 1024 });
   const services: Record<string, ServiceHandlers> = {
     NodeService: nodeService(options),
@@ -82,16 +98,16 @@ export async function startFacade(given: FacadeOptions): Promise<Facade> {
   };
   for (const [name, handlers] of Object.entries(services)) {
     const implementation: grpc.UntypedServiceImplementation = {};
-    for (const [method, handler] of Object.entries(handlers)) implementation[method] = unary(name, method, handler, options);
+    for (const [method, handler] of Object.entries(handlers)) implementation[method] = unary(name, method, handler, options, tokens);
     server.addService(proto.n0stack[name].service, implementation);
   }
   const resources = resourceService(options);
   const { Watch, ...resourceUnary } = resources;
   const resourceImpl: grpc.UntypedServiceImplementation = {};
-  for (const [method, handler] of Object.entries(resourceUnary)) resourceImpl[method] = unary('ResourceService', method, handler as Handler, options);
+  for (const [method, handler] of Object.entries(resourceUnary)) resourceImpl[method] = unary('ResourceService', method, handler as Handler, options, tokens);
   resourceImpl.Watch = (call: grpc.ServerWritableStream<any, any>) => {
-    try { authenticate(call.metadata, options.token); } catch (err) {
-      call.destroy(Object.assign(err as Error, { code: grpc.status.UNAUTHENTICATED }));
+    try { admit(call, 'ResourceService', 'Watch', call.request, tokens); } catch (err) {
+      call.destroy(Object.assign(err as Error, { code: (err as { grpcCode?: number }).grpcCode ?? grpc.status.UNAUTHENTICATED }));
       return;
     }
     Watch(call);
@@ -99,11 +115,9 @@ export async function startFacade(given: FacadeOptions): Promise<Facade> {
   server.addService(proto.n0stack.ResourceService.service, resourceImpl);
   new ReflectionService(definition).addToServer(server);
 
-  const credentials = options.tls
-    ? grpc.ServerCredentials.createSsl(null, [{ cert_chain: options.tls.cert, private_key: options.tls.key }], false)
-    : grpc.ServerCredentials.createInsecure();
+  const credentials = options.tls ? facadeCredentials(options.tls) : grpc.ServerCredentials.createInsecure();
   const port = await new Promise<number>((resolve, reject) => server.bindAsync(options.listen, credentials, (err, p) => (err ? reject(err) : resolve(p))));
-  logger('facade').info(`facade listening on ${options.listen.replace(/:\d+$/, `:${port}`)} (store: ${options.store.backend})`);
+  logger('facade').info(`facade listening on ${options.listen.replace(/:\d+$/, `:${port}`)} (${options.tls ? 'TLS' : 'PLAINTEXT'}, store: ${options.store.backend})`);
   return {
     port,
     server,
@@ -112,4 +126,23 @@ export async function startFacade(given: FacadeOptions): Promise<Facade> {
       server.tryShutdown(() => { clearTimeout(timer); resolve(); });
     }).then(() => watchCache.close()),
   };
+}
+
+/**
+ * TLS that asks for a client certificate without requiring one. createSsl cannot say that (its
+ * requestCert also rejects clients without one), the certificate-provider credentials can; one
+ * static provider serves as both identity and CA provider (grpc-js names the two arguments the
+ * other way round from how it uses them, so passing the same object sidesteps the order).
+ */
+function facadeCredentials(tls: FacadeTls): grpc.ServerCredentials {
+  if (!tls.clientCa) return grpc.ServerCredentials.createSsl(null, [{ cert_chain: tls.cert, private_key: tls.key }], false);
+  // Answer on the next tick: grpc-js registers the server's watcher only after subscribing, so a
+  // synchronous answer would be lost and every connection dropped as "unloaded credentials".
+  const provider: grpc.experimental.CertificateProvider = {
+    addCaCertificateListener: (listener) => queueMicrotask(() => listener({ caCertificate: tls.clientCa! })),
+    removeCaCertificateListener: () => undefined,
+    addIdentityCertificateListener: (listener) => queueMicrotask(() => listener({ certificate: tls.cert, privateKey: tls.key })),
+    removeIdentityCertificateListener: () => undefined,
+  };
+  return grpc.experimental.createCertificateProviderServerCredentials(provider, provider, false);
 }

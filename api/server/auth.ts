@@ -1,0 +1,155 @@
+// Who is calling and what they may do. Three roles, after Kubernetes' node authorizer and
+// NodeRestriction: admin (everything), viewer (reads only) and node (its own Node only: a
+// compromised hypervisor must not be able to redirect other nodes' agent_endpoint and receive
+// their VMs). Admin and viewer present bearer tokens; a node presents its client certificate.
+import { createHash, randomBytes, timingSafeEqual } from 'node:crypto';
+import * as fs from 'node:fs';
+import * as path from 'node:path';
+import * as grpc from '@grpc/grpc-js';
+import { InvalidArgumentError } from '../errors';
+import { NODE_ORGANIZATION } from '../pki';
+
+export type Role = 'admin' | 'viewer' | 'node';
+export const TOKEN_ROLES = ['admin', 'viewer'] as const;
+export type TokenRole = typeof TOKEN_ROLES[number];
+
+export interface Principal {
+  role: Role;
+  /** For the node role: the Node it is; otherwise a label for logs. */
+  name: string;
+}
+
+/** Looks a presented bearer token up; undefined when it is not one of ours. */
+export interface TokenAuthority {
+  lookup(token: string): TokenRole | undefined;
+}
+
+function denied(message: string): Error {
+  return Object.assign(new Error(message), { grpcCode: grpc.status.PERMISSION_DENIED });
+}
+
+function unauthenticated(message: string): Error {
+  return Object.assign(new Error(message), { grpcCode: grpc.status.UNAUTHENTICATED });
+}
+
+function sha256(text: string): Buffer {
+  return createHash('sha256').update(text).digest();
+}
+
+/** The one admin token of `<data-dir>/token` (or `--token-file`), compared in constant time. */
+export function singleToken(token: string, role: TokenRole = 'admin'): TokenAuthority {
+  const expected = sha256(token);
+  return { lookup: (presented) => (timingSafeEqual(sha256(presented), expected) ? role : undefined) };
+}
+
+export function anyOf(...authorities: (TokenAuthority | undefined)[]): TokenAuthority {
+  const list = authorities.filter((a): a is TokenAuthority => a !== undefined);
+  return { lookup: (token) => { for (const a of list) { const r = a.lookup(token); if (r) return r; } return undefined; } };
+}
+
+interface StoredToken { id: string; role: TokenRole; sha256: string; created: string }
+
+/**
+ * `<data-dir>/tokens.json`: tokens made by `n0stack token create`, kept as SHA-256 hashes only
+ * (the token itself is printed once). Re-read when the file changes, so a facade that runs picks
+ * up a new token without a restart.
+ */
+export class TokenFile implements TokenAuthority {
+  private cache: { mtimeMs: number; size: number; byHash: Map<string, TokenRole> } | undefined;
+  private checkedAt = 0;
+
+  constructor(readonly file: string) {}
+
+  static create(file: string, role: TokenRole): { token: string; id: string } {
+    if (!TOKEN_ROLES.includes(role)) throw new InvalidArgumentError(`role ${JSON.stringify(role)} must be one of ${TOKEN_ROLES.join(', ')}`, '--role');
+    const token = randomBytes(24).toString('base64url');
+    const id = randomBytes(4).toString('hex');
+    const entries = TokenFile.read(file);
+    entries.push({ id, role, sha256: sha256(token).toString('hex'), created: new Date().toISOString() });
+    fs.mkdirSync(path.dirname(file), { recursive: true, mode: 0o700 });
+    const tmp = `${file}.tmp-${process.pid}`;
+    fs.writeFileSync(tmp, JSON.stringify(entries, null, 2) + '\n', { mode: 0o600 });
+    fs.renameSync(tmp, file);
+    return { token, id };
+  }
+
+  private static read(file: string): StoredToken[] {
+    let text: string;
+    try { text = fs.readFileSync(file, 'utf8'); } catch (err) {
+      if ((err as NodeJS.ErrnoException).code === 'ENOENT') return [];
+      throw err;
+    }
+    const parsed = JSON.parse(text) as unknown;
+    if (!Array.isArray(parsed)) throw new InvalidArgumentError(`${file} must hold a JSON list of tokens`);
+    return parsed.filter((e): e is StoredToken => !!e && TOKEN_ROLES.includes(e.role) && typeof e.sha256 === 'string');
+  }
+
+  lookup(token: string): TokenRole | undefined {
+    const now = Date.now();
+    if (!this.cache || now - this.checkedAt > 1000) {
+      this.checkedAt = now;
+      const stat = fs.statSync(this.file, { throwIfNoEntry: false });
+      if (!stat) this.cache = { mtimeMs: 0, size: 0, byHash: new Map() };
+      else if (!this.cache || stat.mtimeMs !== this.cache.mtimeMs || stat.size !== this.cache.size) {
+        this.cache = { mtimeMs: stat.mtimeMs, size: stat.size, byHash: new Map(TokenFile.read(this.file).map((e) => [e.sha256, e.role])) };
+      }
+    }
+    // A hash lookup is not a timing oracle for the token: the attacker does not control the hash.
+    return this.cache.byHash.get(sha256(token).toString('hex'));
+  }
+}
+
+export interface AuthOptions {
+  /** Undefined with no node certificates either: no authentication (unit tests only). */
+  tokens?: TokenAuthority;
+}
+
+interface PeerCertificateLike { subject?: { CN?: string | string[]; O?: string | string[] } }
+
+function first(v: string | string[] | undefined): string | undefined {
+  return Array.isArray(v) ? v[0] : v;
+}
+
+/**
+ * A bearer token, when one is sent, decides (a wrong one is refused even if a certificate came
+ * along); otherwise a verified client certificate of a node (O = n0stack:nodes) makes the caller
+ * that node. The TLS layer has already checked the certificate chains to the client CA.
+ */
+export function authenticate(metadata: grpc.Metadata, peer: PeerCertificateLike | undefined, options: AuthOptions): Principal {
+  const header = String(metadata.get('authorization')[0] ?? '');
+  if (header) {
+    if (!options.tokens) return { role: 'admin', name: 'anonymous' };
+    const role = options.tokens.lookup(header.replace(/^Bearer\s+/i, ''));
+    if (!role) throw unauthenticated('wrong bearer token (n0ctl reads it from ~/.n0stack/config)');
+    return { role, name: `${role} token` };
+  }
+  if (peer && first(peer.subject?.O) === NODE_ORGANIZATION && first(peer.subject?.CN)) {
+    return { role: 'node', name: first(peer.subject!.CN)! };
+  }
+  if (!options.tokens) return { role: 'admin', name: 'anonymous' };
+  throw unauthenticated('missing bearer token or node client certificate (n0ctl reads the token from ~/.n0stack/config)');
+}
+
+/** RPCs that only read: Get*, List* and the document Watch. Everything else changes something. */
+export function isReadOnly(service: string, method: string): boolean {
+  return /^(Get|List)[A-Z]/.test(method) || (service === 'ResourceService' && (method === 'Get' || method === 'List' || method === 'Watch'));
+}
+
+/** What a node identity may call, always for its own name. */
+const NODE_RPCS = new Set(['NodeService/ApplyNode', 'NodeService/HeartbeatNode']);
+
+export function authorize(principal: Principal, service: string, method: string, request: unknown): void {
+  const rpc = `${service}.${method}`;
+  if (principal.role === 'admin') return;
+  if (principal.role === 'viewer') {
+    if (isReadOnly(service, method)) return;
+    throw denied(`${rpc} changes state and a viewer token may only read (use an admin token)`);
+  }
+  if (!NODE_RPCS.has(`${service}/${method}`)) {
+    throw denied(`${rpc} is not allowed for node "${principal.name}": a node identity may only register and heartbeat its own Node`);
+  }
+  const name = (request as { name?: unknown } | null)?.name;
+  if (name !== principal.name) {
+    throw denied(`${rpc} of Node ${JSON.stringify(name)} is not allowed for node "${principal.name}": a node identity may only write its own Node`);
+  }
+}
