@@ -3,7 +3,7 @@ import * as os from 'node:os';
 import * as path from 'node:path';
 import * as tls from 'node:tls';
 import { X509Certificate } from 'node:crypto';
-import { certDetails, createCa, ensureCertBundle, issueClientCert, issueServerCert, readTlsMaterial, verifyCert } from './pki';
+import { certDetails, createCa, ensureAgentIdentity, ensureCertBundle, exportAgentBundle, issueClientCert, issueServerCert, NODE_ORGANIZATION, peerNameMismatch, readTlsMaterial, verifyCert } from './pki';
 import { InvalidArgumentError } from './errors';
 
 describe('pki', () => {
@@ -118,6 +118,46 @@ describe('pki', () => {
       expect(() => ensureCertBundle(dir, { clients: [{ name: '../evil' }] })).toThrow(InvalidArgumentError);
       expect(() => ensureCertBundle(dir, { clients: [{ name: 'ca' }] })).toThrow(/reserved/);
       expect(fs.readdirSync(dir)).toEqual([]);
+    });
+  });
+
+  describe('node identities', () => {
+    let dir: string;
+    beforeEach(() => { dir = fs.mkdtempSync(path.join(os.tmpdir(), 'n0stack-pki-node-')); });
+    afterEach(() => fs.rmSync(dir, { recursive: true, force: true }));
+
+    test('CN and SAN are the node name, O marks a node, and it serves and authenticates', () => {
+      const material = ensureAgentIdentity(dir, 'host2', ['10.0.0.2']);
+      const d = certDetails(material.cert.toString());
+      expect(d).toMatchObject({ commonName: 'host2', organization: NODE_ORGANIZATION, dnsNames: ['host2'], ipAddresses: ['10.0.0.2'], serverAuth: true, clientAuth: true });
+      expect(verifyCert(material.ca.toString(), material.cert.toString())).toBe(true);
+      // A node name that is no DNS name (the seed allows `_`) is in the CN only.
+      expect(certDetails(ensureAgentIdentity(dir, 'debug_ipv6', ['10.0.0.3']).cert.toString()).dnsNames).toEqual([]);
+    });
+
+    test('an old agent certificate that names localhost is re-issued for the node, without the old names', () => {
+      ensureCertBundle(dir, { servers: [{ name: 'agent-host2', dnsNames: ['localhost'], ipAddresses: ['127.0.0.1'] }] });
+      const d = certDetails(ensureAgentIdentity(dir, 'host2', ['10.0.0.2']).cert.toString());
+      expect(d.commonName).toBe('host2');
+      expect(d.dnsNames).toEqual(['host2']);
+      expect(d.ipAddresses).toEqual(['10.0.0.2']);
+    });
+
+    test('exportAgentBundle writes what the agent\'s --pki-dir holds, the key private', () => {
+      ensureAgentIdentity(dir, 'host2', ['10.0.0.2']);
+      const out = path.join(dir, 'out');
+      exportAgentBundle(dir, 'host2', out);
+      expect(fs.readdirSync(out).sort()).toEqual(['agent.crt', 'agent.key', 'ca.crt']);
+      expect(fs.statSync(path.join(out, 'agent.key')).mode & 0o777).toBe(0o600);
+      expect(readTlsMaterial(out, 'agent').cert.toString()).toBe(fs.readFileSync(path.join(dir, 'agent-host2.crt'), 'utf8'));
+    });
+
+    test('peerNameMismatch accepts the node by CN or DNS SAN and describes anyone else', () => {
+      expect(peerNameMismatch('host2', { subject: { CN: 'host2' } })).toBeUndefined();
+      expect(peerNameMismatch('host2', { subject: { CN: 'x' }, subjectaltname: 'DNS:host2, IP Address:10.0.0.2' })).toBeUndefined();
+      expect(peerNameMismatch('host2', { subject: { CN: 'host3' }, subjectaltname: 'DNS:host3' })).toBe('CN "host3", DNS host3');
+      // The IP SAN is no identity: an agent is who its certificate names, not where it listens.
+      expect(peerNameMismatch('10.0.0.2', { subject: { CN: 'host3' }, subjectaltname: 'IP Address:10.0.0.2' })).toBe('CN "host3"');
     });
   });
 });
