@@ -6,6 +6,7 @@ import { InvalidArgumentError } from '../api/errors';
 import { logger } from '../api/log';
 import type { AgentApi, ConsoleStream } from './api';
 import { toGrpcStatus } from './status';
+import { refuseNodeClients } from './peer-auth';
 import { agentRpcDuration } from './metrics';
 import { validateConsoleKind } from './validate';
 import {
@@ -162,7 +163,7 @@ export class AgentServer {
   static async start(options: AgentServerOptions): Promise<AgentServer> {
     const listen = options.listen ?? DEFAULT_AGENT_LISTEN;
     const { host } = splitHostPort(listen);
-    const server = new grpc.Server({ 'grpc.max_receive_message_length': 16 * 1024 * 1024 });
+    const server = new grpc.Server({ 'grpc.max_receive_message_length': 16 * 1024 * 1024, interceptors: [refuseNodeClients] });
     server.addService(agentService().service, implementation(options.agent));
     const port = await new Promise<number>((resolve, reject) => {
       server.bindAsync(listen, serverCredentials(options.tls), (err, p) => (err ? reject(err) : resolve(p)));
