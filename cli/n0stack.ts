@@ -289,9 +289,24 @@ storeOptions(program.command('agent'))
     await life.wait();
   });
 
-program.command('pki')
-  .description('certificates of the cluster (agents serve mTLS; controllers present a client certificate)')
-  .command('issue-agent')
+const pkiCommand = program.command('pki')
+  .description('certificates of the cluster (the facade serves TLS; agents serve mTLS; controllers present a client certificate)');
+
+pkiCommand.command('issue-facade')
+  .description('(re-)issue the facade\'s serving certificate <data-dir>/pki/facade.crt for the names clients dial')
+  .option('--data-dir <dir>', 'where the cluster CA lives (<data-dir>/pki)', '/var/lib/n0stack')
+  .requiredOption('--name <names...>', 'DNS names and IP addresses of the facade (localhost and 127.0.0.1 are always in)')
+  .addHelpText('after', '\nExample:\n  n0stack pki issue-facade --name api.n0stack.example 10.0.0.1')
+  .action((opts: { dataDir: string; name: string[] }) => {
+    const pkiDir = path.join(path.resolve(opts.dataDir), 'pki');
+    const names = facadeNames('127.0.0.1:0', opts.name);
+    const bad = opts.name.filter((n) => !net.isIP(n) && !isDnsName(n));
+    if (bad.length) throw new Error(`--name ${bad.map((n) => JSON.stringify(n)).join(', ')}: not a DNS name or IP address`);
+    ensureCertBundle(pkiDir, { servers: [{ name: 'facade', commonName: 'n0stack facade', ...names }] });
+    step(`facade certificate ${path.join(pkiDir, 'facade.crt')} names ${[...names.dnsNames, ...names.ipAddresses].join(', ')} (restart the facade to serve it)`);
+  });
+
+pkiCommand.command('issue-agent')
   .description('issue a node\'s identity (CN and SAN = node name): the agent serves controllers with it and authenticates to the facade with it')
   .option('--data-dir <dir>', 'where the cluster CA lives (<data-dir>/pki)', '/var/lib/n0stack')
   .requiredOption('--node-name <name>', 'the agent\'s Node name')
