@@ -114,8 +114,15 @@ function tokensFile(dataDir: string): string {
   return path.join(dataDir, 'tokens.json');
 }
 
-/** Plaintext is allowed, but never quietly: every bearer token would cross the network readable. */
+/**
+ * Plaintext is allowed, but never quietly and only on loopback (for local tools such as the
+ * original n0cli): on any other address every bearer token would cross the network readable.
+ */
 function warnPlaintext(listen: string): void {
+  const host = listen.replace(/:\d+$/, '').replace(/^\[|\]$/g, '');
+  if (!['127.0.0.1', '::1', 'localhost'].includes(host) && !host.startsWith('127.')) {
+    throw new Error(`--insecure-plaintext listens on loopback only (127.0.0.1, ::1, localhost), not ${JSON.stringify(host)}; serve TLS with --tls-cert/--tls-key there`);
+  }
   const banner = '!'.repeat(78);
   logger().warn(`${banner}\nINSECURE: the facade on ${listen} speaks PLAINTEXT (--insecure-plaintext): bearer tokens and\nconsole URLs travel unencrypted and no node certificate can be checked. Use --tls-cert/--tls-key.\n${banner}`);
 }
@@ -188,7 +195,7 @@ storeOptions(program.command('api'))
   .option('--tls-cert <file>', 'serving certificate (PEM) of the facade (default <pki-dir>/facade.crt)')
   .option('--tls-key <file>', 'its private key (default <pki-dir>/facade.key)')
   .option('--client-ca <file>', 'CA of node client certificates (default <pki-dir>/ca.crt when present)')
-  .option('--insecure-plaintext', 'serve plaintext gRPC and ws:// consoles instead of TLS (logged loudly; for loopback-only setups)')
+  .option('--insecure-plaintext', 'serve plaintext gRPC and ws:// consoles instead of TLS (loopback --listen only; logged loudly)')
   .addHelpText('after', '\nExample:\n  n0stack api --store etcd --etcd-endpoints https://10.0.0.1:2379 --listen 0.0.0.0:20180 --tls-cert /etc/n0stack/pki/facade.crt --tls-key /etc/n0stack/pki/facade.key')
   .action(async (opts) => {
     const life = lifecycle();

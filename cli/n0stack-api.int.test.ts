@@ -1,0 +1,50 @@
+// `n0stack api` as a process: TLS unless plaintext is asked for by name, and plaintext only on
+// loopback, with a warning nobody can miss.
+import { spawn } from 'node:child_process';
+import * as fs from 'node:fs';
+import * as os from 'node:os';
+import * as path from 'node:path';
+import { n0stackCommand } from '../e2e/procs';
+import { ROOT } from './testing/n0ctl';
+
+jest.setTimeout(90_000);
+
+let dir: string;
+beforeAll(() => { dir = fs.mkdtempSync(path.join(os.tmpdir(), 'n0stack-api-proc-')); });
+afterAll(() => fs.rmSync(dir, { recursive: true, force: true }));
+
+/** Runs `n0stack api ...` until it exits or prints `until`, then stops it; returns its output. */
+function api(args: string[], until?: RegExp): Promise<{ code: number | null; output: string }> {
+  return new Promise((resolve, reject) => {
+    const child = spawn(process.execPath, [...n0stackCommand(), 'api', '--data-dir', path.join(dir, `d${Math.random().toString(36).slice(2)}`), ...args], {
+      cwd: ROOT, env: { PATH: process.env.PATH, HOME: dir, N0STACK_LOG_LEVEL: 'info' }, stdio: ['ignore', 'pipe', 'pipe'],
+    });
+    let output = '';
+    const timer = setTimeout(() => { child.kill('SIGKILL'); reject(new Error(`n0stack api ${args.join(' ')} neither exited nor matched ${until}: ${output}`)); }, 60_000);
+    const onData = (d: Buffer): void => {
+      output += d;
+      if (until?.test(output)) child.kill('SIGTERM');
+    };
+    child.stdout!.on('data', onData);
+    child.stderr!.on('data', onData);
+    child.on('close', (code) => { clearTimeout(timer); resolve({ code, output }); });
+  });
+}
+
+test('without a certificate it refuses to start and says how to give one or opt out', async () => {
+  const r = await api(['--listen', '127.0.0.1:0']);
+  expect(r.code).toBe(1);
+  expect(r.output).toMatch(/the facade serves TLS: give --tls-cert and --tls-key .* or --insecure-plaintext to opt out/);
+});
+
+test('--insecure-plaintext on a non-loopback address is refused', async () => {
+  const r = await api(['--listen', '0.0.0.0:0', '--insecure-plaintext']);
+  expect(r.code).toBe(1);
+  expect(r.output).toContain('--insecure-plaintext listens on loopback only');
+});
+
+test('--insecure-plaintext on loopback serves, after a loud warning', async () => {
+  const r = await api(['--listen', '127.0.0.1:0', '--insecure-plaintext'], /facade: 127\.0\.0\.1:\d+ \(PLAINTEXT/);
+  expect(r.output).toContain('INSECURE: the facade on 127.0.0.1:0 speaks PLAINTEXT');
+  expect(r.output).toMatch(/facade: 127\.0\.0\.1:\d+ \(PLAINTEXT, store: embedded\)/);
+});
