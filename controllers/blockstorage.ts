@@ -108,18 +108,26 @@ export class BlockStorageReconciler implements Reconciler<'BlockStorage'> {
   }
 
   /**
-   * What still needs this disk: from the cache first (cheap while something does), and when the
-   * cache shows nothing, confirmed from the store, so a dependant created a moment ago and not yet
-   * in the cache cannot lose its backing file.
+   * What still needs this disk, as the store has it: the cache proposes (cheap while something
+   * does) and the store confirms, so neither a dependant created a moment ago and not yet cached
+   * can lose its backing file, nor one just gone (cache lagging) can make a delete look held.
    */
   private async dependants(bs: BlockStorage, ctx: ReconcileContext) {
     const strategy = strategyFor('BlockStorage');
     const name = bs.metadata.name;
     const cached: World = { blockStorages: ctx.cache.byIndex('BlockStorage', INDEX.bySource, name), virtualMachines: ctx.cache.byIndex('VirtualMachine', INDEX.byBlockStorage, name) };
-    const fromCache = strategy.dependants(bs, cached);
-    if (fromCache.length) return fromCache;
-    const world: World = { blockStorages: (await ctx.store.list('BlockStorage')).items, virtualMachines: (await ctx.store.list('VirtualMachine')).items };
-    return strategy.dependants(bs, world);
+    const proposed = strategy.dependants(bs, cached);
+    if (!proposed.length) {
+      const world: World = { blockStorages: (await ctx.store.list('BlockStorage')).items, virtualMachines: (await ctx.store.list('VirtualMachine')).items };
+      return strategy.dependants(bs, world);
+    }
+    const current = async <K extends 'BlockStorage' | 'VirtualMachine'>(kind: K, names: string[]) =>
+      (await Promise.all(names.map((n) => ctx.store.get(kind, n).catch((err) => { if (isN0Error(err, 'NotFound')) return undefined; throw err; })))).filter((o) => o !== undefined);
+    const of = (kind: string) => [...new Set(proposed.filter((d) => d.kind === kind).map((d) => d.name))];
+    return strategy.dependants(bs, {
+      blockStorages: await current('BlockStorage', of('BlockStorage')) as BlockStorage[],
+      virtualMachines: await current('VirtualMachine', of('VirtualMachine')) as VirtualMachine[],
+    });
   }
 
   private async setStatus(ctx: ReconcileContext, name: string, generation: number, fields: Partial<BlockStorageStatus>, condition: ConditionInput): Promise<void> {

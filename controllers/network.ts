@@ -49,7 +49,17 @@ export class NetworkReconciler implements Reconciler<'Network'> {
   }
 
   private async finalize(net: Network, ctx: ReconcileContext): Promise<ReconcileResult> {
-    const dependants = strategyFor('Network').dependants(net, { blockStorages: [], virtualMachines: ctx.cache.byIndex('VirtualMachine', BY_NETWORK, net.metadata.name) });
+    // Reservations are read fresh (net came from the store). VMs the cache names are confirmed
+    // there, so a VM just gone does not make the delete look held; when the cache names none the
+    // store is asked, so a VM created a moment ago is not missed.
+    const cachedVms = ctx.cache.byIndex('VirtualMachine', BY_NETWORK, net.metadata.name);
+    const vms = cachedVms.length
+      ? (await Promise.all(cachedVms.map((vm) => ctx.store.get('VirtualMachine', vm.metadata.name).catch((err) => {
+        if (isN0Error(err, 'NotFound')) return undefined;
+        throw err;
+      })))).filter((vm): vm is VirtualMachine => vm !== undefined)
+      : (await ctx.store.list('VirtualMachine')).items;
+    const dependants = strategyFor('Network').dependants(net, { blockStorages: [], virtualMachines: vms });
     if (dependants.length) {
       await mutate(ctx.store, 'Network', net.metadata.name, (n) => {
         n.status ??= {};
