@@ -132,4 +132,36 @@ describe('protection and admission through every entrance (embedded store)', () 
     await call('NetworkService', 'ReleaseNetworkInterface', { network_name: 'cidr-net', network_interface_name: 'port-a' });
     expect(await gone('Network', 'cidr-net', 30_000)).toBe(true);
   });
+
+  it('a VM\'s nics and block_storage_names are fixed after creation through ResourceService; its disk and network wait for it', async () => {
+    await call('NetworkService', 'ApplyNetwork', { name: 'vm-net', ipv4_cidr: '10.66.0.0/24' });
+    await apply({ kind: 'BlockStorage', metadata: { name: 'vm-disk' }, spec: { request_bytes: MiB, limit_bytes: 64 * MiB, node_name: 'vm-host1' } });
+    await apply({ kind: 'BlockStorage', metadata: { name: 'other-disk' }, spec: { request_bytes: MiB, limit_bytes: 64 * MiB, node_name: 'vm-host1' } });
+    const vmDoc = (spec: object) => ({ kind: 'VirtualMachine', metadata: { name: 'fixed-vm' }, spec: {
+      limit_cpu_milli_core: 1000, limit_memory_bytes: 64 * MiB, run_state: 'SHUTDOWN', block_storage_names: ['vm-disk'], nics: [{ network_name: 'vm-net' }], ...spec,
+    } });
+    expect((await apply(vmDoc({}))).doc.status.state).toBe('SHUTDOWN');
+    expect((await call('NetworkService', 'GetNetwork', { name: 'vm-net' })).reserved_network_interfaces['fixed-vm.0']).toBeDefined();
+
+    const nics = await failure(apply(vmDoc({ nics: [{ network_name: 'vm-net' }, { network_name: 'vm-net' }] })));
+    expect(nics).toMatchObject({ code: 'INVALID_ARGUMENT', message: expect.stringMatching(/nics cannot change after creation/) });
+    const disks = await failure(apply(vmDoc({ block_storage_names: ['other-disk'] })));
+    expect(disks).toMatchObject({ code: 'INVALID_ARGUMENT', message: expect.stringMatching(/block_storage_names cannot change/) });
+    expect((await getDoc('VirtualMachine', 'fixed-vm')).spec.block_storage_names).toEqual(['vm-disk']);
+    // What may change does: cpu is applied at the next boot.
+    expect((await apply(vmDoc({ limit_cpu_milli_core: 2000 }))).result).toBe('configured');
+
+    const diskDelete = await failure(call('BlockStorageService', 'DeleteBlockStorage', { name: 'vm-disk' }));
+    expect(diskDelete).toMatchObject({ code: 'FAILED_PRECONDITION', message: expect.stringMatching(/fixed-vm/) });
+    const netDelete = await failure(call('ResourceService', 'Delete', { kind: 'Network', name: 'vm-net', wait: true }));
+    expect(netDelete).toMatchObject({ code: 'FAILED_PRECONDITION', message: expect.stringMatching(/VirtualMachine "fixed-vm" \(nics\[0\] is on it\)/) });
+    // A new VM may not name the network on its way out.
+    const late = await failure(apply({ kind: 'VirtualMachine', metadata: { name: 'late-vm' }, spec: { limit_cpu_milli_core: 1000, limit_memory_bytes: 64 * MiB, run_state: 'SHUTDOWN', nics: [{ network_name: 'vm-net' }] } }));
+    expect(late).toMatchObject({ code: 'FAILED_PRECONDITION', message: expect.stringMatching(/nics\[0\]\.network_name: Network "vm-net" is being deleted/) });
+
+    await call('VirtualMachineService', 'DeleteVirtualMachine', { name: 'fixed-vm' });
+    expect(await gone('Network', 'vm-net', 30_000)).toBe(true);
+    await call('BlockStorageService', 'DeleteBlockStorage', { name: 'vm-disk' });
+    await call('BlockStorageService', 'DeleteBlockStorage', { name: 'other-disk' });
+  });
 });
