@@ -3,6 +3,7 @@
 // host with the drivers. Controllers depend only on this interface, so the simulated agent used
 // by the scale benchmarks (agent/drivers/simulated.ts) plugs in the same way.
 import type { Accelerator, DiskInfo, NetworkState, Progress, VmRunState } from './drivers/types';
+import type { AcceleratorProbe } from './drivers/accel-probe';
 
 export interface EnsureBlockStorageRequest {
   name: string;
@@ -65,6 +66,12 @@ export interface EnsureVmRequest {
   kernel?: string;
   initrd?: string;
   kernelArgs?: string;
+  /**
+   * A crashed VM boots again only when this names its failed instance (VmObservation.failure.
+   * startedAt): the controller has recorded that crash and its back-off is over. Otherwise the
+   * crash is returned as it is, so no failure goes unseen.
+   */
+  acknowledgedFailure?: string;
 }
 
 export interface VmObservation {
@@ -74,6 +81,10 @@ export interface VmObservation {
   pid?: number;
   accelerator?: Accelerator;
   uuid?: string;
+  /** When the current QEMU instance was started. */
+  startedAt?: string;
+  /** Set when runState is crashed: QEMU's words, and which instance failed. */
+  failure?: { message: string; startedAt?: string };
 }
 
 export type VmAction = 'REBOOT' | 'HARD_REBOOT' | 'SHUTDOWN' | 'HARD_SHUTDOWN' | 'PAUSE' | 'RESUME' | 'BOOT';
@@ -112,5 +123,12 @@ export interface AgentApi {
   /** The VMs on the node and their states, without reading disks or links (for frequent audits). */
   listVms(): Promise<VmObservation[]>;
   openConsole(name: string, kind: 'serial' | 'vnc'): Promise<ConsoleStream>;
+  /**
+   * Calls `onChange(name)` whenever a VM may have changed state by itself (guest stopped or
+   * panicked, QEMU exited) until the signal aborts or the stream breaks; then resolves.
+   */
+  watchVms(signal: AbortSignal, onChange: (name: string) => void): Promise<void>;
+  /** Probes the accelerator again (agents with real drivers). */
+  reprobeAccelerator?(): Promise<AcceleratorProbe>;
   close(): void;
 }

@@ -144,6 +144,20 @@ export class AgentClient implements AgentApi {
     return ((await this.call<{ vms?: WireVmObservation[] }>('ListVms', {})).vms ?? []).map(vmObservationFromWire);
   }
 
+  /** Resolves when the signal aborts or the stream ends (agent restarted, connection lost); the caller subscribes again. */
+  watchVms(signal: AbortSignal, onChange: (name: string) => void): Promise<void> {
+    if (signal.aborted) return Promise.resolve();
+    const call = (this.client as unknown as { WatchVms(req: unknown, options: grpc.CallOptions): grpc.ClientReadableStream<{ vm_name: string }> }).WatchVms({}, {});
+    return new Promise((resolve) => {
+      const stop = (): void => call.cancel();
+      signal.addEventListener('abort', stop, { once: true });
+      const done = (): void => { signal.removeEventListener('abort', stop); resolve(); };
+      call.on('data', (ev: { vm_name: string }) => { if (ev.vm_name) onChange(ev.vm_name); });
+      call.on('error', done);
+      call.on('end', done);
+    });
+  }
+
   /**
    * Resolves once the agent has opened the VM's console (or rejects with its typed error); the
    * stream itself has no deadline, since a console stays open as long as someone watches it.

@@ -7,6 +7,7 @@ import { InvalidArgumentError } from '../api/errors';
 import { logger } from '../api/log';
 import { validateName } from '../api/names';
 import type { Accelerator } from './drivers/types';
+import { describeProbe, type AcceleratorChoice, type AcceleratorProbe } from './drivers/accel-probe';
 import { NoCloudDriver } from './drivers/cloudinit';
 import { HttpFetchDriver } from './drivers/fetch';
 import { IprouteNetworkDriver } from './drivers/network';
@@ -44,6 +45,8 @@ export interface RunAgentOptions {
   drivers?: Partial<AgentDrivers>;
   /** host:port to serve Prometheus /metrics on (omitted: none; port 0 picks one). */
   metricsListen?: string;
+  /** auto (default): KVM only if the probe guest boots with it; kvm: KVM or a start-up error; tcg. */
+  accelerator?: AcceleratorChoice;
   signal: AbortSignal;
 }
 
@@ -55,6 +58,8 @@ export interface RunningAgent {
   /** What the Node advertises. */
   advertisedEndpoint: string;
   accelerator: Accelerator;
+  /** What the accelerator probe found at start-up (the kind of host this is). */
+  probe: AcceleratorProbe;
   heartbeater?: Heartbeater;
   /** The bound /metrics port, when metricsListen was given. */
   metricsPort?: number;
@@ -63,7 +68,7 @@ export interface RunningAgent {
 }
 
 /** The real drivers of a host. */
-export function createHostDrivers(options: { dataDir: string; address?: string; underlayDevice?: string; netns?: string }): AgentDrivers {
+export function createHostDrivers(options: { dataDir: string; address?: string; underlayDevice?: string; netns?: string; accelerator?: AcceleratorChoice }): AgentDrivers {
   const paths = new AgentPaths(options.dataDir);
   const disk = new QemuImgDriver();
   return {
@@ -71,7 +76,7 @@ export function createHostDrivers(options: { dataDir: string; address?: string; 
     fetch: new HttpFetchDriver({ disk }),
     network: new IprouteNetworkDriver({ netns: options.netns, underlayAddress: options.address, underlayDevice: options.underlayDevice }),
     cloudInit: new NoCloudDriver(),
-    vm: new QemuDriver({ paths, netns: options.netns }),
+    vm: new QemuDriver({ paths, netns: options.netns, accelerator: options.accelerator }),
   };
 }
 
@@ -90,14 +95,16 @@ export async function runAgent(options: RunAgentOptions): Promise<RunningAgent> 
   fs.mkdirSync(options.dataDir, { recursive: true });
 
   const drivers: AgentDrivers = {
-    ...createHostDrivers({ dataDir: options.dataDir, address: options.address, underlayDevice: options.underlayDevice, netns: options.netns }),
+    ...createHostDrivers({ dataDir: options.dataDir, address: options.address, underlayDevice: options.underlayDevice, netns: options.netns, accelerator: options.accelerator }),
     ...options.drivers,
   };
   const agent = new HostAgent({ nodeName, dataDir: options.dataDir, drivers, uplink: options.uplink });
   // Before serving, so no operation of ours is running: every temp file is a crash's leftover.
   const swept = await agent.sweepLeftovers();
   if (swept.length) log.info('removed leftovers of an interrupted run', { node: nodeName, files: swept });
-  const accelerator = await agent.accelerator();
+  // Before serving: `--accelerator kvm` on a host whose KVM does not boot must stop the start-up.
+  let probe = await agent.acceleratorProbe();
+  log.info(describeProbe(probe), { node: nodeName });
   const metricsAt = options.metricsListen === undefined ? undefined : splitHostPort(options.metricsListen);
   const server = await AgentServer.start({ agent, listen, tls: options.tls });
   let metrics: MetricsListener | undefined;
@@ -111,9 +118,11 @@ export async function runAgent(options: RunAgentOptions): Promise<RunningAgent> 
   }
   const advertised = options.advertiseEndpoint ?? advertisedEndpoint(listenHost, server.port, options.address);
   const version = agentVersion();
-  log.info('agent serving', { node: nodeName, endpoint: server.endpoint, advertised, accelerator, version, dataDir: options.dataDir });
+  log.info('agent serving', { node: nodeName, endpoint: server.endpoint, advertised, accelerator: probe.accelerator, version, dataDir: options.dataDir });
+  // A probe asked for later (ProbeAccelerator) changes what the heartbeats report.
+  agent.onAcceleratorProbed((p) => { probe = p; });
 
-  const facts = () => ({ nodeName, address: options.address, agentEndpoint: advertised, accelerator, agentVersion: version, capacity: hostCapacity(options.dataDir) });
+  const facts = () => ({ nodeName, address: options.address, agentEndpoint: advertised, accelerator: probe.accelerator, probe, agentVersion: version, capacity: hostCapacity(options.dataDir) });
   let heartbeater: Heartbeater | undefined;
   const stopHeartbeats = new AbortController();
   let heartbeating: Promise<void> = Promise.resolve();
@@ -130,7 +139,7 @@ export async function runAgent(options: RunAgentOptions): Promise<RunningAgent> 
       registrar,
       nodeName,
       intervalMs: options.heartbeatIntervalMs,
-      status: () => readyStatus({ accelerator, agentVersion: version }),
+      status: () => readyStatus(facts()),
       node: () => nodeDocument(facts()),
     });
     heartbeating = heartbeater.run(stopHeartbeats.signal);
@@ -149,5 +158,5 @@ export async function runAgent(options: RunAgentOptions): Promise<RunningAgent> 
     else options.signal.addEventListener('abort', () => void stop(), { once: true });
   });
 
-  return { agent, endpoint: server.endpoint, port: server.port, advertisedEndpoint: advertised, accelerator, heartbeater, metricsPort: metrics?.port, done };
+  return { agent, endpoint: server.endpoint, port: server.port, advertisedEndpoint: advertised, accelerator: probe.accelerator, probe, heartbeater, metricsPort: metrics?.port, done };
 }

@@ -9,6 +9,7 @@ import { UnavailableError } from '../api/errors';
 import { ipTargetTls } from '../api/pki';
 import type { Node, NodeStatus } from '../api/types';
 import type { NodeRegistrar } from './registration';
+import { KVM_CONDITION } from '../api/conditions';
 
 function protoFile(): string {
   for (const dir of [path.resolve(__dirname, '..', 'proto'), path.resolve(__dirname, '..', '..', 'proto')]) {
@@ -74,7 +75,12 @@ export class FacadeNodeRegistrar implements NodeRegistrar {
   }
 
   async heartbeat(name: string, status: Partial<NodeStatus>): Promise<void> {
-    await this.call('HeartbeatNode', { name, accelerator: status.accelerator ?? '', agent_version: status.agent_version ?? '' });
+    const kvm = status.conditions?.find((c) => c.type === KVM_CONDITION);
+    await this.call('HeartbeatNode', {
+      name, accelerator: status.accelerator ?? '', agent_version: status.agent_version ?? '',
+      accelerator_reason: status.accelerator_reason ?? '', cpu_model: status.cpu_model ?? '',
+      accelerator_condition_reason: kvm?.reason ?? '', kvm_usable: kvm?.status === 'True',
+    });
   }
 
   close(): void { this.client.close(); }

@@ -5,11 +5,12 @@
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import { InvalidArgumentError, isN0Error } from '../api/errors';
-import { setCondition } from '../api/conditions';
+import { KVM_CONDITION, setCondition } from '../api/conditions';
 import { logger } from '../api/log';
 import type { Store } from '../api/store/store';
 import { ANNOTATIONS, API_VERSION, type Condition, type Node, type NodeStatus } from '../api/types';
 import type { Accelerator } from './drivers/types';
+import type { AcceleratorProbe } from './drivers/accel-probe';
 
 const log = logger('registration');
 
@@ -43,6 +44,8 @@ export interface NodeFacts {
   /** host:port of this agent's gRPC service. */
   agentEndpoint: string;
   accelerator: Accelerator;
+  /** The boot probe's outcome behind `accelerator`. */
+  probe?: Pick<AcceleratorProbe, 'reason' | 'conditionReason' | 'kvm' | 'cpuModel'>;
   agentVersion: string;
   capacity: HostCapacity;
 }
@@ -50,13 +53,18 @@ export interface NodeFacts {
 const timestamp = (now: Date) => now.toISOString().replace(/\.\d{3}Z$/, 'Z');
 
 /** The status an alive agent reports. */
-export function readyStatus(facts: Pick<NodeFacts, 'accelerator' | 'agentVersion'>, now = new Date()): Partial<NodeStatus> {
+export function readyStatus(facts: Pick<NodeFacts, 'accelerator' | 'agentVersion' | 'probe'>, now = new Date()): Partial<NodeStatus> {
+  const conditions: Condition[] = [{ type: 'Ready', status: 'True', reason: 'AgentHeartbeat', message: 'the node agent is posting heartbeats', lastTransitionTime: timestamp(now) }];
+  if (facts.probe) {
+    conditions.push({ type: KVM_CONDITION, status: facts.probe.kvm === 'works' ? 'True' : 'False', reason: facts.probe.conditionReason, message: facts.probe.reason, lastTransitionTime: timestamp(now) });
+  }
   return {
     state: 'Ready',
     last_heartbeat_time: timestamp(now),
     accelerator: facts.accelerator,
+    ...(facts.probe ? { accelerator_reason: facts.probe.reason, cpu_model: facts.probe.cpuModel } : {}),
     agent_version: facts.agentVersion,
-    conditions: [{ type: 'Ready', status: 'True', reason: 'AgentHeartbeat', message: 'the node agent is posting heartbeats', lastTransitionTime: timestamp(now) }],
+    conditions,
   };
 }
 

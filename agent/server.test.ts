@@ -68,9 +68,15 @@ class RecordingAgent implements AgentApi {
       vms: [{ name: 'v', present: true, runState: 'shutdown' }],
     };
   }
+  watchVms(signal: AbortSignal, onChange: (name: string) => void): Promise<void> {
+    this.calls.push(['watchVms', undefined]);
+    onChange('watched-vm');
+    return new Promise((resolve) => { if (signal.aborted) resolve(); else signal.addEventListener('abort', () => resolve(), { once: true }); });
+  }
+
   async listVms(): Promise<VmObservation[]> {
     this.calls.push(['listVms', undefined]);
-    return [{ name: 'v', present: true, runState: 'paused', pid: 42, accelerator: 'tcg', uuid: '0b3a7c1e-8f6d-4c2a-9e5b-1d2f3a4b5c6d' }, { name: 'w', present: true, runState: 'crashed' }];
+    return [{ name: 'v', present: true, runState: 'paused', pid: 42, accelerator: 'tcg', uuid: '0b3a7c1e-8f6d-4c2a-9e5b-1d2f3a4b5c6d' }, { name: 'w', present: true, runState: 'crashed', startedAt: '2026-12-01T21:00:00.000Z', failure: { message: 'QEMU exited (1) during start: kvm_buf_set_msrs: Assertion failed', startedAt: '2026-12-01T21:00:00.000Z' } }];
   }
   async openConsole(name: string, kind: 'serial' | 'vnc'): Promise<ConsoleStream> {
     if (name !== 'echo') throw new NotFoundError('virtual machine', name);
@@ -144,6 +150,15 @@ test('requests and answers cross the wire field by field', async () => {
 
   expect(await client.observe()).toEqual(await agent.observe());
   expect(await client.listVms()).toEqual(await agent.listVms());
+});
+
+test('WatchVms streams the agent\'s VM events until the caller stops listening', async () => {
+  const stop = new AbortController();
+  const seen: string[] = [];
+  const watching = client.watchVms(stop.signal, (name) => { seen.push(name); stop.abort(); });
+  await watching;
+  expect(seen).toEqual(['watched-vm']);
+  expect(agent.calls.some(([m]) => m === 'watchVms')).toBe(true);
 });
 
 test('typed errors come back with their message and field', async () => {

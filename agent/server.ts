@@ -2,7 +2,7 @@
 // benchmarks) behind n0stack.agent.v1.Agent with mutual TLS. A client must present a certificate
 // signed by the cluster CA, or the TLS handshake fails before any RPC runs.
 import * as grpc from '@grpc/grpc-js';
-import { InvalidArgumentError } from '../api/errors';
+import { FailedPreconditionError, InvalidArgumentError } from '../api/errors';
 import { logger } from '../api/log';
 import type { AgentApi, ConsoleStream } from './api';
 import { toGrpcStatus } from './status';
@@ -131,6 +131,17 @@ function consoleHandler(agent: AgentApi): grpc.handleBidiStreamingCall<WireConso
   };
 }
 
+function watchVmsHandler(agent: AgentApi): grpc.handleServerStreamingCall<unknown, { vm_name: string }> {
+  return (call) => {
+    const stop = new AbortController();
+    call.on('cancelled', () => stop.abort());
+    call.on('close', () => stop.abort());
+    call.on('error', () => stop.abort());
+    agent.watchVms(stop.signal, (name) => { if (!stop.signal.aborted) call.write({ vm_name: name }); })
+      .then(() => call.end(), () => call.end());
+  };
+}
+
 function implementation(agent: AgentApi): grpc.UntypedServiceImplementation {
   return {
     EnsureBlockStorage: unary('EnsureBlockStorage', async (req: WireEnsureBlockStorageRequest) => blockStorageToWire(await agent.ensureBlockStorage(ensureBlockStorageFromWire(req)))),
@@ -144,6 +155,12 @@ function implementation(agent: AgentApi): grpc.UntypedServiceImplementation {
     Observe: unary('Observe', async () => nodeObservationToWire(await agent.observe())),
     ListVms: unary('ListVms', async () => ({ vms: (await agent.listVms()).map(vmObservationToWire) })),
     Console: consoleHandler(agent),
+    WatchVms: watchVmsHandler(agent),
+    ProbeAccelerator: unary('ProbeAccelerator', async () => {
+      if (!agent.reprobeAccelerator) throw new FailedPreconditionError('this agent cannot probe its accelerator', 'accelerator');
+      const p = await agent.reprobeAccelerator();
+      return { accelerator: p.accelerator, cpu_model: p.cpuModel, reason: p.reason, kvm: p.kvm, condition_reason: p.conditionReason, probe_ms: p.probeMs };
+    }),
   };
 }
 

@@ -32,6 +32,8 @@ import type {
   VmLaunchSpec,
   VmState,
 } from './drivers/types';
+import { VmStartFailedError } from './drivers/types';
+import type { AcceleratorProbe } from './drivers/accel-probe';
 import { AgentPaths, bridgeName, tapName } from './paths';
 import {
   MAX_NICS,
@@ -112,6 +114,8 @@ export class HostAgent implements AgentApi {
   private readonly locks = new KeyedMutex();
   private acceleratorPromise?: Promise<Accelerator>;
   private readonly consoles = new Set<ConsoleStream>();
+  private readonly watchers = new Set<() => void>();
+  private readonly probeListeners: ((probe: AcceleratorProbe) => void)[] = [];
 
   constructor(options: HostAgentOptions) {
     this.nodeName = validateName(options.nodeName, 'node_name');
@@ -380,9 +384,31 @@ export class HostAgent implements AgentApi {
     };
   }
 
+  /**
+   * Starts QEMU. A QEMU that exits while starting is not an error of this call: the VM's state
+   * says crashed with QEMU's words, and the controller decides when to try again (back-off).
+   */
   private async boot(req: EnsureVmRequest): Promise<void> {
     const spec = await this.prepareLaunch(req);
-    await this.drivers.vm.start(spec);
+    try {
+      await this.drivers.vm.start(spec);
+    } catch (err) {
+      if (!(err instanceof VmStartFailedError)) throw err;
+      log.warn('QEMU failed to start', { vm: req.name, error: err.message });
+    }
+  }
+
+  /**
+   * A crashed VM boots again only once its crash was acknowledged (ensureVm) or on an explicit
+   * BOOT; a guest whose QEMU still lives (internal error, panic) is stopped first.
+   */
+  private async bootAgain(req: EnsureVmRequest, state: VmState | undefined, explicit = false): Promise<void> {
+    if (state?.runState === 'crashed') {
+      const instance = state.failure?.startedAt ?? state.startedAt;
+      if (!explicit && (instance === undefined || instance !== req.acknowledgedFailure)) return;
+      if (state.pid !== undefined) await this.drivers.vm.shutdown(req.name, { hard: true });
+    }
+    await this.boot(req);
   }
 
   private observation(name: string, state: VmState | undefined, saved?: EnsureVmRequest): VmObservation {
@@ -394,6 +420,8 @@ export class HostAgent implements AgentApi {
       pid: state.pid,
       accelerator: state.accelerator,
       uuid: (saved ?? this.savedRequest(name))?.uuid,
+      startedAt: state.startedAt,
+      failure: state.failure,
     };
   }
 
@@ -409,16 +437,18 @@ export class HostAgent implements AgentApi {
       // reconcile must never restart a guest behind the user's back.
       switch (req.runState) {
         case 'RUNNING':
-          if (!alive) await this.boot(req);
+          if (!alive) await this.bootAgain(req, state);
           else if (state!.runState === 'paused') await this.drivers.vm.resume(req.name);
           break;
         case 'PAUSED':
-          if (!alive) await this.boot(req);
+          if (!alive) await this.bootAgain(req, state);
           state = await this.drivers.vm.state(req.name);
           if (state?.runState === 'running') await this.drivers.vm.pause(req.name);
           break;
         case 'SHUTDOWN':
           if (alive) await this.drivers.vm.shutdown(req.name, { hard: false, timeoutMs: this.shutdownTimeoutMs });
+          // A crashed VM asked to stay off is off: a QEMU stopped by an internal error must go.
+          else if (state?.runState === 'crashed') await this.drivers.vm.shutdown(req.name, { hard: true });
           break;
       }
       return this.observation(req.name, await this.drivers.vm.state(req.name), req);
@@ -447,7 +477,7 @@ export class HostAgent implements AgentApi {
           if (alive) break;
           const saved = this.savedRequest(name);
           if (!saved) throw new FailedPreconditionError(`virtual machine "${name}" has no saved launch request; ensure it again`, 'action');
-          await this.boot(validateEnsureVm(saved));
+          await this.bootAgain(validateEnsureVm(saved), state, true);
           break;
         }
       }
@@ -524,9 +554,48 @@ export class HostAgent implements AgentApi {
   }
 
   /** Closes open consoles; running VMs and background operations are left alone (VMs outlive us). */
+  /**
+   * Calls `onChange(name)` whenever a VM may have changed state by itself (the guest stopped with
+   * an internal error or panicked, QEMU exited), until the signal aborts; then resolves. Drivers
+   * that cannot tell (the simulated one) never call it: the controllers' audit still finds drift.
+   */
+  watchVms(signal: AbortSignal, onChange: (name: string) => void): Promise<void> {
+    return new Promise((resolve) => {
+      if (signal.aborted) return resolve();
+      const unsubscribe = this.drivers.vm.subscribe?.(onChange);
+      const stop = (): void => { unsubscribe?.(); this.watchers.delete(stop); resolve(); };
+      this.watchers.add(stop);
+      signal.addEventListener('abort', stop, { once: true });
+    });
+  }
+
+  /** The accelerator probe's full outcome (what kind of host this is). */
+  async acceleratorProbe(): Promise<AcceleratorProbe> {
+    const vm = this.drivers.vm as Partial<{ probeAccelerator(): Promise<AcceleratorProbe> }>;
+    if (vm.probeAccelerator) return vm.probeAccelerator();
+    const accelerator = await this.accelerator();
+    return { accelerator, cpuModel: accelerator === 'kvm' ? 'host' : 'max', reason: 'reported by the VM driver', kvm: accelerator === 'kvm' ? 'works' : 'not-tried', conditionReason: accelerator === 'kvm' ? 'KvmBooted' : 'TcgForced', probeMs: 0 };
+  }
+
+  /** Probes again: new VMs use what this finds; running ones keep theirs. */
+  async reprobeAccelerator(): Promise<AcceleratorProbe> {
+    await this.drivers.vm.reprobe?.();
+    this.acceleratorPromise = undefined;
+    await this.accelerator();
+    const probe = await this.acceleratorProbe();
+    for (const l of this.probeListeners) l(probe);
+    return probe;
+  }
+
+  onAcceleratorProbed(listener: (probe: AcceleratorProbe) => void): void {
+    this.probeListeners.push(listener);
+  }
+
   close(): void {
     for (const c of [...this.consoles]) c.close();
     for (const op of this.operations.values()) op.abort.abort();
+    for (const stop of [...this.watchers]) stop();
+    this.drivers.vm.close?.();
   }
 }
 

@@ -58,9 +58,12 @@ export interface WireVmNic {
 export interface WireEnsureVmRequest {
   name: string; uuid: string; vcpus: number; memory_bytes: number; block_storage_names: string[]; nics: WireVmNic[];
   login_username?: string; login_password?: string; login_password_hash?: string; ssh_authorized_keys: string[]; run_state: string;
-  kernel?: string; initrd?: string; kernel_args?: string;
+  kernel?: string; initrd?: string; kernel_args?: string; acknowledged_failure?: string;
 }
-export interface WireVmObservation { name: string; present: boolean; run_state: string; pid?: number; accelerator?: string; uuid?: string }
+export interface WireVmObservation {
+  name: string; present: boolean; run_state: string; pid?: number; accelerator?: string; uuid?: string;
+  started_at?: string; failure_message?: string; failure_started_at?: string;
+}
 export interface WireNodeObservation {
   node_name: string; accelerator: string; agent_version: string;
   block_storages: WireBlockStorageObservation[]; networks: WireNetworkState[]; vms: WireVmObservation[];
@@ -129,19 +132,24 @@ export const vmNicFromWire = (n: WireVmNic): VmNic => compact({
 export const ensureVmToWire = (r: EnsureVmRequest): WireEnsureVmRequest => compact({
   name: r.name, uuid: r.uuid, vcpus: r.vcpus, memory_bytes: r.memoryBytes, block_storage_names: r.blockStorageNames, nics: r.nics.map(vmNicToWire),
   login_username: opt(r.loginUsername), login_password: opt(r.loginPassword), login_password_hash: opt(r.loginPasswordHash), ssh_authorized_keys: r.sshAuthorizedKeys, run_state: r.runState,
-  kernel: opt(r.kernel), initrd: opt(r.initrd), kernel_args: opt(r.kernelArgs),
+  kernel: opt(r.kernel), initrd: opt(r.initrd), kernel_args: opt(r.kernelArgs), acknowledged_failure: opt(r.acknowledgedFailure),
 });
 export const ensureVmFromWire = (r: WireEnsureVmRequest): EnsureVmRequest => compact({
   name: r.name, uuid: r.uuid, vcpus: r.vcpus, memoryBytes: r.memory_bytes, blockStorageNames: r.block_storage_names ?? [],
   nics: (r.nics ?? []).map(vmNicFromWire), loginUsername: opt(r.login_username), loginPassword: opt(r.login_password), loginPasswordHash: opt(r.login_password_hash),
   sshAuthorizedKeys: r.ssh_authorized_keys ?? [], runState: r.run_state as EnsureVmRequest['runState'],
-  kernel: opt(r.kernel), initrd: opt(r.initrd), kernelArgs: opt(r.kernel_args),
+  kernel: opt(r.kernel), initrd: opt(r.initrd), kernelArgs: opt(r.kernel_args), acknowledgedFailure: opt(r.acknowledged_failure),
 });
 
 export const vmObservationToWire = (v: VmObservation): WireVmObservation =>
-  compact({ name: v.name, present: v.present, run_state: v.runState, pid: opt(v.pid), accelerator: opt(v.accelerator), uuid: opt(v.uuid) });
+  compact({
+    name: v.name, present: v.present, run_state: v.runState, pid: opt(v.pid), accelerator: opt(v.accelerator), uuid: opt(v.uuid),
+    started_at: opt(v.startedAt), failure_message: opt(v.failure?.message), failure_started_at: opt(v.failure?.startedAt),
+  });
 export const vmObservationFromWire = (v: WireVmObservation): VmObservation => compact({
   name: v.name, present: v.present, runState: v.run_state as VmRunState, pid: opt(v.pid), accelerator: opt(v.accelerator) as Accelerator | undefined, uuid: opt(v.uuid),
+  startedAt: opt(v.started_at),
+  failure: opt(v.failure_message) === undefined ? undefined : compact({ message: v.failure_message!, startedAt: opt(v.failure_started_at) }),
 });
 
 export const nodeObservationToWire = (o: NodeObservation): WireNodeObservation => ({

@@ -27,3 +27,6 @@ export function setCondition(conditions: Condition[] | undefined, input: Conditi
 export function getCondition(conditions: Condition[] | undefined, type: string): Condition | undefined {
   return conditions?.find((c) => c.type === type);
 }
+
+/** Node condition: whether VMs on the node get KVM, with the boot probe's reason (agent/drivers/accel-probe.ts). */
+export const KVM_CONDITION = 'KvmUsable';

@@ -15,6 +15,7 @@ import { TOKEN_ROLES, TokenFile, type TokenRole } from '../api/server/auth';
 import type { FacadeTls } from '../api/server/server';
 import * as net from 'node:net';
 import { runAgent } from '../agent/main';
+import { chooseAccelerator, describeProbe, parseAcceleratorChoice, ACCELERATOR_CHOICES } from '../agent/drivers/accel-probe';
 import { StoreNodeRegistrar, type NodeRegistrar } from '../agent/registration';
 import { FacadeNodeRegistrar } from '../agent/registration-facade';
 import { DEFAULT_WORKERS, startApi, startControllers } from './controlplane';
@@ -148,6 +149,7 @@ storeOptions(program.command('up'))
   .option('--address <ip>', 'underlay address of this node (VXLAN)', '127.0.0.1')
   .option('--netns <name>', 'run the agent\'s networks and VMs inside this network namespace')
   .option('--config <file>', 'n0ctl config to write', configPath())
+  .addOption(acceleratorOption())
   .addHelpText('after', '\nExample:\n  n0stack up --data-dir /var/lib/n0stack\n  n0ctl get node')
   .action(async (opts) => {
     const life = lifecycle();
@@ -161,10 +163,10 @@ storeOptions(program.command('up'))
     step(`certificates: ${certs.dir}`);
     const agent = await runAgent({
       listen: opts.agentListen, dataDir: path.join(dataDir, 'agent'), nodeName, address: opts.address, netns: opts.netns,
-      tls: certs.server, registrar: new StoreNodeRegistrar(store), signal: life.signal,
+      accelerator: parseAcceleratorChoice(opts.accelerator, '--accelerator'), tls: certs.server, registrar: new StoreNodeRegistrar(store), signal: life.signal,
     });
     life.onStop(() => agent.done);
-    step(`agent: node ${nodeName} on ${agent.endpoint} (accelerator: ${agent.accelerator})`);
+    step(`agent: node ${nodeName} on ${agent.endpoint} (accelerator: ${agent.accelerator}; ${agent.probe.reason})`);
     const controllers = await startControllers({ store, agentTls: certs.client, signal: life.signal });
     life.onStop(() => controllers.manager.stopped);
     step('controllers: Node, Network, BlockStorage, Image, VirtualMachine');
@@ -267,6 +269,7 @@ storeOptions(program.command('agent'))
   .option('--api-ca <file>', 'CA of the facade\'s TLS certificate (default <pki-dir>/ca.crt)')
   .option('--api-token-file <file>', 'authenticate with this bearer token instead of the node certificate (env N0STACK_TOKEN)')
   .option('--api-insecure-plaintext', 'reach a facade started with --insecure-plaintext')
+  .addOption(acceleratorOption())
   .addHelpText('after', '\nExample (a second host joining an n0stack up on 10.0.0.1):\n  n0stack pki issue-agent --data-dir /var/lib/n0stack --node-name host2 --address 10.0.0.2 --out /tmp/host2-pki   # on 10.0.0.1\n  n0stack agent --node-name host2 --address 10.0.0.2 --listen 10.0.0.2:20181 --pki-dir /etc/n0stack/pki --api-endpoint 10.0.0.1:20180')
   .action(async (opts) => {
     const life = lifecycle();
@@ -290,11 +293,33 @@ storeOptions(program.command('agent'))
     const agent = await runAgent({
       listen: opts.listen, dataDir: path.resolve(opts.dataDir), nodeName: validateName(opts.nodeName, '--node-name'), address: opts.address, underlayDevice: opts.underlayDevice,
       tls: readTlsMaterial(opts.pkiDir, 'agent'), registrar, uplink: opts.uplink, netns: opts.netns, metricsListen: opts.metricsListen, signal: life.signal,
+      accelerator: parseAcceleratorChoice(opts.accelerator, '--accelerator'),
     });
     life.onStop(() => agent.done);
-    step(`agent: node ${opts.nodeName} on ${agent.endpoint} (accelerator: ${agent.accelerator})`);
+    step(`agent: node ${opts.nodeName} on ${agent.endpoint} (accelerator: ${agent.accelerator}; ${agent.probe.reason})`);
+    // SIGHUP probes the accelerator again (the host changed: a module loaded, nested virtualization on).
+    process.on('SIGHUP', () => { void agent.agent.reprobeAccelerator().then((p) => step(describeProbe(p)), (err: Error) => step(`accelerator probe failed: ${err.message}`)); });
     await life.wait();
   });
+
+program.command('probe-accelerator')
+  .description('boot the probe guest and say which accelerator VMs would get here, and why (like virt-host-validate)')
+  .addOption(acceleratorOption())
+  .option('--timeout-ms <ms>', 'how long one probe boot may take', '10000')
+  .option('--kvm-device <path>', 'the KVM device', '/dev/kvm')
+  .action(async (opts) => {
+    const probe = await chooseAccelerator({
+      choice: parseAcceleratorChoice(opts.accelerator, '--accelerator'), binary: 'qemu-system-x86_64', kvmDevice: opts.kvmDevice,
+      timeoutMs: Number.parseInt(opts.timeoutMs, 10),
+    });
+    process.stdout.write(`${describeProbe(probe)}\n`);
+  });
+
+/** --accelerator, shared by up, agent and probe-accelerator (env N0STACK_ACCELERATOR). */
+function acceleratorOption(): Option {
+  return new Option('--accelerator <mode>', 'auto: KVM if the probe guest boots with it, else TCG; kvm: KVM or fail at start-up; tcg: never KVM')
+    .choices([...ACCELERATOR_CHOICES]).env('N0STACK_ACCELERATOR').default('auto');
+}
 
 const pkiCommand = program.command('pki')
   .description('certificates of the cluster (the facade serves TLS; agents serve mTLS; controllers present a client certificate)');

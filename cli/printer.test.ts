@@ -21,6 +21,11 @@ describe('JSONPath subset of the CRD printer columns', () => {
     expect(evalJsonPath(doc, '.status.state')).toEqual([]);
     expect(() => evalJsonPath(doc, '.spec.a[?(@.b)]')).toThrow('unsupported JSONPath');
   });
+  it('evaluates the equality filter of condition columns', () => {
+    const vm = { status: { conditions: [{ type: 'Ready', reason: 'CrashLoopBackOff' }, { type: 'Other', reason: 'X' }] } };
+    expect(evalJsonPath(vm, '.status.conditions[?(@.type=="Ready")].reason')).toEqual(['CrashLoopBackOff']);
+    expect(evalJsonPath(vm, ".status.conditions[?(@.type=='Missing')].reason")).toEqual([]);
+  });
   it('every jsonPath in crds/ is supported', () => {
     for (const crd of loadCrds().values()) for (const c of crd.printerColumns) expect(() => evalJsonPath({}, c.jsonPath)).not.toThrow();
   });
@@ -29,16 +34,18 @@ describe('JSONPath subset of the CRD printer columns', () => {
 describe('tables', () => {
   it('prints the VirtualMachine columns; -o wide adds priority columns such as IPv4 with [*]', () => {
     const crd = loadCrds().get('VirtualMachine')!;
-    const docs = [vm('web', ['192.168.0.1', '10.0.0.5']), vm('db', [], 'SHUTDOWN')];
+    const looping = vm('db', [], 'FAILED');
+    (looping.status as { conditions?: unknown[] }).conditions = [{ type: 'Ready', status: 'False', reason: 'CrashLoopBackOff', message: 'x', lastTransitionTime: '2026-12-01T00:00:00Z' }];
+    const docs = [vm('web', ['192.168.0.1', '10.0.0.5']), looping];
     expect(printTable(docs, crd, { now: NOW }).split('\n')).toEqual([
-      'NAME   STATE      NODE       CPU    MEMORY   AGE',
-      'web    RUNNING    vm-host1   2000   512MiB   5m',
-      'db     SHUTDOWN   vm-host1   2000   512MiB   5m',
+      'NAME   STATE     REASON             NODE       CPU    MEMORY   AGE',
+      'web    RUNNING   <none>             vm-host1   2000   512MiB   5m',
+      'db     FAILED    CrashLoopBackOff   vm-host1   2000   512MiB   5m',
     ]);
     expect(printTable(docs, crd, { now: NOW, wide: true }).split('\n')).toEqual([
-      'NAME   STATE      NODE       CPU    MEMORY   IPV4                   AGE',
-      'web    RUNNING    vm-host1   2000   512MiB   192.168.0.1,10.0.0.5   5m',
-      'db     SHUTDOWN   vm-host1   2000   512MiB   <none>                 5m',
+      'NAME   STATE     REASON             NODE       CPU    MEMORY   IPV4                   AGE',
+      'web    RUNNING   <none>             vm-host1   2000   512MiB   192.168.0.1,10.0.0.5   5m',
+      'db     FAILED    CrashLoopBackOff   vm-host1   2000   512MiB   <none>                 5m',
     ]);
   });
   it('prints an Image with its registered block storages', () => {

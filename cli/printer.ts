@@ -14,13 +14,15 @@ export function evalJsonPath(obj: unknown, expr: string): unknown[] {
   let path = expr.trim();
   if (path.startsWith('{') && path.endsWith('}')) path = path.slice(1, -1);
   if (path.startsWith('$')) path = path.slice(1);
-  const tokens: (string | number | '*')[] = [];
-  const re = /\.([A-Za-z0-9_-]+)|\[(\*|\d+)\]|\['([^']+)'\]/y;
+  // Filters: only the equality kubectl's printer columns use, e.g. .status.conditions[?(@.type=="Ready")].reason
+  const tokens: (string | number | '*' | { key: string; equals: string })[] = [];
+  const re = /\.([A-Za-z0-9_-]+)|\[(\*|\d+)\]|\['([^']+)'\]|\[\?\(@\.([A-Za-z0-9_-]+)\s*==\s*["']([^"']*)["']\)\]/y;
   let m: RegExpExecArray | null;
   while (re.lastIndex < path.length && (m = re.exec(path))) {
     if (m[1] !== undefined) tokens.push(m[1]);
     else if (m[2] !== undefined) tokens.push(m[2] === '*' ? '*' : Number(m[2]));
-    else tokens.push(m[3]);
+    else if (m[3] !== undefined) tokens.push(m[3]);
+    else tokens.push({ key: m[4], equals: m[5] });
   }
   if (re.lastIndex !== path.length) throw new InvalidArgumentError(`unsupported JSONPath ${JSON.stringify(expr)}`);
   let current: unknown[] = [obj];
@@ -29,6 +31,7 @@ export function evalJsonPath(obj: unknown, expr: string): unknown[] {
     for (const v of current) {
       if (v === null || v === undefined) continue;
       if (t === '*') { if (Array.isArray(v)) next.push(...v); else if (typeof v === 'object') next.push(...Object.values(v)); }
+      else if (typeof t === 'object') { if (Array.isArray(v)) next.push(...v.filter((e) => e && typeof e === 'object' && String((e as Record<string, unknown>)[t.key]) === t.equals)); }
       else if (typeof t === 'number') { if (Array.isArray(v) && t < v.length) next.push(v[t]); }
       else if (typeof v === 'object' && !Array.isArray(v) && t in (v as object)) next.push((v as Record<string, unknown>)[t]);
     }

@@ -15,6 +15,7 @@ import type { AgentResolver } from './agents';
 import type { VmNic, VmObservation } from '../agent/api';
 import { placeAndReserve, releaseOn } from '../api/placement';
 import { getWithFinalizer } from './runtime/finalizer';
+import { sleep } from './runtime/sleep';
 import type { AuditContext, Cache, IndexSpec, ReconcileContext, ReconcileResult, Reconciler } from './runtime/types';
 import { logger } from '../api/log';
 import { observeFirstRunning } from './metrics';
@@ -26,6 +27,43 @@ const RESERVED_BY = 'n0core/provisioning/virtual_machine/virtual_machine/reserve
  * reconciles/s at 10,000 VMs, idle.
  */
 const AUDIT_MS = 10_000;
+/** How often the set of agent event streams is matched to the Ready nodes. */
+const WATCH_PASS_MS = 1_000;
+
+/** Consecutive failed starts after which a VM is in a crash loop (and waiting RPCs give up). */
+export const CRASH_LOOP_AFTER = 3;
+const RESTART_BACKOFF_BASE_MS = 2_000;
+const RESTART_BACKOFF_MAX_MS = 300_000;
+/** A VM that has run this long since its last start is no longer crash looping. */
+const RESTART_BACKOFF_RESET_MS = 60_000;
+
+/** After `failures` consecutive failures, wait this long before starting again (2 s, 4 s, 8 s, ... 5 min). */
+export function restartBackoffMs(failures: number): number {
+  return Math.min(RESTART_BACKOFF_MAX_MS, RESTART_BACKOFF_BASE_MS * 2 ** Math.max(0, failures - 1));
+}
+
+/**
+ * The status of a VM whose QEMU failed (pure): the failure is counted once per QEMU instance,
+ * the next start waits out the back-off, and from CRASH_LOOP_AFTER on the reason says crash loop.
+ */
+export function crashStatus(status: VirtualMachineStatus | undefined, obs: Pick<VmObservation, 'pid' | 'failure' | 'startedAt'>, now: number): { fields: Partial<VirtualMachineStatus>; condition: ConditionInput; retryInMs: number } {
+  const instance = obs.failure?.startedAt ?? obs.startedAt ?? 'unknown';
+  const counted = status?.last_failed_start === instance;
+  const failures = counted ? Math.max(1, status?.start_failures ?? 1) : (status?.start_failures ?? 0) + 1;
+  const nextStart = counted && status?.next_start_time ? Date.parse(status.next_start_time) : now + restartBackoffMs(failures);
+  const retryInMs = Math.max(0, nextStart - now);
+  const what = obs.failure?.message ?? 'QEMU stopped';
+  const looping = failures >= CRASH_LOOP_AFTER;
+  return {
+    fields: { state: 'FAILED', start_failures: failures, last_failed_start: instance, next_start_time: new Date(nextStart).toISOString().replace(/\.\d{3}Z$/, 'Z') },
+    condition: {
+      type: 'Ready', status: 'False',
+      reason: looping ? 'CrashLoopBackOff' : obs.pid !== undefined ? 'GuestCrashed' : 'StartFailed',
+      message: `${looping ? `crash loop: ${failures} consecutive failures; ` : ''}starting again in ${Math.ceil(retryInMs / 1000)} s: ${what}`,
+    },
+    retryInMs,
+  };
+}
 
 /** Reservation key of a VM's nic in its Network (names cannot contain '/', and a trailing .N is unique). */
 export const nicKey = (vm: string, index: number) => `${vm}.${index}`;
@@ -91,7 +129,36 @@ export class VirtualMachineReconciler implements Reconciler<'VirtualMachine'> {
     { kind: 'VirtualMachine', name: INDEX.byNetwork, keys: (vm) => [...new Set(((vm as VirtualMachine).spec.nics ?? []).map((n) => n.network_name))] },
   ];
   readonly audit = { everyMs: AUDIT_MS, run: (ctx: AuditContext) => this.auditNodes(ctx) };
+  readonly sources = (ctx: AuditContext) => this.watchAgents(ctx);
   constructor(private readonly agents: AgentResolver) {}
+
+  /**
+   * Keeps one VM event stream open to every Ready node's agent while leading, and reconciles a VM
+   * the moment its agent says it changed by itself (a guest stopped on a KVM internal error or a
+   * panic, QEMU exited): seconds matter to whoever waits on it. A stream that breaks is opened
+   * again on the next pass; the audit covers what happened in between.
+   */
+  private async watchAgents(ctx: AuditContext): Promise<void> {
+    const streams = new Map<string, { endpoint: string; stop: AbortController }>();
+    while (!ctx.signal.aborted) {
+      const ready = new Map(ctx.cache.list('Node').filter((n) => n.status?.state === 'Ready' && n.spec.agent_endpoint).map((n) => [n.metadata.name, n.spec.agent_endpoint!]));
+      for (const [node, s] of streams) {
+        if (ready.get(node) !== s.endpoint) { s.stop.abort(); streams.delete(node); }
+      }
+      for (const [node, endpoint] of ready) {
+        if (streams.has(node)) continue;
+        const stop = new AbortController();
+        const entry = { endpoint, stop };
+        streams.set(node, entry);
+        // Stopped below when leading ends (the loop wakes on the signal).
+        Promise.resolve().then(() => this.agents(node).watchVms(stop.signal, (vm) => ctx.enqueue('VirtualMachine', vm)))
+          .catch((err: Error) => this.log.debug(`cannot watch the VMs of node ${node}`, { error: err.message }))
+          .finally(() => { if (streams.get(node) === entry) streams.delete(node); });
+      }
+      await sleep(WATCH_PASS_MS, ctx.signal);
+    }
+    for (const s of streams.values()) s.stop.abort();
+  }
 
   /**
    * Finds the VMs whose QEMU no longer matches their status although no document changed: one
@@ -241,29 +308,44 @@ export class VirtualMachineReconciler implements Reconciler<'VirtualMachine'> {
     const fresh = vm.status?.node_name ? vm : await ctx.store.get('VirtualMachine', name);
     const pending = fresh.spec.action_request && fresh.spec.action_request.id !== fresh.status?.last_action_id ? fresh.spec.action_request : undefined;
     const runState = fresh.spec.run_state ?? 'RUNNING';
+    // A crashed VM waits out its back-off before the agent may boot it again (ensureVm would).
+    const backoffLeft = fresh.status?.state === 'FAILED' && fresh.status.next_start_time ? Date.parse(fresh.status.next_start_time) - Date.now() : 0;
+    if (runState !== 'SHUTDOWN' && backoffLeft > 0 && !pending) return { requeueAfterMs: backoffLeft };
     if (pending?.action === 'HARD_SHUTDOWN') await agent.vmAction(name, 'HARD_SHUTDOWN').catch((err) => { if (!isN0Error(err, 'NotFound')) throw err; });
     let obs = await agent.ensureVm({
       name, uuid: fresh.status?.uuid ?? fresh.spec.uuid!, vcpus: fresh.spec.limit_cpu_milli_core / 1000, memoryBytes: fresh.spec.limit_memory_bytes,
       blockStorageNames: fresh.spec.block_storage_names ?? [], nics, loginUsername: fresh.spec.login_username, loginPasswordHash: fresh.spec.login_password_hash,
-      sshAuthorizedKeys: fresh.spec.ssh_authorized_keys ?? [], runState,
+      sshAuthorizedKeys: fresh.spec.ssh_authorized_keys ?? [], runState, acknowledgedFailure: fresh.status?.last_failed_start,
     }).catch((err) => {
       // The agent refusing the spec (e.g. no disk to boot from) will not change on a retry: say so
       // once, as a terminal condition, instead of backing off while a client waits.
       if (isN0Error(err, 'InvalidArgument')) throw new StepFailure('InvalidSpec', `node ${nodeName} refused the virtual machine: ${(err as Error).message}`, 60_000);
       throw err;
     });
+    if (obs.runState === 'crashed' && runState !== 'SHUTDOWN') {
+      const crash = crashStatus(fresh.status, obs, Date.now());
+      this.log.warn(`virtual machine ${name} failed on node ${nodeName}`, { reason: crash.condition.reason, message: crash.condition.message });
+      await this.setStatus(ctx, name, fresh.metadata.generation ?? generation, { ...crash.fields, accelerator: obs.accelerator }, crash.condition, fresh);
+      return { requeueAfterMs: Math.max(crash.retryInMs, 100) };
+    }
     if (pending && (pending.action === 'REBOOT' || pending.action === 'HARD_REBOOT')) {
       obs = await agent.vmAction(name, pending.action);
     }
     const state = STATE_OF[obs.runState];
+    // Forget past failures once the VM has run a while (Kubernetes resets its back-off likewise).
+    const runningFor = obs.startedAt ? Date.now() - Date.parse(obs.startedAt) : 0;
+    const failuresBehind = state === 'RUNNING' && (fresh.status?.start_failures ?? 0) > 0;
+    const resetFailures = failuresBehind && runningFor >= RESTART_BACKOFF_RESET_MS
+      ? { start_failures: undefined, next_start_time: undefined } : {};
     observeFirstRunning(fresh, state);
     await this.setStatus(ctx, name, fresh.metadata.generation ?? generation, {
-      state, accelerator: obs.accelerator, ...(pending ? { last_action_id: pending.id } : {}),
+      state, accelerator: obs.accelerator, ...(pending ? { last_action_id: pending.id } : {}), ...resetFailures,
       nics: (fresh.spec.nics ?? []).map((n, i) => ({ network_name: n.network_name, hardware_address: nics[i].hardwareAddress, ipv4_address: nics[i].ipv4Address, ipv6_address: nics[i].ipv6Address })),
     }, state === runState
       ? { type: 'Ready', status: 'True', reason: state, message: `${state} on node ${nodeName}${obs.accelerator ? ` (${obs.accelerator})` : ''}` }
       : { type: 'Ready', status: 'False', reason: state === 'FAILED' ? 'Crashed' : 'Converging', message: `${state}, want ${runState}` }, fresh);
-    // Converged: the audit (auditNodes) notices when the VM stops being so.
+    // Converged: the agent's VM events and the audit (auditNodes) notice when it stops being so.
+    if (failuresBehind && runningFor < RESTART_BACKOFF_RESET_MS) return { requeueAfterMs: RESTART_BACKOFF_RESET_MS - runningFor };
     return state === runState ? {} : { requeueAfterMs: 2000 };
   }
 

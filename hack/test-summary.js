@@ -1,6 +1,7 @@
 #!/usr/bin/env node
-// Prints one plain closing line over every tier's jest JSON report, e.g. "tests: 593 passed, 0 failed",
-// because CI reads that shape (jest's own "Tests: 433 passed, 433 total" is per tier and not one it reads).
+// Prints one plain closing line over every tier's jest JSON report, e.g. "593 passed, 0 failed",
+// because CI reads exactly that shape as the last line (jest's own "Tests: 433 passed, 433 total"
+// is per tier and not one it reads; a "tests: " prefix was recorded as having run no test).
 // Usage: node hack/test-summary.js REPORT.json [REPORT.json ...]  (missing files are tiers that did not run)
 'use strict';
 const fs = require('node:fs');
@@ -19,4 +20,4 @@ for (const file of process.argv.slice(2)) {
   failedSuites += report.numRuntimeErrorTestSuites;
 }
 failed += failedSuites;
-console.log(`tests: ${passed} passed, ${failed} failed${skipped ? `, ${skipped} skipped` : ''}`);
+console.log(`${passed} passed, ${failed} failed${skipped ? `, ${skipped} skipped` : ''}`);

@@ -13,19 +13,24 @@ import { DeadlineExceededError, FailedPreconditionError, InvalidArgumentError, N
 import { logger } from '../../api/log';
 import { validateName } from '../../api/names';
 import type { AgentPaths } from '../paths';
-import { QmpClient, classifyQmpMessage, encodeQmpCommand, splitQmpLines, withQmp } from './qmp';
-import type { Accelerator, NicSpec, VmDriver, VmLaunchSpec, VmRunState, VmState } from './types';
+import { QmpClient, withQmp } from './qmp';
+import { chooseAccelerator, describeProbe, type AcceleratorChoice, type AcceleratorProbe } from './accel-probe';
+import { VmStartFailedError, type Accelerator, type NicSpec, type VmDriver, type VmFailure, type VmLaunchSpec, type VmRunState, type VmState } from './types';
 
 const log = logger('qemu');
 
 export const RUN_FILES = {
   pidfile: 'qemu.pid',
   qmp: 'qmp.sock',
+  /** A second QMP monitor that the agent keeps open for events (STOP, GUEST_PANICKED, ...). */
+  events: 'events.sock',
   serial: 'serial.sock',
   vnc: 'vnc.sock',
   log: 'qemu.log',
   spec: 'spec.json',
   stopRequested: 'stop-requested',
+  /** Why the last start failed ({startedAt, message}); removed by the next start. */
+  startFailed: 'start-failed.json',
 } as const;
 
 const MiB = 1024 * 1024;
@@ -73,6 +78,8 @@ export function qemuOptValue(value: string): string {
 export interface QemuArgsOptions {
   dir: string;
   accelerator: Accelerator;
+  /** The `-cpu` model the accelerator probe found to boot (default: host on kvm, max on tcg). */
+  cpuModel?: string;
   diskCache: DiskCache;
   machine?: 'q35' | 'pc';
 }
@@ -85,7 +92,7 @@ export function buildQemuArgs(spec: VmLaunchSpec, o: QemuArgsOptions): string[] 
     '-uuid', spec.uuid,
     '-nodefaults', '-no-user-config',
     '-machine', `${o.machine ?? 'q35'},accel=${o.accelerator}`,
-    '-cpu', o.accelerator === 'kvm' ? 'host' : 'max',
+    '-cpu', o.cpuModel ?? (o.accelerator === 'kvm' ? 'host' : 'max'),
     '-smp', String(spec.vcpus),
     '-m', String(spec.memoryBytes / MiB),
     '-display', 'none',
@@ -93,6 +100,7 @@ export function buildQemuArgs(spec: VmLaunchSpec, o: QemuArgsOptions): string[] 
     '-vnc', `unix:${qemuOptValue(file(RUN_FILES.vnc))}`,
     '-pidfile', file(RUN_FILES.pidfile),
     '-qmp', `unix:${qemuOptValue(file(RUN_FILES.qmp))},server=on,wait=off`,
+    '-qmp', `unix:${qemuOptValue(file(RUN_FILES.events))},server=on,wait=off`,
     '-chardev', `socket,id=serial0,path=${qemuOptValue(file(RUN_FILES.serial))},server=on,wait=off`,
     '-serial', 'chardev:serial0',
   ];
@@ -155,12 +163,15 @@ export interface ObservedRunDir {
   stopRequested: boolean;
   /** QEMU's log says a signal (not the guest or QMP) ended it. */
   terminatedBySignal: boolean;
+  /** The last start of this spec failed (start-failed.json). */
+  startFailed?: boolean;
 }
 
 /** What the run directory and the process say about a VM. */
 export function interpretRunState(o: ObservedRunDir): VmRunState {
   if (o.processAlive) return o.qmpStatus ? runStateFromQmp(o.qmpStatus) : 'unknown';
   if (o.stopRequested) return 'shutdown';
+  if (o.startFailed) return 'crashed';
   if (o.pidfilePresent || o.terminatedBySignal) return 'crashed';
   return 'shutdown';
 }
@@ -200,70 +211,35 @@ function supportsDirectIo(file: string): boolean {
   }
 }
 
+/** Accelerator probes of this process by their settings (QemuDriver.probeAccelerator). */
+const HOST_PROBES = new Map<string, Promise<AcceleratorProbe>>();
+
+/** QEMU events after which a VM's state may differ from what its controller last saw. */
+const WATCHED_EVENTS = new Set(['STOP', 'RESUME', 'SHUTDOWN', 'RESET', 'GUEST_PANICKED', 'GUEST_CRASHLOADED']);
+
 interface StoredSpec {
   spec: VmLaunchSpec;
   accelerator: Accelerator;
+  cpuModel?: string;
   args: string[];
   startedAt: string;
 }
 
-export interface AcceleratorProbe {
-  accelerator: Accelerator;
-  reason: string;
-  probeMs: number;
-}
+export type { AcceleratorProbe } from './accel-probe';
 
-/**
- * Starts a throwaway QEMU with `-machine none` on `accel`, asks QMP `query-kvm` over stdio and
- * quits. Resolves true when the accelerator came up; the deadline matters because KVM can exist
- * and hang (nested virtualization).
- */
-export function probeAccel(binary: string, accel: Accelerator, timeoutMs: number): Promise<{ ok: boolean; reason: string; ms: number }> {
-  const started = Date.now();
-  return new Promise((resolve) => {
-    const child = spawn(binary, ['-machine', 'none', '-accel', accel, '-nodefaults', '-no-user-config', '-display', 'none', '-S', '-qmp', 'stdio'], { stdio: ['pipe', 'pipe', 'pipe'] });
-    let buffer = '';
-    let stderr = '';
-    let done = false;
-    const finish = (ok: boolean, reason: string): void => {
-      if (done) return;
-      done = true;
-      clearTimeout(timer);
-      if (child.exitCode === null && child.signalCode === null) child.kill('SIGKILL');
-      resolve({ ok, reason, ms: Date.now() - started });
-    };
-    const timer = setTimeout(() => finish(false, `probe did not answer within ${timeoutMs} ms`), timeoutMs);
-    child.on('error', (err) => finish(false, `cannot run ${binary}: ${err.message}`));
-    child.stdin.on('error', () => undefined);
-    child.stderr.on('data', (c: Buffer) => { stderr += c.toString(); });
-    child.on('close', (code) => finish(false, `probe exited (${code}): ${stderr.trim() || 'no output'}`));
-    child.stdout.setEncoding('utf8');
-    child.stdout.on('data', (chunk: string) => {
-      const { lines, rest } = splitQmpLines(buffer + chunk);
-      buffer = rest;
-      for (const line of lines) {
-        let msg;
-        try { msg = classifyQmpMessage(JSON.parse(line)); } catch { continue; }
-        if (msg.kind === 'greeting') {
-          child.stdin.write(encodeQmpCommand('qmp_capabilities', undefined, 'caps'));
-          child.stdin.write(encodeQmpCommand('query-kvm', undefined, 'kvm'));
-        } else if (msg.kind === 'return' && msg.id === 'kvm') {
-          const v = msg.value as { enabled?: boolean; present?: boolean };
-          child.stdin.write(encodeQmpCommand('quit', undefined, 'quit'));
-          if (accel === 'kvm') finish(v.enabled === true, v.enabled ? 'KVM enabled' : `query-kvm says enabled=${v.enabled} present=${v.present}`);
-          else finish(true, `${accel} up`);
-        } else if (msg.kind === 'error') {
-          finish(false, `QMP ${msg.id}: ${msg.errorClass}: ${msg.desc}`);
-        }
-      }
-    });
-  });
+/** What state() says about a QEMU that is gone or stopped its guest: the condition message. */
+export function failureMessage(o: { qmpStatus?: string; processAlive: boolean; logTail: string }): string {
+  const tail = o.logTail.split('\n').slice(-5).join(' | ');
+  if (o.processAlive) return `the guest stopped with status ${o.qmpStatus}: ${tail || 'QEMU said nothing'}`;
+  return `QEMU exited: ${tail || 'no output'}`;
 }
 
 export interface QemuDriverOptions {
   paths: AgentPaths;
   qemuBinary?: string;
   kvmProbeTimeoutMs?: number;
+  /** auto (default): KVM when the probe guest boots with it, else TCG; kvm: KVM or a start-up error; tcg: never KVM. */
+  accelerator?: AcceleratorChoice;
   /** How long start() waits for the pidfile and QMP (default 30 s). */
   startTimeoutMs?: number;
   /** Where /dev/kvm is looked for (tests). */
@@ -285,37 +261,51 @@ export class QemuDriver implements VmDriver {
   private readonly startTimeoutMs: number;
   private readonly kvmDevice: string;
   private readonly netns?: string;
+  private readonly choice: AcceleratorChoice;
   private probe?: Promise<AcceleratorProbe>;
+  private readonly monitors = new Map<string, QmpClient | 'connecting'>();
+  private readonly listeners = new Set<(name: string) => void>();
+  private closed = false;
 
   constructor(options: QemuDriverOptions) {
     this.paths = options.paths;
     this.binary = options.qemuBinary ?? 'qemu-system-x86_64';
-    this.kvmProbeTimeoutMs = options.kvmProbeTimeoutMs ?? 10_000;
+    this.kvmProbeTimeoutMs = options.kvmProbeTimeoutMs ?? 5_000;
     this.startTimeoutMs = options.startTimeoutMs ?? 30_000;
     this.kvmDevice = options.kvmDevice ?? '/dev/kvm';
+    this.choice = options.accelerator ?? 'auto';
     if (options.netns !== undefined) {
       if (!NETNS.test(options.netns) || options.netns.includes('..')) throw new InvalidArgumentError(`netns ${JSON.stringify(options.netns)} is not a valid network namespace name`, 'netns');
       this.netns = options.netns;
     }
   }
 
-  /** The probe's outcome with its reason and duration (probed once per driver instance). */
+  /** The probe's outcome with its reason and duration (probed once per driver instance, again on reprobe()). */
   probeAccelerator(): Promise<AcceleratorProbe> {
-    this.probe ??= (async () => {
-      const started = Date.now();
-      if (!fs.existsSync(this.kvmDevice)) {
-        const result: AcceleratorProbe = { accelerator: 'tcg', reason: `${this.kvmDevice} is absent`, probeMs: Date.now() - started };
-        log.info('accelerator tcg', { reason: result.reason });
+    if (this.probe) return this.probe;
+    // One probe per host and settings in a process: several drivers (tests, one agent per netns)
+    // need not each wait for a KVM that hangs to time out.
+    const key = JSON.stringify([this.choice, this.binary, this.kvmDevice, this.kvmProbeTimeoutMs, process.env.PATH]);
+    let probing = HOST_PROBES.get(key);
+    if (!probing) {
+      probing = chooseAccelerator({ choice: this.choice, binary: this.binary, kvmDevice: this.kvmDevice, timeoutMs: this.kvmProbeTimeoutMs }).then((result) => {
+        log.info(describeProbe(result), { accelerator: result.accelerator, cpuModel: result.cpuModel, kvm: result.kvm, probeMs: result.probeMs });
         return result;
-      }
-      const r = await probeAccel(this.binary, 'kvm', this.kvmProbeTimeoutMs);
-      const result: AcceleratorProbe = r.ok
-        ? { accelerator: 'kvm', reason: r.reason, probeMs: r.ms }
-        : { accelerator: 'tcg', reason: `KVM probe failed: ${r.reason}`, probeMs: r.ms };
-      log.info(`accelerator ${result.accelerator}`, { reason: result.reason, probeMs: result.probeMs });
-      return result;
-    })();
+      }, (err: Error) => {
+        HOST_PROBES.delete(key);
+        throw err;
+      });
+      HOST_PROBES.set(key, probing);
+    }
+    this.probe = probing.catch((err: Error) => { this.probe = undefined; throw err; });
     return this.probe;
+  }
+
+  /** Probes again (the host may have changed: a module loaded, nested virtualization enabled); VMs already running keep theirs. */
+  reprobe(): Promise<AcceleratorProbe> {
+    HOST_PROBES.delete(JSON.stringify([this.choice, this.binary, this.kvmDevice, this.kvmProbeTimeoutMs, process.env.PATH]));
+    this.probe = undefined;
+    return this.probeAccelerator();
   }
 
   async accelerator(): Promise<Accelerator> {
@@ -338,13 +328,13 @@ export class QemuDriver implements VmDriver {
     for (const p of [...spec.disks, ...(spec.seedIso ? [spec.seedIso] : []), ...(spec.kernel ? [spec.kernel] : []), ...(spec.initrd ? [spec.initrd] : [])]) {
       if (!fs.existsSync(p)) throw new FailedPreconditionError(`VM ${spec.name}: ${p} does not exist`, 'disks');
     }
-    const accelerator = await this.accelerator();
+    const { accelerator, cpuModel } = await this.probeAccelerator();
     fs.mkdirSync(dir, { recursive: true, mode: 0o700 });
-    for (const f of [RUN_FILES.pidfile, RUN_FILES.qmp, RUN_FILES.serial, RUN_FILES.vnc, RUN_FILES.stopRequested]) fs.rmSync(file(f), { force: true });
+    for (const f of [RUN_FILES.pidfile, RUN_FILES.qmp, RUN_FILES.events, RUN_FILES.serial, RUN_FILES.vnc, RUN_FILES.stopRequested, RUN_FILES.startFailed]) fs.rmSync(file(f), { force: true });
     if (fs.existsSync(file(RUN_FILES.log))) fs.renameSync(file(RUN_FILES.log), file(`${RUN_FILES.log}.1`));
     const diskCache: DiskCache = spec.disks.every(supportsDirectIo) ? 'none' : 'writeback';
-    const args = buildQemuArgs(spec, { dir, accelerator, diskCache });
-    const stored: StoredSpec = { spec, accelerator, args, startedAt: new Date().toISOString() };
+    const args = buildQemuArgs(spec, { dir, accelerator, cpuModel, diskCache });
+    const stored: StoredSpec = { spec, accelerator, cpuModel, args, startedAt: new Date().toISOString() };
     const specTmp = file(`${RUN_FILES.spec}.${randomUUID()}.tmp`);
     fs.writeFileSync(specTmp, `${JSON.stringify(stored, null, 2)}\n`);
     fs.renameSync(specTmp, file(RUN_FILES.spec));
@@ -356,7 +346,7 @@ export class QemuDriver implements VmDriver {
       // Own process group and no pipes: the VM must survive the agent's exit or restart.
       // `ip netns exec` execs QEMU in place, so the pidfile still names QEMU itself.
       const [file0, argv] = this.netns === undefined ? [this.binary, args] : ['ip', ['netns', 'exec', this.netns, this.binary, ...args]];
-      const child = spawn(file0, argv, { detached: true, stdio: ['ignore', logFd, logFd], cwd: dir });
+      const child = spawn(file0, argv, { detached: true, stdio: ['ignore', logFd, logFd], cwd: dir, env: process.env });
       child.on('error', (err) => { exited = err.message; });
       child.on('exit', (code, signal) => { exited = `exited (${signal ?? code})`; });
       child.unref();
@@ -368,7 +358,12 @@ export class QemuDriver implements VmDriver {
     const deadline = startedAt + this.startTimeoutMs;
     for (;;) {
       if (exited !== undefined) {
-        throw new FailedPreconditionError(`VM ${spec.name}: QEMU ${exited}: ${this.logTail(spec.name)}`, 'spec');
+        const message = `QEMU ${exited} during start: ${this.logTail(spec.name, 1000)}`;
+        // Kept beside the run dir's other facts, so state() reports this start as failed (with
+        // QEMU's words) until the next start, whichever agent process asks.
+        fs.writeFileSync(file(RUN_FILES.startFailed), `${JSON.stringify({ startedAt: stored.startedAt, message })}\n`);
+        this.notify(spec.name);
+        throw new VmStartFailedError(`VM ${spec.name}: ${message}`);
       }
       const pid = readPid(file(RUN_FILES.pidfile));
       if (pid !== undefined && fs.existsSync(file(RUN_FILES.qmp))) {
@@ -382,6 +377,62 @@ export class QemuDriver implements VmDriver {
       }
       await sleep(50);
     }
+  }
+
+  /** The message of the failed start recorded for the current spec.json, if that start failed. */
+  private startFailure(name: string, stored: StoredSpec | undefined): string | undefined {
+    try {
+      const f = JSON.parse(fs.readFileSync(this.files(name).file(RUN_FILES.startFailed), 'utf8')) as { startedAt?: string; message?: string };
+      return f.startedAt === stored?.startedAt && typeof f.message === 'string' ? f.message : undefined;
+    } catch {
+      return undefined;
+    }
+  }
+
+  /** `listener(name)` runs whenever a VM's QEMU may have changed state by itself (guest stop, panic, exit). */
+  subscribe(listener: (name: string) => void): () => void {
+    this.listeners.add(listener);
+    // Adopt the event sockets of VMs this process did not start (state() connects them).
+    void this.list().catch((err: Error) => log.warn('cannot list VMs to watch them', { error: err.message }));
+    return () => { this.listeners.delete(listener); };
+  }
+
+  private notify(name: string): void {
+    for (const l of this.listeners) {
+      try { l(name); } catch (err) { log.warn('VM event listener failed', { vm: name, error: (err as Error).message }); }
+    }
+  }
+
+  /**
+   * Keeps one connection to the VM's event monitor while anyone listens. QEMU sends STOP with a
+   * later query-status of internal-error after a KVM internal error, GUEST_PANICKED on a panic,
+   * SHUTDOWN on poweroff; the socket closes when QEMU exits.
+   */
+  private watchEvents(name: string): void {
+    if (this.closed || this.listeners.size === 0 || this.monitors.has(name)) return;
+    const socket = this.files(name).file(RUN_FILES.events);
+    if (!fs.existsSync(socket)) return; // started by an agent from before the events monitor
+    this.monitors.set(name, 'connecting');
+    QmpClient.connect(socket, { timeoutMs: 3_000 }).then((q) => {
+      if (this.closed) { q.close(); return; }
+      this.monitors.set(name, q);
+      q.on('event', (msg: { event: string }) => { if (WATCHED_EVENTS.has(msg.event)) this.notify(name); });
+      q.on('close', () => {
+        if (this.monitors.get(name) === q) this.monitors.delete(name);
+        if (!this.closed) this.notify(name);
+      });
+    }, (err: Error) => {
+      this.monitors.delete(name);
+      log.debug('cannot watch VM events', { vm: name, error: err.message });
+    });
+  }
+
+  /** Closes the event monitors (VMs keep running). */
+  close(): void {
+    this.closed = true;
+    for (const m of this.monitors.values()) if (m !== 'connecting') m.close();
+    this.monitors.clear();
+    this.listeners.clear();
   }
 
   /** Last lines of QEMU's own output, for error messages a user can act on. */
@@ -416,18 +467,27 @@ export class QemuDriver implements VmDriver {
       }
     }
     const logText = pid === undefined ? this.logTail(name, 4000) : '';
+    const startFailed = pid === undefined ? this.startFailure(name, stored) : undefined;
     const runState = interpretRunState({
       processAlive: pid !== undefined,
       pidfilePresent: fs.existsSync(file(RUN_FILES.pidfile)),
       qmpStatus,
       stopRequested: fs.existsSync(file(RUN_FILES.stopRequested)),
       terminatedBySignal: /terminating on signal/.test(logText),
+      startFailed: startFailed !== undefined,
     });
+    if (pid !== undefined) this.watchEvents(name);
+    const failure: VmFailure | undefined = runState !== 'crashed' ? undefined : {
+      startedAt: stored?.startedAt,
+      message: startFailed ?? failureMessage({ qmpStatus, processAlive: pid !== undefined, logTail: pid === undefined ? logText : this.logTail(name, 1000) }),
+    };
     return {
       name,
       pid,
       runState,
       qmpStatus,
+      failure,
+      startedAt: stored?.startedAt,
       accelerator: stored?.accelerator,
       serialSocket: file(RUN_FILES.serial),
       vncSocket: file(RUN_FILES.vnc),
@@ -489,8 +549,9 @@ export class QemuDriver implements VmDriver {
     const { dir, file } = this.files(name);
     if (!fs.existsSync(dir)) throw new NotFoundError('VirtualMachine', name);
     const pid = this.livePid(name);
-    if (pid === undefined) return;
+    // Also for a QEMU that is gone: a crashed VM asked to stay off is off, not crashed.
     fs.writeFileSync(file(RUN_FILES.stopRequested), `${new Date().toISOString()} ${options.hard ? 'hard' : 'soft'}\n`);
+    if (pid === undefined) return;
     if (!options.hard) {
       await this.qmp(name, (q) => q.execute('system_powerdown')).catch((err: Error) => log.warn('system_powerdown failed', { vm: name, error: err.message }));
       if (await this.waitForExit(name, pid, options.timeoutMs ?? 60_000)) return;

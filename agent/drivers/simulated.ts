@@ -264,6 +264,11 @@ export class SimulatedAgent implements AgentApi {
     });
   }
 
+  /** The simulated host's VMs change only when asked to: nothing to report. */
+  watchVms(signal: AbortSignal): Promise<void> {
+    return new Promise((resolve) => { if (signal.aborted) resolve(); else signal.addEventListener('abort', () => resolve(), { once: true }); });
+  }
+
   async listVms(): Promise<VmObservation[]> {
     await this.enter('listVms');
     return [...this.vms.keys()].sort().map((n) => this.vmObservation(n));

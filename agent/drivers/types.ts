@@ -1,3 +1,5 @@
+import { FailedPreconditionError } from '../../api/errors';
+
 // Contracts between the agent's gRPC service (agent/server) and its drivers. Every driver owns
 // one external tool; every name that reaches a path or an argument has been validated with
 // api/names.ts before it gets here, and drivers validate again through agent/paths.ts.
@@ -114,6 +116,11 @@ export interface CloudInitDriver {
 
 export type Accelerator = 'kvm' | 'tcg';
 
+/** QEMU exited while starting (KVM refusing the CPU model, a bad disk): VmDriver.start throws it. */
+export class VmStartFailedError extends FailedPreconditionError {
+  constructor(message: string) { super(message, 'spec'); }
+}
+
 export interface VmLaunchSpec {
   name: string;
   uuid: string;
@@ -132,6 +139,13 @@ export interface VmLaunchSpec {
 
 export type VmRunState = 'running' | 'paused' | 'shutdown' | 'crashed' | 'unknown';
 
+/** Why a VM is crashed: QEMU's own words (its stderr's last lines, the guest's stop status). */
+export interface VmFailure {
+  message: string;
+  /** When the failed QEMU instance was started (tells one crash from the next). */
+  startedAt?: string;
+}
+
 export interface VmState {
   name: string;
   /** Process alive? A dead process with a pidfile is reported as crashed, never hidden. */
@@ -139,6 +153,10 @@ export interface VmState {
   runState: VmRunState;
   /** The QMP status string ("running", "paused", "shutdown", ...) when QMP answered. */
   qmpStatus?: string;
+  /** Set when runState is crashed. */
+  failure?: VmFailure;
+  /** When this VM's current QEMU instance was started. */
+  startedAt?: string;
   accelerator?: Accelerator;
   serialSocket: string;
   vncSocket: string;
@@ -162,4 +180,9 @@ export interface VmDriver {
   resume(name: string): Promise<void>;
   /** Stops the process if running and removes its run directory. */
   destroy(name: string): Promise<void>;
+  /** Calls `listener(name)` when a VM may have changed state by itself (guest stop or panic, QEMU exit). */
+  subscribe?(listener: (name: string) => void): () => void;
+  /** Probes the accelerator again. */
+  reprobe?(): Promise<unknown>;
+  close?(): void;
 }

@@ -173,6 +173,14 @@ export interface NodeStatus {
   state?: "Ready" | "NotReady" | "Unknown";
   last_heartbeat_time?: string;
   accelerator?: "kvm" | "tcg";
+  /**
+   * why this accelerator: what the agent's boot probe saw
+   */
+  accelerator_reason?: string;
+  /**
+   * the -cpu model VMs get on this node
+   */
+  cpu_model?: string;
   agent_version?: string;
   /**
    * reservations of CPU and memory, keyed by the reserving VirtualMachine's name
@@ -264,6 +272,18 @@ export interface VirtualMachineStatus {
   uuid?: string;
   accelerator?: "kvm" | "tcg";
   last_action_id?: string;
+  /**
+   * consecutive failed starts or crashes; 3 or more is a crash loop
+   */
+  start_failures?: number;
+  /**
+   * start time of the QEMU instance whose failure was counted last
+   */
+  last_failed_start?: string;
+  /**
+   * the back-off after a failure ends then
+   */
+  next_start_time?: string;
   nics?: {
     network_name?: string;
     hardware_address?: string;

@@ -3,7 +3,7 @@ import { API_VERSION, type Node, type NodeSpec } from '../types';
 import { InvalidArgumentError, isN0Error, NotFoundError } from '../errors';
 import { validateName } from '../names';
 import { mutate } from '../store/mutate';
-import { setCondition } from '../conditions';
+import { KVM_CONDITION, setCondition } from '../conditions';
 import { given, mapOrUndefined, nodeMessage, num } from './convert';
 import { compact, type FacadeContext, type ServiceHandlers } from './context';
 import type { ComputeRequest, StorageRequest } from '../scheduling';
@@ -77,6 +77,9 @@ export function nodeService(ctx: FacadeContext): ServiceHandlers {
     async HeartbeatNode(req) {
       const name = validateName(req.name, 'name');
       if (req.accelerator && !['kvm', 'tcg'].includes(req.accelerator)) throw new InvalidArgumentError(`accelerator must be kvm or tcg, got ${JSON.stringify(req.accelerator)}`, 'accelerator');
+      if (req.accelerator_condition_reason && !/^[A-Za-z][A-Za-z0-9_]{0,63}$/.test(req.accelerator_condition_reason)) {
+        throw new InvalidArgumentError(`accelerator_condition_reason must be a CamelCase word, got ${JSON.stringify(req.accelerator_condition_reason)}`, 'accelerator_condition_reason');
+      }
       const now = new Date();
       return nodeMessage(await mutate(store, 'Node', name, (n) => {
         n.status = {
@@ -85,8 +88,16 @@ export function nodeService(ctx: FacadeContext): ServiceHandlers {
           last_heartbeat_time: now.toISOString().replace(/\.\d{3}Z$/, 'Z'),
           ...(req.accelerator ? { accelerator: req.accelerator } : {}),
           ...(req.agent_version ? { agent_version: req.agent_version } : {}),
+          ...(req.accelerator_reason ? { accelerator_reason: String(req.accelerator_reason).slice(0, 4096) } : {}),
+          ...(req.cpu_model ? { cpu_model: String(req.cpu_model).slice(0, 64) } : {}),
           conditions: setCondition(n.status?.conditions, { type: 'Ready', status: 'True', reason: 'AgentHeartbeat', message: 'the node agent is posting heartbeats' }, undefined, now),
         };
+        if (req.accelerator_condition_reason) {
+          n.status.conditions = setCondition(n.status.conditions, {
+            type: KVM_CONDITION, status: req.kvm_usable ? 'True' : 'False',
+            reason: String(req.accelerator_condition_reason).slice(0, 64), message: String(req.accelerator_reason ?? '').slice(0, 4096),
+          }, undefined, now);
+        }
       }, { subresource: 'status' }));
     },
     async DeleteNode(req) {

@@ -20,6 +20,8 @@ export function vmSettled(generation: number, state: RunState, actionId?: string
     const st = vm.status;
     if (!st || (st.observedGeneration ?? 0) < generation) return undefined;
     const ready = getCondition(st.conditions, 'Ready');
+    // The first failed starts are retried after a short back-off; a crash loop is the answer.
+    if (st.state === 'FAILED' && ready?.reason && RETRYING_REASONS.has(ready.reason)) return undefined;
     if (st.state === 'FAILED' || (ready?.status === 'False' && ready.reason && TERMINAL_REASONS.has(ready.reason))) {
       return { fail: new FailedPreconditionError(`VirtualMachine "${vm.metadata.name}": ${ready?.reason ?? 'Failed'}: ${ready?.message ?? ''}`) };
     }
@@ -27,6 +29,9 @@ export function vmSettled(generation: number, state: RunState, actionId?: string
     return st.state === state ? { done: vm } : undefined;
   };
 }
+
+/** A failed VM whose controller is about to start it again (crashStatus in controllers/virtualmachine.ts). */
+const RETRYING_REASONS = new Set(['StartFailed', 'GuestCrashed']);
 
 /**
  * The SHA-512 crypt hash stored for a login password given in clear (the seed's

@@ -230,7 +230,11 @@ export class Manager {
     this.resyncTimer.unref();
     const stop = new AbortController();
     const audits = [...this.reconcilers.values()].filter((r) => r.audit).map((r) => this.auditLoop(r, stop.signal));
-    this.term = { stop, audits };
+    const sourceCtx = { cache: this.cache, signal: stop.signal, enqueue: (kind: Kind, name: string) => this.enqueue(kind, name) };
+    const sources = [...this.reconcilers.values()].filter((r) => r.sources).map((r) => r.sources!(sourceCtx).catch((err: Error) => {
+      if (!stop.signal.aborted) log.warn('event source stopped', { kind: r.kind, error: err.message });
+    }));
+    this.term = { stop, audits: [...audits, ...sources] };
   }
 
   private async auditLoop(reconciler: Reconciler, signal: AbortSignal): Promise<void> {

@@ -58,6 +58,11 @@ export interface Reconciler<K extends Kind = Kind> {
    * e.g. asking each node's agent what runs, instead of reconciling every VM on a timer.
    */
   readonly audit?: { everyMs: number; run(ctx: AuditContext): Promise<void> };
+  /**
+   * Event sources outside the store, run once per term of leading until ctx.signal aborts: e.g.
+   * the agents' VM event streams, so a guest that dies is reconciled at once, not at the next audit.
+   */
+  readonly sources?: (ctx: AuditContext) => Promise<void>;
   /** Thrown errors are retried with per-key exponential back-off (TerminalError is not). */
   reconcile(name: string, ctx: ReconcileContext): Promise<ReconcileResult>;
 }
