@@ -17,6 +17,7 @@ describe('BlockStorage admission', () => {
     expect(error(() => s.validateCreate(bs('d', { request_bytes: 2048 }), none))).toMatchObject({ code: 'InvalidArgument', field: 'request_bytes' });
     expect(error(() => s.validateCreate(bs('d', { source_url: 'file:///etc/passwd' }), none))).toMatchObject({ code: 'InvalidArgument', field: 'source_url' });
     expect(error(() => s.validateCreate(bs('d', { source_url: 'http://x/a', backing_block_storage: 'b' }), none))).toMatchObject({ field: 'backing_block_storage' });
+    expect(error(() => s.validateCreate(bs('child', { backing_block_storage: '../etc' }), none))).toMatchObject({ code: 'InvalidArgument', field: 'backing_block_storage' });
     expect(error(() => s.validateCreate(bs('child', { backing_block_storage: 'base' }), none))).toMatchObject({ code: 'FailedPrecondition', field: 'backing_block_storage', message: expect.stringMatching(/does not exist/) });
     const lookup = (deleting: boolean) => ((kind: string, name: string) => (kind === 'BlockStorage' && name === 'base' ? bs('base', {}, undefined, deleting) : undefined)) as any;
     expect(error(() => s.validateCreate(bs('child', { backing_block_storage: 'base' }), lookup(true)))).toMatchObject({ code: 'FailedPrecondition', message: expect.stringMatching(/being deleted/) });

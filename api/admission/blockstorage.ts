@@ -4,7 +4,7 @@
 import { validateName } from '../names';
 import type { BlockStorage } from '../types';
 import { FINALIZERS } from './finalizers';
-import { violation } from './rules';
+import { asRule, violation } from './rules';
 import { describeDependants, type Dependant, type Strategy, type World } from './types';
 
 const SOURCES = ['source_block_storage', 'backing_block_storage'] as const;
@@ -26,7 +26,7 @@ export function checkBlockStorageSpec(spec: BlockStorage['spec']): void {
     try { url = new URL(spec.source_url); } catch { throw violation('blockstorage.source-url-http', `source_url ${JSON.stringify(spec.source_url)} is not a URL`); }
     if (url.protocol !== 'http:' && url.protocol !== 'https:') throw violation('blockstorage.source-url-http', `source_url must be http or https, got ${url.protocol}`);
   }
-  for (const f of SOURCES) if (spec[f]) validateName(spec[f], f);
+  for (const f of SOURCES) if (spec[f]) asRule('blockstorage.source-name', () => validateName(spec[f], f));
 }
 
 export const blockStorageStrategy: Strategy<'BlockStorage'> = {

@@ -3,12 +3,12 @@
 import { checkNetworkSpec } from '../ipam';
 import type { Network } from '../types';
 import { FINALIZERS } from './finalizers';
-import { violation } from './rules';
+import { asRule, violation } from './rules';
 import { describeDependants, type Dependant, type Strategy, type World } from './types';
 
 function validateSpec(net: Network): void {
   if (!net.spec?.ipv4_cidr && !net.spec?.ipv6_cidr) throw violation('network.cidr-required');
-  checkNetworkSpec(net.spec, net.metadata.annotations);
+  asRule('network.spec', () => checkNetworkSpec(net.spec, net.metadata.annotations));
 }
 
 export const networkStrategy: Strategy<'Network'> = {

@@ -117,6 +117,14 @@ export function violation(id: RuleId, detail?: string, field?: string): N0Error 
 }
 
 /** The CEL rules of a kind, in the shape of x-kubernetes-validations entries. */
+/** Runs `check` (one of the shared checks in api/: names, IPAM, the seed's VM rules) and reports what it throws as rule `id`, keeping its message and field. */
+export function asRule(id: RuleId, check: () => void): void {
+  try { check(); } catch (err) {
+    if (err instanceof Error && 'code' in err) throw violation(id, err.message, (err as N0Error).field);
+    throw err;
+  }
+}
+
 export function celRules(kind: Kind, scope: 'spec' | 'object'): { rule: string; message: string; fieldPath?: string }[] {
   return RULES.filter((r: Rule) => r.kind === kind && r.cel && r.celScope === scope)
     .map((r: Rule) => ({ rule: r.cel!, message: r.message, ...(scope === 'spec' ? { fieldPath: `.${r.field}` } : {}) }));

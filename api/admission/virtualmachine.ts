@@ -21,7 +21,7 @@ export function checkVirtualMachineSpec(spec: VirtualMachine['spec']): void {
   // The rest (value shapes, names, duplicates) are the seed's rules in api/logic/vm.ts, which the
   // VM reconciler also reports as a condition.
   const problem = virtualMachineSpecProblem(spec);
-  if (problem) throw problem;
+  if (problem) throw violation('virtualmachine.spec', problem.message, problem.field);
 }
 
 const sameList = (a: unknown, b: unknown) => JSON.stringify(a ?? []) === JSON.stringify(b ?? []);
