@@ -1,8 +1,8 @@
 // Protection through every entrance (issue [I]): the kinds' admission and the controllers'
 // protection finalizers, on a real control plane (facade + controllers + a real agent making
-// qcow2 files with qemu-img) over the embedded store. The two scenarios verified on `n0stack up`
-// before: a base disk deleted under its copy-on-write child, and a Network's cidr changed by
-// `n0ctl apply` (ResourceService) under a reserved interface.
+// qcow2 files with qemu-img) over the embedded store and etcd. The two scenarios verified on
+// `n0stack up` before: a base disk deleted under its copy-on-write child, and a Network's cidr
+// changed by `n0ctl apply` (ResourceService) under a reserved interface.
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { TestCloud } from '../e2e/cloud';
@@ -19,7 +19,7 @@ async function failure(promise: Promise<unknown>): Promise<{ code: string; messa
   return { code: String((err as any).codeName ?? ''), message: err.message };
 }
 
-describe('protection and admission through every entrance (embedded store)', () => {
+describe.each(['embedded', 'etcd'] as const)('protection and admission through every entrance (%s store)', (storeKind) => {
   let cloud: TestCloud;
   const call = (service: string, method: string, req: unknown) => cloud.client.call<any>(service, method, req);
   const apply = async (doc: object) => {
@@ -44,7 +44,7 @@ describe('protection and admission through every entrance (embedded store)', () 
   };
 
   beforeAll(async () => {
-    cloud = await TestCloud.start({ store: 'embedded', nodes: ['vm-host1'], underlay: false });
+    cloud = await TestCloud.start({ store: storeKind, nodes: ['vm-host1'], underlay: false });
   });
   afterAll(async () => {
     await cloud?.stop();
