@@ -155,6 +155,11 @@ describe.each(['embedded', 'etcd'] as const)('protection and admission through e
     expect(diskDelete).toMatchObject({ code: 'FAILED_PRECONDITION', message: expect.stringMatching(/fixed-vm/) });
     const netDelete = await failure(call('ResourceService', 'Delete', { kind: 'Network', name: 'vm-net', wait: true }));
     expect(netDelete).toMatchObject({ code: 'FAILED_PRECONDITION', message: expect.stringMatching(/VirtualMachine "fixed-vm" \(nics\[0\] is on it\)/) });
+    // A dry run judges the document alone: what it names may come from the same manifest.
+    const dry = (spec: object) => call('ResourceService', 'Apply', { dry_run: true, document_json: JSON.stringify({ apiVersion: 'n0stack.io/v1alpha1', kind: 'VirtualMachine', metadata: { name: 'dry-vm' }, spec: { limit_cpu_milli_core: 1000, limit_memory_bytes: 64 * MiB, ...spec } }) });
+    expect((await dry({ block_storage_names: ['made-by-the-same-manifest'] })).result).toBe('created');
+    expect(await failure(dry({ limit_cpu_milli_core: 1500 }))).toMatchObject({ code: 'INVALID_ARGUMENT', message: expect.stringMatching(/limit_cpu_milli_core/) });
+    expect(await cloud.store.get('VirtualMachine', 'dry-vm').catch(() => undefined)).toBeUndefined();
     // A new VM may not name the network on its way out.
     const late = await failure(apply({ kind: 'VirtualMachine', metadata: { name: 'late-vm' }, spec: { limit_cpu_milli_core: 1000, limit_memory_bytes: 64 * MiB, run_state: 'SHUTDOWN', nics: [{ network_name: 'vm-net' }] } }));
     expect(late).toMatchObject({ code: 'FAILED_PRECONDITION', message: expect.stringMatching(/nics\[0\]\.network_name: Network "vm-net" is being deleted/) });

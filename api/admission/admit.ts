@@ -23,10 +23,15 @@ export function strategyFor<K extends Kind>(kind: K): Strategy<K> {
   return STRATEGIES[kind] as Strategy<K>;
 }
 
-/** Defaults and validates a document about to be created, with the objects it names read from `store`. */
-export async function admitCreate<T extends AnyResource>(store: Store, doc: T): Promise<void> {
+/**
+ * Defaults and validates a document about to be created, with the objects it names read from
+ * `store`; `references: false` judges the document alone (a dry run, where what it names may be
+ * created by the same manifest).
+ */
+export async function admitCreate<T extends AnyResource>(store: Store, doc: T, options: { references?: boolean } = {}): Promise<void> {
   const strategy = strategyFor(doc.kind) as unknown as Strategy<T['kind']>;
   strategy.prepareForCreate(doc as never);
+  if (options.references === false) return strategy.validateCreate(doc as never);
   const found = new Map<string, AnyResource>();
   for (const ref of strategy.references(doc as never)) {
     const key = `${ref.kind}/${ref.name}`;

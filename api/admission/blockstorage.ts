@@ -36,6 +36,7 @@ export const blockStorageStrategy: Strategy<'BlockStorage'> = {
   },
   validateCreate(bs, lookup) {
     checkBlockStorageSpec(bs.spec);
+    if (!lookup) return;
     for (const field of SOURCES) {
       const source = bs.spec[field];
       if (!source) continue;

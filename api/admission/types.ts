@@ -24,7 +24,8 @@ export interface Strategy<K extends Kind> {
   readonly kind: K;
   /** Defaulting on create (edits obj). */
   prepareForCreate(obj: KindMap[K]): void;
-  validateCreate(obj: KindMap[K], lookup: Lookup): void;
+  /** Without `lookup` (a dry run of a manifest whose objects do not exist yet) the reference rules are skipped. */
+  validateCreate(obj: KindMap[K], lookup?: Lookup): void;
   /** Transition rules; `old` is the stored object (with status), `next` the object to write. */
   validateUpdate(old: KindMap[K], next: KindMap[K]): void;
   /** The references a create needs looked up (passed to validateCreate through Lookup). */

@@ -31,6 +31,9 @@ describe('VirtualMachine admission', () => {
     expect(check({ block_storage_names: ['going'] })).toMatchObject({ message: expect.stringMatching(/being deleted/) });
     expect(check({ nics: [{ network_name: 'nowhere' }] })).toMatchObject({ code: 'FailedPrecondition', field: 'nics[0].network_name' });
     expect(check({ nics: [{ network_name: 'closing' }] })).toMatchObject({ message: expect.stringMatching(/being deleted/) });
+    // Without a lookup (a dry run) only the VM itself is judged.
+    expect(error(() => s.validateCreate(vm({ block_storage_names: ['missing'] })))).toBeUndefined();
+    expect(error(() => s.validateCreate(vm({ limit_cpu_milli_core: 1 })))).toMatchObject({ field: 'limit_cpu_milli_core' });
   });
 
   it('update: nics and block_storage_names are fixed after creation; cpu, memory and run_state may change', () => {

@@ -33,6 +33,7 @@ export const virtualMachineStrategy: Strategy<'VirtualMachine'> = {
   },
   validateCreate(vm, lookup) {
     checkVirtualMachineSpec(vm.spec);
+    if (!lookup) return;
     const name = vm.metadata.name;
     for (const [i, bsName] of (vm.spec.block_storage_names ?? []).entries()) {
       const field = `block_storage_names[${i}]`;

@@ -87,7 +87,8 @@ export function resourceService(context: FacadeContext): { Apply: Handler; Get: 
         const fresh = { apiVersion: API_VERSION, kind: doc.kind, metadata: { ...doc.metadata }, spec: doc.spec } as AnyResource;
         delete (fresh.metadata as any).resourceVersion;
         if (req.dry_run) {
-          await admitCreate(store, fresh);
+          // What it names may come from the same manifest, which a dry run does not create.
+          await admitCreate(store, fresh, { references: false });
           written = fresh;
         } else {
           written = await store.create(fresh);
