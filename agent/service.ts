@@ -398,11 +398,25 @@ export class HostAgent implements AgentApi {
     }
   }
 
+  /** The VM's state once QMP answers or the process is gone (a QEMU in its last moments says 'unknown'). */
+  private async settledState(name: string): Promise<VmState | undefined> {
+    let state = await this.drivers.vm.state(name);
+    for (let i = 0; i < 10 && state?.runState === 'unknown'; i++) {
+      await new Promise((r) => setTimeout(r, 100));
+      state = await this.drivers.vm.state(name);
+    }
+    return state;
+  }
+
   /**
    * A crashed VM boots again only once its crash was acknowledged (ensureVm) or on an explicit
    * BOOT; a guest whose QEMU still lives (internal error, panic) is stopped first.
    */
-  private async bootAgain(req: EnsureVmRequest, state: VmState | undefined, explicit = false): Promise<void> {
+  private async bootAgain(req: EnsureVmRequest, seen: VmState | undefined, explicit = false): Promise<void> {
+    // Read again: a QEMU dying as it was looked at ('unknown': alive, QMP gone) is a crash to
+    // report, not a VM that was never started.
+    const state = seen?.runState === 'unknown' ? await this.settledState(req.name) : seen;
+    if (state?.runState === 'unknown' && state.pid !== undefined) return;
     if (state?.runState === 'crashed') {
       const instance = state.failure?.startedAt ?? state.startedAt;
       if (!explicit && (instance === undefined || instance !== req.acknowledgedFailure)) return;

@@ -305,7 +305,7 @@ storeOptions(program.command('agent'))
 program.command('probe-accelerator')
   .description('boot the probe guest and say which accelerator VMs would get here, and why (like virt-host-validate)')
   .addOption(acceleratorOption())
-  .option('--timeout-ms <ms>', 'how long one probe boot may take', '10000')
+  .option('--timeout-ms <ms>', 'how long one probe boot may take', '5000')
   .option('--kvm-device <path>', 'the KVM device', '/dev/kvm')
   .action(async (opts) => {
     const probe = await chooseAccelerator({

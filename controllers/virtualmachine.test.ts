@@ -5,7 +5,7 @@ import type { AgentApi, VmObservation } from '../agent/api';
 import { UnavailableError } from '../api/errors';
 import type { Kind, KindMap, Network, Node, VirtualMachine } from '../api/types';
 import type { AuditContext, Cache } from './runtime/types';
-import { VirtualMachineReconciler } from './virtualmachine';
+import { crashStatus, CRASH_LOOP_AFTER, restartBackoffMs, VirtualMachineReconciler } from './virtualmachine';
 
 const node = (name: string, address: string, ready = true): Node => ({
   apiVersion: 'n0stack.io/v1alpha1', kind: 'Node', metadata: { name }, spec: { address }, status: { state: ready ? 'Ready' : 'NotReady' },
@@ -87,5 +87,39 @@ describe('VirtualMachineReconciler audit and watches', () => {
     expect(map('Network', network('net', 2), network('net', 1))).toEqual(['a']);
     expect(map('Network', { ...network('net', 1), status: { reserved_network_interfaces: {} } }, network('net', 1))).toEqual([]);
     expect(map('Network', network('net', 1))).toEqual([]);
+  });
+});
+
+describe('crashStatus: a failed QEMU is counted once per instance, backs off, and becomes a crash loop', () => {
+  const t0 = Date.parse('2026-12-01T12:00:00Z');
+  const abort = (startedAt: string) => ({ failure: { message: 'QEMU exited (SIGABRT) during start: failed to set MSR 0x10a', startedAt } });
+
+  it('doubles the back-off from 2 s up to 5 min', () => {
+    expect([1, 2, 3, 4, 9, 20].map(restartBackoffMs)).toEqual([2_000, 4_000, 8_000, 16_000, 300_000, 300_000]);
+  });
+  it('reports the first failures as StartFailed, then CrashLoopBackOff with QEMU\'s words', () => {
+    const first = crashStatus(undefined, abort('a'), t0);
+    expect(first.fields).toMatchObject({ state: 'FAILED', start_failures: 1, last_failed_start: 'a', next_start_time: '2026-12-01T12:00:02.000Z' });
+    expect(first.condition).toMatchObject({ reason: 'StartFailed', message: 'starting again in 2 s: QEMU exited (SIGABRT) during start: failed to set MSR 0x10a' });
+    expect(first.retryInMs).toBe(2_000);
+    const second = crashStatus({ ...first.fields }, abort('b'), t0 + 2_500);
+    expect(second.fields.start_failures).toBe(2);
+    expect(second.condition.reason).toBe('StartFailed');
+    const third = crashStatus({ ...second.fields }, abort('c'), t0 + 7_000);
+    expect(third.fields.start_failures).toBe(CRASH_LOOP_AFTER);
+    expect(third.condition.reason).toBe('CrashLoopBackOff');
+    expect(third.condition.message).toMatch(/^crash loop: 3 consecutive failures; starting again in 8 s: QEMU exited/);
+  });
+  it('counts the same failed instance once however often it is reconciled, keeping its back-off', () => {
+    const first = crashStatus(undefined, abort('a'), t0);
+    const again = crashStatus({ ...first.fields }, abort('a'), t0 + 500);
+    expect(again.fields.start_failures).toBe(1);
+    expect(again.fields.next_start_time).toBe(first.fields.next_start_time);
+    expect(again.retryInMs).toBe(1_500);
+  });
+  it('calls a guest that stopped while QEMU lives GuestCrashed', () => {
+    const c = crashStatus(undefined, { pid: 42, startedAt: 's', failure: { message: 'the guest stopped with status internal-error: KVM internal error. Suberror: 1', startedAt: 's' } }, t0);
+    expect(c.condition.reason).toBe('GuestCrashed');
+    expect(c.condition.message).toMatch(/internal-error/);
   });
 });

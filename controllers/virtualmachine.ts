@@ -55,7 +55,7 @@ export function crashStatus(status: VirtualMachineStatus | undefined, obs: Pick<
   const what = obs.failure?.message ?? 'QEMU stopped';
   const looping = failures >= CRASH_LOOP_AFTER;
   return {
-    fields: { state: 'FAILED', start_failures: failures, last_failed_start: instance, next_start_time: new Date(nextStart).toISOString().replace(/\.\d{3}Z$/, 'Z') },
+    fields: { state: 'FAILED', start_failures: failures, last_failed_start: instance, next_start_time: new Date(nextStart).toISOString() },
     condition: {
       type: 'Ready', status: 'False',
       reason: looping ? 'CrashLoopBackOff' : obs.pid !== undefined ? 'GuestCrashed' : 'StartFailed',

@@ -10,9 +10,10 @@ packages=(qemu-system-x86 qemu-utils genisoimage iproute2 etcd-server)
 # python3-yaml: the cloud-init tests parse seed files with PyYAML, the parser cloud-init uses.
 # dosfstools, mtools, syslinux: the BIOS-bootable test disk (agent/drivers/testing/bootdisk.ts).
 # curl: the download baseline of bench/disk.ts.
+# binutils: a unit test reassembles the accelerator probe's boot sector (hack/build-probe-guest.sh).
 # debootstrap, fdisk (sfdisk), e2fsprogs: the Debian guest image of the e2e tests
 # (hack/build-guest-image.sh, with dosfstools/mtools/syslinux); openssh-client logs into it.
-if [[ "${1:-}" == "--test" ]]; then packages+=(linux-image-amd64 busybox-static cpio openssh-client python3-yaml dosfstools mtools syslinux syslinux-common curl debootstrap fdisk e2fsprogs); fi
+if [[ "${1:-}" == "--test" ]]; then packages+=(binutils linux-image-amd64 busybox-static cpio openssh-client python3-yaml dosfstools mtools syslinux syslinux-common curl debootstrap fdisk e2fsprogs); fi
 
 missing=()
 for p in "${packages[@]}"; do

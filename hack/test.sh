@@ -21,6 +21,9 @@ finish() {
 }
 trap finish EXIT
 
+# Which kind of host this is (no KVM, KVM that works, KVM present but broken), in the output.
+echo "==> host: $(node dist/cli/n0stack.js probe-accelerator 2>&1 | tail -1)"
+
 echo "==> type check"
 npx tsc -p tsconfig.json --noEmit
 node hack/gen-types.js --check

@@ -1,5 +1,5 @@
 import { InvalidArgumentError } from '../../api/errors';
-import { buildQemuArgs, interpretRunState, qemuOptValue, runStateFromQmp, validateLaunchSpec } from './qemu';
+import { buildQemuArgs, failureMessage, interpretRunState, qemuOptValue, runStateFromQmp, validateLaunchSpec } from './qemu';
 import type { VmLaunchSpec } from './types';
 
 const MiB = 1024 * 1024;
@@ -21,7 +21,8 @@ describe('buildQemuArgs', () => {
   const args = buildQemuArgs(base, { dir: '/data/vms/vm1', accelerator: 'tcg', diskCache: 'writeback' });
 
   it('names the sockets, pidfile and identity from the run dir and spec', () => {
-    expect(argAfter(args, '-qmp')).toEqual(['unix:/data/vms/vm1/qmp.sock,server=on,wait=off']);
+    // The second monitor is the agent's event watch (QEMU serves one client per monitor).
+    expect(argAfter(args, '-qmp')).toEqual(['unix:/data/vms/vm1/qmp.sock,server=on,wait=off', 'unix:/data/vms/vm1/events.sock,server=on,wait=off']);
     expect(argAfter(args, '-chardev')).toEqual(['socket,id=serial0,path=/data/vms/vm1/serial.sock,server=on,wait=off']);
     expect(argAfter(args, '-serial')).toEqual(['chardev:serial0']);
     expect(argAfter(args, '-vnc')).toEqual(['unix:/data/vms/vm1/vnc.sock']);
@@ -118,5 +119,15 @@ describe('run state', () => {
     expect(interpretRunState({ ...dead, terminatedBySignal: true })).toBe('crashed');
     expect(interpretRunState(dead)).toBe('shutdown');
     expect(interpretRunState({ ...dead, pidfilePresent: true, stopRequested: true })).toBe('shutdown');
+  });
+  it('reports a start that failed as crashed until the VM is asked to stay off, and a guest stopped by KVM as crashed', () => {
+    expect(interpretRunState({ ...dead, startFailed: true })).toBe('crashed');
+    expect(interpretRunState({ ...dead, startFailed: true, stopRequested: true })).toBe('shutdown');
+    expect(interpretRunState({ ...dead, processAlive: true, qmpStatus: 'internal-error' })).toBe('crashed');
+  });
+  it('words a failure with QEMU\'s last lines', () => {
+    expect(failureMessage({ processAlive: true, qmpStatus: 'internal-error', logTail: 'a\nKVM internal error. Suberror: 1\nemulation failure' }))
+      .toBe('the guest stopped with status internal-error: a | KVM internal error. Suberror: 1 | emulation failure');
+    expect(failureMessage({ processAlive: false, logTail: '' })).toMatch(/QEMU exited without its orderly shutdown .*its log is empty/);
   });
 });

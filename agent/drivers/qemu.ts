@@ -231,7 +231,7 @@ export type { AcceleratorProbe } from './accel-probe';
 export function failureMessage(o: { qmpStatus?: string; processAlive: boolean; logTail: string }): string {
   const tail = o.logTail.split('\n').slice(-5).join(' | ');
   if (o.processAlive) return `the guest stopped with status ${o.qmpStatus}: ${tail || 'QEMU said nothing'}`;
-  return `QEMU exited: ${tail || 'no output'}`;
+  return `QEMU exited without its orderly shutdown (killed, or it crashed): ${tail || 'its log is empty'}`;
 }
 
 export interface QemuDriverOptions {
