@@ -4,6 +4,9 @@
 // deletes are held by the controllers' protection finalizers whatever the entrance, and the seed
 // RPCs that refuse up front call admitDelete themselves.
 import type { DeleteOptions, ListOptions, Patch, PatchOptions, Store, UpdateOptions, WatchOptions } from '../store/store';
+import { applyPatch, deepClone } from 'fast-json-patch';
+import { ConflictError, InvalidArgumentError } from '../errors';
+import { mergePatch } from '../store/kv';
 import type { AnyResource, Kind, KindMap } from '../types';
 import { admitCreate, admitUpdate } from './admit';
 
@@ -23,10 +26,13 @@ export class AdmittingStore implements Store {
   }
 
   async update<T extends AnyResource>(doc: T, options: UpdateOptions = {}): Promise<T> {
-    if (options.subresource !== 'status') {
+    // Without a resourceVersion the store refuses the update itself (InvalidArgument).
+    if (options.subresource !== 'status' && doc.metadata?.resourceVersion) {
       const old = await this.inner.get(doc.kind, doc.metadata.name);
-      // At another resourceVersion the write fails with Conflict anyway; judge only what can land.
-      if (old.metadata.resourceVersion === doc.metadata.resourceVersion) admitUpdate(old as T, doc);
+      // Judged against exactly the version it replaces: at another resourceVersion the store would
+      // refuse it anyway, and refusing here too means no write lands unjudged.
+      if (old.metadata.resourceVersion !== doc.metadata.resourceVersion) throw new ConflictError(doc.kind, doc.metadata.name);
+      admitUpdate(old as T, doc);
     }
     return this.inner.update(doc, options);
   }
@@ -35,22 +41,23 @@ export class AdmittingStore implements Store {
     if (options.subresource === 'status') return this.inner.patch(kind, name, patch, options);
     // A spec patch is admitted on its result: applied here to what is current, written as an
     // update at that resourceVersion (a lost race is the caller's Conflict, as with update).
-    const { applyPatch, deepClone } = await import('fast-json-patch');
     const current = await this.inner.get(kind, name);
-    if (options.resourceVersion !== undefined && options.resourceVersion !== current.metadata.resourceVersion) return this.inner.patch(kind, name, patch, options);
-    const next = patch.type === 'json' ? applyPatch(deepClone(current), patch.ops, true, false).newDocument : mergePatch(structuredClone(current), patch.value);
+    if (options.resourceVersion !== undefined && options.resourceVersion !== current.metadata.resourceVersion) throw new ConflictError(kind, name);
+    const next = patched(current, patch);
     next.metadata.resourceVersion = current.metadata.resourceVersion;
     admitUpdate(current, next as KindMap[K]);
     return this.inner.update(next as KindMap[K]);
   }
 }
 
-/** RFC 7386 JSON merge patch. */
-function mergePatch(target: any, patch: any): any {
-  if (patch === null || typeof patch !== 'object' || Array.isArray(patch)) return patch;
-  const out = target !== null && typeof target === 'object' && !Array.isArray(target) ? target : {};
-  for (const [k, v] of Object.entries(patch)) {
-    if (v === null) delete out[k]; else out[k] = mergePatch(out[k], v);
+/** The patch applied to a copy of `current`, its failures as the store reports them. */
+function patched<T extends AnyResource>(current: T, patch: Patch): T {
+  if (patch.type === 'merge') return mergePatch(structuredClone(current), patch.value) as T;
+  try {
+    return applyPatch(deepClone(current), patch.ops, true, false).newDocument as T;
+  } catch (err) {
+    // A failed `test` op is a precondition that no longer holds: the object changed under the caller.
+    if ((err as Error).name === 'TEST_OPERATION_FAILED') throw new ConflictError(current.kind, current.metadata.name, 'patch test failed');
+    throw new InvalidArgumentError(`${current.kind} "${current.metadata.name}": invalid patch: ${(err as Error).message.split('\n')[0]}`, 'patch');
   }
-  return out;
 }
