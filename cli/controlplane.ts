@@ -71,6 +71,8 @@ export interface ApiOptions {
   /** Serving certificate (and client CA for node certificates); omitted: plaintext. */
   tls?: FacadeTls;
   consoleListen?: string;
+  /** ws(s)://host:port the console URLs start with, when clients reach the consoles elsewhere. */
+  consolePublicUrl?: string;
   /** How consoles reach agents: a resolver (same process as the controllers) or TLS material. */
   agents?: AgentResolver;
   agentTls?: ClientTls;
@@ -96,7 +98,7 @@ export async function startApi(options: ApiOptions): Promise<RunningApi> {
   const agents = options.agents ?? (options.agentTls ? storeResolver(options.store, options.agentTls) : undefined);
   if (options.consoleListen && agents) {
     consoles = new ConsoleProxy(async (node, vm, kind) => (await agents(node)).openConsole(vm, kind), {
-      listen: options.consoleListen, tls: options.tls ? { cert: options.tls.cert, key: options.tls.key } : undefined,
+      listen: options.consoleListen, publicUrl: options.consolePublicUrl, tls: options.tls ? { cert: options.tls.cert, key: options.tls.key } : undefined,
     });
     await consoles.start();
   }

@@ -143,6 +143,7 @@ storeOptions(program.command('up'))
   .option('--data-dir <dir>', 'state directory (store, disks, VM run dirs, certificates, token)', '/var/lib/n0stack')
   .option('--listen <host:port>', 'facade gRPC address', '127.0.0.1:20180')
   .option('--console-listen <host:port>', 'console WebSocket address (OpenConsole URLs)', '127.0.0.1:20182')
+  .option('--console-public-url <url>', 'wss://host:port the OpenConsole URLs start with, when clients reach the consoles at another address')
   .option('--metrics-listen <host:port>', 'Prometheus /metrics address', '127.0.0.1:20190')
   .option('--agent-listen <host:port>', 'local agent gRPC address', '127.0.0.1:20181')
   .option('--node-name <name>', 'name of the local Node (the seed\'s examples pin vm-host1)', 'vm-host1')
@@ -173,12 +174,13 @@ storeOptions(program.command('up'))
     const token = ensureToken(dataDir);
     const api = await startApi({
       store, listen: opts.listen, token, tokens: new TokenFile(tokensFile(dataDir)), tls: certs.facade,
-      consoleListen: opts.consoleListen, agents: controllers.agents,
+      consoleListen: opts.consoleListen, consolePublicUrl: opts.consolePublicUrl, agents: controllers.agents,
     });
     life.onStop(() => api.stop());
     // A wildcard listen address is no address to dial: the config points at loopback then.
     const endpoint = opts.listen.replace(/^(0\.0\.0\.0|\[::\]):/, '127.0.0.1:').replace(/:\d+$/, `:${api.facade.port}`);
-    step(`facade: ${endpoint} (TLS, CA ${certs.caFile}; consoles on wss://${opts.consoleListen})`);
+    const consoleAt = opts.consoleListen.replace(/:\d+$/, `:${api.consoles?.listenPort ?? 0}`);
+    step(`facade: ${endpoint} (TLS, CA ${certs.caFile}; consoles on wss://${consoleAt})`);
     const metrics = await startMetricsServer(opts.metricsListen);
     life.onStop(() => metrics.stop());
     writeClientConfig(opts.config, { endpoint, token, ca: certs.caFile });
@@ -193,6 +195,7 @@ storeOptions(program.command('api'))
   .option('--listen <host:port>', 'facade gRPC address', '127.0.0.1:20180')
   .option('--token-file <file>', 'bearer token file (default <data-dir>/token)')
   .option('--console-listen <host:port>', 'console WebSocket address', '127.0.0.1:20182')
+  .option('--console-public-url <url>', 'wss://host:port the OpenConsole URLs start with, when clients reach the consoles at another address (a load balancer)')
   .option('--pki-dir <dir>', 'certificates to reach agents for consoles, and the default serving certificate facade.crt/facade.key and client CA ca.crt (default <data-dir>/pki)')
   .option('--tls-cert <file>', 'serving certificate (PEM) of the facade (default <pki-dir>/facade.crt)')
   .option('--tls-key <file>', 'its private key (default <pki-dir>/facade.key)')
@@ -211,7 +214,7 @@ storeOptions(program.command('api'))
     const agentTls = fs.existsSync(path.join(pkiDir, 'controllers.crt')) ? readTlsMaterial(pkiDir, 'controllers') : undefined;
     const api = await startApi({
       store, listen: opts.listen, token, tokens: new TokenFile(tokensFile(dataDir)), tls,
-      consoleListen: agentTls ? opts.consoleListen : undefined, agentTls,
+      consoleListen: agentTls ? opts.consoleListen : undefined, consolePublicUrl: opts.consolePublicUrl, agentTls,
     });
     life.onStop(() => api.stop());
     step(`facade: ${opts.listen.replace(/:\d+$/, `:${api.facade.port}`)} (${tls ? 'TLS' : 'PLAINTEXT'}, store: ${store.backend})`);

@@ -1,27 +1,57 @@
 // OpenConsole: issues a short-lived signed URL, and serves it as a WebSocket that relays bytes
-// both ways between the client and the VM's serial (or VNC) socket on its node's agent.
+// both ways between the client and the VM's serial (or VNC) socket on its node's agent. A URL
+// opens one console once: it may sit in a terminal's scrollback, a proxy's log or a browser's
+// history, and a replay within its lifetime must not open the console again.
 import { createHmac, randomBytes, timingSafeEqual } from 'node:crypto';
 import * as http from 'node:http';
 import * as https from 'node:https';
 import { WebSocketServer, type WebSocket } from 'ws';
-import type { ConsoleStream } from '../../agent/api';
 import { FailedPreconditionError } from '../errors';
 import { logger } from '../log';
 import type { VirtualMachine } from '../types';
 import type { ConsoleIssuer } from './context';
 
+/** A VM's console byte stream, as an agent client provides it (api/ does not import agent/). */
+export interface ConsoleStream {
+  onData(listener: (chunk: Buffer) => void): void;
+  onEnd(listener: (error?: Error) => void): void;
+  write(chunk: Buffer): void;
+  close(): void;
+}
+
 export type ConsoleOpener = (nodeName: string, vmName: string, kind: 'serial' | 'vnc') => Promise<ConsoleStream>;
 
-interface Ticket { vm: string; node: string; kind: 'serial' | 'vnc'; exp: number }
+interface Ticket { id: string; vm: string; node: string; kind: 'serial' | 'vnc'; exp: number }
+
+export interface ConsoleProxyOptions {
+  listen: string;
+  /** Host in the URLs instead of the listen host. */
+  publicHost?: string;
+  /** scheme://host:port the URLs start with (behind a proxy or NAT), e.g. wss://console.example:443. */
+  publicUrl?: string;
+  ttlMs?: number;
+  /** With it the consoles are served over TLS (wss://), with the facade's certificate. */
+  tls?: { cert: Buffer; key: Buffer };
+}
 
 export class ConsoleProxy implements ConsoleIssuer {
   private readonly secret = randomBytes(32);
   private server?: http.Server | https.Server;
   private port = 0;
   private readonly log = logger('console');
+  /** Ids of tickets already used, until they expire. */
+  private readonly used = new Map<string, number>();
 
-  /** With `tls` the consoles are served over TLS (wss://), with the facade's certificate. */
-  constructor(private readonly open: ConsoleOpener, private readonly options: { listen: string; publicHost?: string; ttlMs?: number; tls?: { cert: Buffer; key: Buffer } }) {}
+  constructor(private readonly open: ConsoleOpener, private readonly options: ConsoleProxyOptions) {
+    if (options.publicUrl !== undefined && !/^wss?:\/\/[^/\s?#]+$/.test(options.publicUrl)) {
+      throw new FailedPreconditionError(`console public URL ${JSON.stringify(options.publicUrl)} must be ws://host[:port] or wss://host[:port]`, 'console_public_url');
+    }
+  }
+
+  /** The bound port (the listen port, or the one picked for port 0). */
+  get listenPort(): number {
+    return this.port;
+  }
 
   async start(): Promise<number> {
     const [host, portText] = [this.options.listen.replace(/:\d+$/, ''), this.options.listen.split(':').pop()!];
@@ -39,12 +69,12 @@ export class ConsoleProxy implements ConsoleIssuer {
     if (!node || vm.status?.state !== 'RUNNING' && vm.status?.state !== 'PAUSED') {
       throw new FailedPreconditionError(`VirtualMachine "${vm.metadata.name}" is ${vm.status?.state ?? 'PENDING'}; its console opens once it runs`);
     }
-    const ticket: Ticket = { vm: vm.metadata.name, node, kind, exp: Date.now() + (this.options.ttlMs ?? 60_000) };
+    const ticket: Ticket = { id: randomBytes(12).toString('base64url'), vm: vm.metadata.name, node, kind, exp: Date.now() + (this.options.ttlMs ?? 60_000) };
     const payload = Buffer.from(JSON.stringify(ticket)).toString('base64url');
     const token = `${payload}.${this.sign(payload)}`;
     const host = this.options.publicHost ?? this.options.listen.replace(/:\d+$/, '');
-    const scheme = this.options.tls ? 'wss' : 'ws';
-    return { console_url: `${scheme}://${host}:${this.port}/console?token=${token}`, expires_at: new Date(ticket.exp).toISOString() };
+    const base = this.options.publicUrl ?? `${this.options.tls ? 'wss' : 'ws'}://${host}:${this.port}`;
+    return { console_url: `${base}/console?token=${token}`, expires_at: new Date(ticket.exp).toISOString() };
   }
 
   private sign(payload: string): string {
@@ -58,7 +88,11 @@ export class ConsoleProxy implements ConsoleIssuer {
     const given = Buffer.from(signature);
     if (expected.length !== given.length || !timingSafeEqual(expected, given)) throw new Error('bad token');
     const ticket = JSON.parse(Buffer.from(payload, 'base64url').toString()) as Ticket;
-    if (ticket.exp < Date.now()) throw new Error('token expired; call OpenConsole again');
+    const now = Date.now();
+    if (ticket.exp < now) throw new Error('token expired; call OpenConsole again');
+    for (const [id, exp] of this.used) if (exp < now) this.used.delete(id);
+    if (this.used.has(ticket.id)) throw new Error('token already used; call OpenConsole again');
+    this.used.set(ticket.id, ticket.exp);
     return ticket;
   }
 
