@@ -30,7 +30,7 @@ export class BlockStorageReconciler implements Reconciler<'BlockStorage'> {
   ] as Reconciler['indexes'];
   readonly watches = [
     { kind: 'BlockStorage' as const, map: (obj: any, cache: any) => deleting([(obj as BlockStorage).spec.backing_block_storage, (obj as BlockStorage).spec.source_block_storage], cache) },
-    { kind: 'VirtualMachine' as const, map: (obj: any, cache: any) => deleting([...((obj as VirtualMachine).spec.block_storage_names ?? []), (obj as VirtualMachine).metadata.name], cache) },
+    { kind: 'VirtualMachine' as const, map: (obj: any, cache: any) => deleting((obj as VirtualMachine).spec.block_storage_names ?? [], cache) },
   ];
   private readonly log = logger('blockstorage-controller');
   constructor(private readonly agents: AgentResolver) {}

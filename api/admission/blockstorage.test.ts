@@ -33,6 +33,23 @@ describe('BlockStorage admission', () => {
     expect(error(() => s.validateUpdate(old, bs('d', { request_bytes: 100, limit_bytes: 1000 })))).toMatchObject({ field: 'backing_block_storage' });
   });
 
+  it("update: the seed's protected / claimed / attached transitions", () => {
+    const free = bs('d');
+    const attached = bs('d', {}, { in_use_by: 'vm1' });
+    expect(error(() => s.validateUpdate(attached, bs('d', { protected: true }, { in_use_by: 'vm1' })))).toMatchObject({ code: 'FailedPrecondition', field: 'protected', message: expect.stringMatching(/IN_USE by vm1/) });
+    expect(error(() => s.validateUpdate(bs('d', { claimed_by: 'u' }), bs('d', { claimed_by: 'u', protected: true })))).toMatchObject({ field: 'protected' });
+    expect(error(() => s.validateUpdate(bs('d', { protected: true }), bs('d', { protected: true, claimed_by: 'u' })))).toMatchObject({ code: 'FailedPrecondition', field: 'claimed_by' });
+    expect(error(() => s.validateUpdate(bs('d', { claimed_by: 'u' }, { in_use_by: 'vm1' }), bs('d', {}, { in_use_by: 'vm1' })))).toMatchObject({ field: 'claimed_by', message: expect.stringMatching(/attached to VirtualMachine "vm1"/) });
+    expect(error(() => s.validateUpdate(free, bs('d', { protected: true })))).toBeUndefined();
+    expect(error(() => s.validateUpdate(bs('d', { protected: true }), free))).toBeUndefined();
+  });
+
+  it('create: an overlay is at least as large as its backing disk', () => {
+    const lookup = ((kind: string, name: string) => (name === 'base' ? bs('base', { limit_bytes: 4096, request_bytes: 1 }) : undefined)) as any;
+    expect(error(() => s.validateCreate(bs('child', { backing_block_storage: 'base', limit_bytes: 1024 }), lookup))).toMatchObject({ code: 'InvalidArgument', field: 'limit_bytes', message: expect.stringMatching(/smaller than the backing disk's 4096/) });
+    expect(error(() => s.validateCreate(bs('child', { backing_block_storage: 'base', limit_bytes: 4096 }), lookup))).toBeUndefined();
+  });
+
   it('dependants: overlays on it, copies still being made from it, VMs naming or holding it', () => {
     const base = bs('base', {}, { in_use_by: 'ghost-vm' });
     const world = {

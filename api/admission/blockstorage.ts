@@ -43,6 +43,10 @@ export const blockStorageStrategy: Strategy<'BlockStorage'> = {
       const found = lookup('BlockStorage', source);
       if (!found) throw violation('blockstorage.source-exists', `${field} "${source}" does not exist`, field);
       if (found.metadata.deletionTimestamp) throw violation('blockstorage.source-exists', `${field} "${source}" is being deleted`, field);
+      // A smaller overlay would cut off the end of what the guest sees through it.
+      if (field === 'backing_block_storage' && bs.spec.limit_bytes < found.spec.limit_bytes) {
+        throw violation('blockstorage.overlay-not-smaller', `limit_bytes ${bs.spec.limit_bytes} is smaller than the backing disk's ${found.spec.limit_bytes} (${source})`);
+      }
     }
   },
   validateUpdate(old, next) {
@@ -51,6 +55,18 @@ export const blockStorageStrategy: Strategy<'BlockStorage'> = {
     if (next.spec.request_bytes < old.spec.request_bytes) throw violation('blockstorage.request-only-grows', `request_bytes can only grow (${old.spec.request_bytes} -> ${next.spec.request_bytes})`);
     for (const f of FIXED) {
       if (old.spec[f] !== next.spec[f]) throw violation('blockstorage.source-immutable', `${f} is fixed at creation (${JSON.stringify(old.spec[f] ?? null)} -> ${JSON.stringify(next.spec[f] ?? null)})`, f);
+    }
+    // The seed's state machine over protected / claimed / attached (SetProtected, SetInuse, SetAvailable).
+    const name = next.metadata.name;
+    const attached = old.status?.in_use_by;
+    if (next.spec.protected && !old.spec.protected && (attached || next.spec.claimed_by)) {
+      throw violation('blockstorage.protect-in-use', `BlockStorage "${name}" is IN_USE${attached ? ` by ${attached}` : ''}; it cannot become PROTECTED`);
+    }
+    if (next.spec.claimed_by && next.spec.claimed_by !== old.spec.claimed_by && next.spec.protected) {
+      throw violation('blockstorage.claim-protected', `BlockStorage "${name}" is PROTECTED; it cannot be claimed`);
+    }
+    if (old.spec.claimed_by && !next.spec.claimed_by && attached) {
+      throw violation('blockstorage.release-attached', `BlockStorage "${name}" is attached to VirtualMachine "${attached}"`);
     }
   },
   references: (bs) => SOURCES.filter((f) => bs.spec[f]).map((f) => ({ kind: 'BlockStorage' as const, name: bs.spec[f]! })),

@@ -109,6 +109,7 @@ export function blockStorageService(context: FacadeContext): ServiceHandlers {
       return {};
     },
     async SetAvailableBlockStorage(req, call) {
+      // Refused here even when nothing would change, which admission cannot see.
       return setSpec(req, call, (bs) => {
         if (bs.status?.in_use_by) throw new FailedPreconditionError(`BlockStorage "${bs.metadata.name}" is attached to VirtualMachine "${bs.status.in_use_by}"`);
         delete bs.spec.protected;
@@ -116,14 +117,14 @@ export function blockStorageService(context: FacadeContext): ServiceHandlers {
       });
     },
     async SetInuseBlockStorage(req, call) {
+      // A protected disk cannot be claimed: the kind's admission (blockstorage.claim-protected).
       return setSpec(req, call, (bs) => {
-        if (bs.spec.protected) throw new FailedPreconditionError(`BlockStorage "${bs.metadata.name}" is PROTECTED`);
         bs.spec.claimed_by = bs.spec.claimed_by ?? 'n0stack-user';
       });
     },
     async SetProtectedBlockStorage(req, call) {
+      // A disk in use cannot be protected: the kind's admission (blockstorage.protect-in-use).
       return setSpec(req, call, (bs) => {
-        if (bs.status?.in_use_by || bs.spec.claimed_by) throw new FailedPreconditionError(`BlockStorage "${bs.metadata.name}" is IN_USE`);
         bs.spec.protected = true;
       });
     },

@@ -64,8 +64,7 @@ export function imageService(context: FacadeContext): ServiceHandlers {
       const bsName = validateName(req.block_storage_name, 'block_storage_name');
       const tags = (req.tags ?? []).map((t: unknown, i: number) => validateTag(t, `tags[${i}]`));
       await store.get('Image', imageName);
-      const bs = await store.get('BlockStorage', bsName);
-      if (bs.status?.in_use_by) throw new FailedPreconditionError(`BlockStorage "${bsName}" is IN_USE by ${bs.status.in_use_by}; an image's block storage must not be attached to a VM`);
+      // A disk in use cannot be protected (the kind's admission refuses it before anything is written).
       await setProtected(bsName, true, call);
       return imageMessage(await mutate(store, 'Image', imageName, (image) => {
         const registered = image.spec.registered_block_storages ?? [];
@@ -123,9 +122,7 @@ export function imageService(context: FacadeContext): ServiceHandlers {
         throw new FailedPreconditionError(`annotation ${ANNOTATIONS.blockStorageRequestNodeName}=${doc.spec.node_name}, but image "${imageName}:${tag}" (${baseName}) is on node ${baseNode}`, 'annotations');
       }
       doc.spec.node_name = baseNode;
-      if (doc.spec.limit_bytes < base.spec.limit_bytes) {
-        throw new InvalidArgumentError(`limit_bytes ${doc.spec.limit_bytes} is smaller than the image's ${base.spec.limit_bytes}`, 'limit_bytes');
-      }
+      // An overlay smaller than its base is refused by the kind's admission (blockstorage.overlay-not-smaller).
       return blockStorageMessage(await createBlockStorage(ctx, call, doc));
     },
   };
