@@ -121,7 +121,9 @@ export function rule(id: RuleId): Rule {
 export function violation(id: RuleId, detail?: string, field?: string): N0Error {
   const r = rule(id);
   const message = detail ?? r.message;
-  return r.code === 'InvalidArgument' ? new InvalidArgumentError(message, field ?? r.field) : new FailedPreconditionError(message, field ?? r.field);
+  const err = r.code === 'InvalidArgument' ? new InvalidArgumentError(message, field ?? r.field) : new FailedPreconditionError(message, field ?? r.field);
+  // Which rule it was, for tests that hold the table's CEL against the modules (and for callers that report it).
+  return Object.assign(err, { rule: id });
 }
 
 /** The CEL rules of a kind, in the shape of x-kubernetes-validations entries. */
