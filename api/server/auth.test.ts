@@ -82,6 +82,11 @@ describe('TokenFile', () => {
       expect(reader.lookup(admin.token)).toBe('admin');
       expect(reader.lookup(`${viewer.token}x`)).toBeUndefined();
       expect(() => TokenFile.create(file, 'root' as never)).toThrow('role "root" must be one of admin, viewer');
+      // A broken file is UNAVAILABLE naming it, never a way in.
+      fs.writeFileSync(file, '{not json');
+      const broken = new TokenFile(file);
+      expect(codeOf(() => broken.lookup(viewer.token))).toBe(grpc.status.UNAVAILABLE);
+      expect(() => broken.lookup(viewer.token)).toThrow(`cannot read its token file ${file}`);
     } finally {
       fs.rmSync(dir, { recursive: true, force: true });
     }

@@ -91,7 +91,12 @@ export class TokenFile implements TokenAuthority {
       const stat = fs.statSync(this.file, { throwIfNoEntry: false });
       if (!stat) this.cache = { mtimeMs: 0, size: 0, byHash: new Map() };
       else if (!this.cache || stat.mtimeMs !== this.cache.mtimeMs || stat.size !== this.cache.size) {
-        this.cache = { mtimeMs: stat.mtimeMs, size: stat.size, byHash: new Map(TokenFile.read(this.file).map((e) => [e.sha256, e.role])) };
+        let entries: StoredToken[];
+        try { entries = TokenFile.read(this.file); } catch (err) {
+          // A broken file must not let anyone in, nor turn every call into INTERNAL.
+          throw Object.assign(new Error(`the facade cannot read its token file ${this.file}: ${(err as Error).message}`), { grpcCode: grpc.status.UNAVAILABLE });
+        }
+        this.cache = { mtimeMs: stat.mtimeMs, size: stat.size, byHash: new Map(entries.map((e) => [e.sha256, e.role])) };
       }
     }
     // A hash lookup is not a timing oracle for the token: the attacker does not control the hash.
