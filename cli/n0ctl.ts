@@ -5,7 +5,7 @@ import { Command, CommanderError, Option } from 'commander';
 import YAML from 'yaml';
 import { N0Error } from '../api/errors';
 import { loadCrds } from '../api/schema';
-import { PLURALS, type Kind, type Resource } from '../api/types';
+import { KINDS, PLURALS, type Kind, type Resource } from '../api/types';
 import { CallError, FacadeClient, parseEndpoint } from './client';
 import { bashCompletion, completionModel, zshCompletion } from './completion';
 import { configPath, loadConfig, readTokenFile, redactedConfig, resolveConnection, useContext, type ConnectionFlags } from './config';
@@ -138,6 +138,50 @@ function fetchProgress(client: FacadeClient, task: Task, ctx: TaskContext): () =
   return () => { stopped = true; if (timer) clearTimeout(timer); };
 }
 
+const KIND_OF_TYPE = new Map<string, Kind>(KINDS.map((k) => [k.toLowerCase(), k]));
+
+/** The object a `do` task waits on, for conditionStatus. */
+function taskTarget(task: Task): { kind: Kind; name: string } | undefined {
+  const kind = KIND_OF_TYPE.get(task.type.replace(/_/g, '').toLowerCase());
+  const name = task.args.name ?? task.args.image_name;
+  return kind && typeof name === 'string' ? { kind, name } : undefined;
+}
+
+/**
+ * While an RPC waits, tells `onMessage` what the object it waits on says: its latest condition
+ * (e.g. "StartFailed: starting again in 2 s: QEMU exited ..."), polled every second, so a slow
+ * step is never a silent one.
+ */
+function conditionStatus(client: FacadeClient, target: { kind: Kind; name: string } | undefined, signal: AbortSignal | undefined, onMessage: (message: string) => void): () => void {
+  if (!target) return () => undefined;
+  const { kind, name } = target;
+  let stopped = false;
+  let timer: NodeJS.Timeout | undefined;
+  const poll = async (): Promise<void> => {
+    try {
+      const doc = await client.getDocument(kind, name, { deadlineMs: 5000, signal });
+      const conditions = (doc.status as { conditions?: { type: string; reason?: string; message?: string; lastTransitionTime: string }[] } | undefined)?.conditions ?? [];
+      const latest = [...conditions].sort((a, b) => b.lastTransitionTime.localeCompare(a.lastTransitionTime))[0];
+      if (latest && !stopped) onMessage(`${latest.reason ?? latest.type}${latest.message ? `: ${latest.message}` : ''}`);
+    } catch { /* not created yet, or a blip: the next poll will tell */ }
+    if (!stopped) timer = setTimeout(() => void poll(), 1000);
+  };
+  timer = setTimeout(() => void poll(), 1000);
+  return () => { stopped = true; if (timer) clearTimeout(timer); };
+}
+
+/** On a TTY, one self-overwriting stderr line with what the awaited object says; cleared at the end. */
+function waitingLine(client: FacadeClient, target: { kind: Kind; name: string }): () => void {
+  if (!process.stderr.isTTY) return () => undefined;
+  let shown = false;
+  const stop = conditionStatus(client, target, undefined, (m) => {
+    const width = Math.max(20, (process.stderr.columns ?? 80) - 1);
+    process.stderr.write(`\r\x1b[K  ${m.length > width - 2 ? `${m.slice(0, width - 3)}\u2026` : m}`);
+    shown = true;
+  });
+  return () => { stop(); if (shown) process.stderr.write('\r\x1b[K'); };
+}
+
 async function runDo(files: string[], opts: { dryRun?: boolean; reverse?: boolean; concurrency: string; plain?: boolean; output?: string; failFast?: boolean }): Promise<void> {
   const { dag: forward, warnings } = loadDag(files);
   for (const w of warnings) err(`warning: ${w}`);
@@ -169,7 +213,7 @@ async function runDo(files: string[], opts: { dryRun?: boolean; reverse?: boolea
     const t0 = Date.now();
     try {
       const { ok, statuses } = await runDag(dag, async (task, ctx) => {
-        const stop = task.action === 'FetchBlockStorage' ? fetchProgress(client, task, ctx) : () => undefined;
+        const stop = task.action === 'FetchBlockStorage' ? fetchProgress(client, task, ctx) : live ? conditionStatus(client, taskTarget(task), ctx.signal, (m) => ctx.status(m)) : () => undefined;
         try {
           return await client.call(serviceForType(task.type), task.action, task.args, { deadlineMs: timeoutMs, signal: ctx.signal });
         } finally { stop(); }
@@ -403,7 +447,11 @@ Examples:
   c.action((kind: string, name: string, opts: { hard?: boolean }) => withClient(async (client, timeoutMs) => {
     vmKind(kind, command);
     const req = withHard ? { name, hard: !!opts.hard } : { name };
-    const vm = await client.call<{ state?: string }>('VirtualMachineService', rpc, req, { deadlineMs: timeoutMs });
+    const stop = waitingLine(client, { kind: 'VirtualMachine', name });
+    let vm: { state?: string };
+    try {
+      vm = await client.call<{ state?: string }>('VirtualMachineService', rpc, req, { deadlineMs: timeoutMs });
+    } finally { stop(); }
     out(`virtualmachine/${name} ${past}${vm.state ? ` (state ${vm.state})` : ''}`);
   }));
 }

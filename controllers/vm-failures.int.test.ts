@@ -4,13 +4,16 @@
 //   vCPU's MSRs, for every VM launch: CreateVirtualMachine fails within 60 s with QEMU's words,
 //   and the VM shows a crash loop;
 // - the real QEMU killed while its VM runs: a condition within 2 s, then a restart after back-off.
+import { spawn } from 'node:child_process';
 import * as fs from 'node:fs';
+import * as os from 'node:os';
 import * as path from 'node:path';
 import { TestCloud } from '../e2e/cloud';
 import { KVM_CONDITION } from '../api/conditions';
 import { installStandInQemu, MSR_ABORT_LINES, type StandInQemu } from '../agent/drivers/testing/standin-qemu';
 import { isOurQemu } from '../agent/drivers/qemu';
 import type { VirtualMachine } from '../api/types';
+import { CLI, ensureBuilt } from '../cli/testing/n0ctl';
 
 jest.setTimeout(300_000);
 
@@ -73,6 +76,41 @@ test('a VM whose QEMU always aborts fails CreateVirtualMachine within 60 s with 
   await expect(call('VirtualMachineService', 'BootVirtualMachine', { name: 'abort-vm' })).rejects.toThrow(/CrashLoopBackOff/);
   expect(Date.now() - bootStarted).toBeLessThan(10_000);
   await call('VirtualMachineService', 'DeleteVirtualMachine', { name: 'abort-vm' });
+});
+
+test('n0ctl do shows what a waiting task\'s object says on a TTY, and prints the crash loop on the task line', async () => {
+  ensureBuilt();
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'n0-do-tty-'));
+  try {
+    fs.writeFileSync(path.join(dir, 'boot.yaml'), [
+      'CreateDisk:', '  type: BlockStorage', '  action: CreateBlockStorage', '  args:', '    name: tty-disk',
+      '    annotations:', '      n0core/provisioning/block_storage/request_node_name: vm-host1', '    request_bytes: 67108864', '    limit_bytes: 67108864',
+      'CreateVM:', '  type: VirtualMachine', '  action: CreateVirtualMachine', '  args:', '    name: tty-vm',
+      '    annotations:', '      n0core/provisioning/virtual_machine/request_node_name: vm-host1',
+      '    limit_cpu_milli_core: 1000', '    limit_memory_bytes: 134217728', '    block_storage_names: [tty-disk]', '  depends_on: [CreateDisk]', '',
+    ].join('\n'));
+    // script(1) gives n0ctl a terminal, as a user's shell would.
+    const env = { PATH: realPath, HOME: dir, TERM: 'xterm', N0STACK_API_ENDPOINT: cloud.endpoint, N0STACK_TOKEN: cloud.token, N0STACK_CA: cloud.caFile };
+    // Not spawnSync: the facade answering n0ctl runs in this very process.
+    const run = await new Promise<{ status: number | null; stdout: string; stderr: string }>((resolve) => {
+      const child = spawn('script', ['-qfec', `${process.execPath} ${CLI} do boot.yaml`, '/dev/null'], { cwd: dir, env, stdio: ['ignore', 'pipe', 'pipe'] });
+      let stdout = '';
+      let stderr = '';
+      const timer = setTimeout(() => child.kill('SIGKILL'), 120_000);
+      child.stdout.on('data', (d) => { stdout += d; });
+      child.stderr.on('data', (d) => { stderr += d; });
+      child.on('close', (status) => { clearTimeout(timer); resolve({ status, stdout, stderr }); });
+    });
+    const screen = run.stdout.replace(/\x1b\[[0-9;]*[A-Za-z]/g, '');
+    if (run.status !== 1) console.log(`n0ctl do under script: status ${run.status}, screen: ${screen.slice(-3000)} stderr: ${run.stderr}`);
+    expect(run.status).toBe(1);
+    // The live line is cut at the terminal width, so only its start is sure to be there.
+    expect(screen).toMatch(/CreateVM \(VirtualMachine.CreateVirtualMachine\) [0-9.]+s StartFailed: starting again/);
+    expect(screen).toMatch(/\[failed\] CreateVM: FAILED_PRECONDITION: .*CrashLoopBackOff: .*failed to set MSR/);
+  } finally {
+    fs.rmSync(dir, { recursive: true, force: true });
+  }
+  await call('VirtualMachineService', 'DeleteVirtualMachine', { name: 'tty-vm' });
 });
 
 test('a QEMU killed while its VM runs is a VM condition within 2 s, and the VM starts again after its back-off', async () => {

@@ -60,6 +60,13 @@ test('the seed files boot the Debian guest and the seed key logs in over SSH', a
   timing('seed ssh', 'boot-vm-from-image.yaml (create -> Running)', Date.now() - bootStarted);
   const vm = JSON.parse((await cli.run(['get', 'vm', 'test-vm', '-o', 'json'])).stdout);
   expect(vm.status.state).toBe('RUNNING');
+  // The accelerator is what the node's boot probe chose, and the node says why (n0ctl get node -o wide).
+  const node = JSON.parse((await cli.run(['get', 'node', 'vm-host1', '-o', 'json'])).stdout);
+  expect(vm.status.accelerator).toBe(node.status.accelerator);
+  expect(node.status.accelerator_reason).toMatch(node.status.accelerator === 'kvm' ? /KVM boots/ : /using TCG/);
+  const wide = (await cli.run(['get', 'node', '-o', 'wide'])).stdout;
+  expect(wide).toContain(node.status.accelerator_reason.slice(0, 40));
+  process.stderr.write(`[e2e] seed ssh: VM accelerator ${vm.status.accelerator}; node says: ${node.status.accelerator_reason}\n`);
   expect(vm.status.nics[0].ipv4_address).toBe(VM_IP);
 
   // The seed's Network has no gateway address, so the host cannot reach its VMs; an operator gives

@@ -75,7 +75,7 @@ const COLOR: Record<TaskStatus['state'], string> = {
 export function liveLine(s: TaskStatus, now: number, width: number, color = true): string {
   const what = `${s.task.type}.${s.task.action}`;
   let detail = '';
-  if (s.state === 'running') detail = s.progress ? formatProgress(s.progress) : '';
+  if (s.state === 'running') detail = s.progress ? formatProgress(s.progress) : s.message ?? '';
   else if (s.state === 'failed' || s.state === 'ignored') detail = s.error ?? '';
   else if (s.state === 'skipped') detail = s.reason ?? '';
   const time = elapsed(s, now);

@@ -129,6 +129,12 @@ describe('rendering', () => {
     expect(plainLine(status({ progress: { done: 1024, total: 2048 } }), 9)).toBe('[running] FetchISO 1.00 KiB / 2.00 KiB 50%');
   });
 
+  it('a running task\'s live line shows what the object it waits on says, unless bytes are moving', () => {
+    const line = liveLine(status({ message: 'StartFailed: starting again in 2 s: QEMU exited' }), 2000, 200, false);
+    expect(line).toMatch(/^\u25b6 FetchISO \(BlockStorage.FetchBlockStorage\) .* StartFailed: starting again in 2 s: QEMU exited$/);
+    expect(liveLine(status({ message: 'x', progress: { done: 1024, total: 2048 } }), 2000, 200, false)).toMatch(/1.00 KiB \/ 2.00 KiB 50%/);
+  });
+
   it('live lines never exceed the terminal width', () => {
     const line = liveLine(status({ state: 'failed', error: 'x'.repeat(200), endedAt: 1500 }), 2000, 60, false);
     expect(line).toHaveLength(60);

@@ -24,12 +24,16 @@ export interface TaskStatus {
   /** Why a skipped task did not run. */
   reason?: string;
   progress?: Progress;
+  /** The latest condition of the object the task waits on, so a slow step is never a silent one. */
+  message?: string;
   result?: unknown;
 }
 
 export interface TaskContext {
   signal: AbortSignal;
   progress(p: Progress): void;
+  /** What the object the task waits on says now (its latest condition). */
+  status(message: string): void;
 }
 
 export type TaskCaller = (task: Task, ctx: TaskContext) => Promise<unknown>;
@@ -109,6 +113,7 @@ export async function runDag(dag: Dag, call: TaskCaller, options: RunOptions = {
       const ctx: TaskContext = {
         signal: controller.signal,
         progress: (p) => { if (s.state === 'running') { s.progress = p; changed(s); } },
+        status: (message) => { if (s.state === 'running' && s.message !== message) { s.message = message; changed(s); } },
       };
       // A caller that throws synchronously must still settle the task.
       Promise.resolve().then(() => call(s.task, ctx)).then(
