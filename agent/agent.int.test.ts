@@ -136,10 +136,15 @@ afterAll(async () => {
 
 test('the agent lifecycle through the gRPC client', async () => {
   let { running, client } = await startAgent();
-  expect(running.accelerator).toBe(fs.existsSync('/dev/kvm') ? expect.any(String) : 'tcg');
+  // What the boot probe chose, whatever this host is: tcg without /dev/kvm, kvm only if it booted.
+  expect(running.accelerator).toBe(running.probe.accelerator);
+  if (!fs.existsSync('/dev/kvm')) expect(running.probe).toMatchObject({ accelerator: 'tcg', kvm: 'absent' });
+  console.log(`agent: ${running.probe.reason}`);
 
-  // Registration: the Node carries the advertised endpoint, heartbeats move.
+  // Registration: the Node carries the advertised endpoint, heartbeats move, and says why this accelerator.
   const node = await store.get('Node', 'node1');
+  expect(node.status).toMatchObject({ accelerator: running.accelerator, accelerator_reason: running.probe.reason, cpu_model: running.probe.cpuModel });
+  expect(node.status?.conditions?.find((c) => c.type === 'KvmUsable')).toMatchObject({ status: running.probe.kvm === 'works' ? 'True' : 'False', reason: running.probe.conditionReason });
   expect(node.spec.agent_endpoint).toBe(running.advertisedEndpoint);
   expect(node.status?.state).toBe('Ready');
   const hb0 = node.status!.last_heartbeat_time!;
