@@ -197,6 +197,36 @@ describe('a test guest through its lifecycle', () => {
     await serial.waitFor(GUEST_READY_MARKER, BOOT_TIMEOUT);
   });
 
+  it('reports a guest kernel panic as crashed at once (pvpanic, GUEST_PANICKED), telling subscribers', async () => {
+    const notified: number[] = [];
+    const unsubscribe = driver.subscribe((n) => { if (n === name) notified.push(Date.now()); });
+    try {
+      // The event monitor connects in the background; give it a moment before the panic.
+      await new Promise((r) => setTimeout(r, 500));
+      const t0 = Date.now();
+      serial.write('echo c > /proc/sysrq-trigger\n');
+      let st = await driver.state(name);
+      while (st?.runState !== 'crashed' && Date.now() - t0 < 20_000) {
+        await new Promise((r) => setTimeout(r, 50));
+        st = await driver.state(name);
+      }
+      console.log(`${await driver.accelerator()}: sysrq panic -> crashed ${Date.now() - t0} ms, first event after ${notified.length ? notified[0] - t0 : '-'} ms: ${st?.failure?.message.slice(0, 120)}`);
+      expect(st).toMatchObject({ runState: 'crashed', qmpStatus: 'guest-panicked', pid });
+      expect(st?.failure?.message).toMatch(/the guest stopped with status guest-panicked/);
+      expect(notified.length).toBeGreaterThan(0);
+    } finally {
+      unsubscribe();
+    }
+    // A panicked guest's QEMU lives on; it must go before the VM starts again.
+    await driver.shutdown(name, { hard: true });
+    serial.close();
+    const restarted = await driver.start(spec(name));
+    pid = restarted.pid!;
+    pids.add(pid);
+    serial = await openConsole(restarted.serialSocket);
+    await serial.waitFor(GUEST_READY_MARKER, BOOT_TIMEOUT);
+  });
+
   it('soft shutdown powers the guest off through ACPI, and reports shutdown', async () => {
     const t0 = Date.now();
     await driver.shutdown(name, { hard: false, timeoutMs: 30_000 });

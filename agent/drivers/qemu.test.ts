@@ -21,6 +21,9 @@ describe('buildQemuArgs', () => {
   const args = buildQemuArgs(base, { dir: '/data/vms/vm1', accelerator: 'tcg', diskCache: 'writeback' });
 
   it('names the sockets, pidfile and identity from the run dir and spec', () => {
+    // A guest panic is a QEMU event and a status, not a silent hang or an exit.
+    expect(argAfter(args, '-device')).toContain('pvpanic');
+    expect(argAfter(args, '-action')).toEqual(['panic=pause']);
     // The second monitor is the agent's event watch (QEMU serves one client per monitor).
     expect(argAfter(args, '-qmp')).toEqual(['unix:/data/vms/vm1/qmp.sock,server=on,wait=off', 'unix:/data/vms/vm1/events.sock,server=on,wait=off']);
     expect(argAfter(args, '-chardev')).toEqual(['socket,id=serial0,path=/data/vms/vm1/serial.sock,server=on,wait=off']);
@@ -49,6 +52,7 @@ describe('buildQemuArgs', () => {
       'file=/data/vms/vm1/seed.iso,if=ide,media=cdrom,readonly=on,format=raw',
     ]);
     expect(argAfter(args, '-device')).toEqual([
+      'pvpanic',
       'virtio-blk-pci,drive=disk0,bootindex=0',
       'virtio-blk-pci,drive=disk1,bootindex=1',
       'virtio-net-pci,netdev=net0,mac=52:54:00:aa:bb:01',

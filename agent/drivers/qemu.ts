@@ -103,6 +103,10 @@ export function buildQemuArgs(spec: VmLaunchSpec, o: QemuArgsOptions): string[] 
     '-qmp', `unix:${qemuOptValue(file(RUN_FILES.events))},server=on,wait=off`,
     '-chardev', `socket,id=serial0,path=${qemuOptValue(file(RUN_FILES.serial))},server=on,wait=off`,
     '-serial', 'chardev:serial0',
+    // A guest kernel that panics tells QEMU (pvpanic, which Linux binds through ACPI) and stays
+    // stopped as guest-panicked, so the VM is reported GuestCrashed instead of looking shut down.
+    '-device', 'pvpanic',
+    '-action', 'panic=pause',
   ];
   // A direct kernel boot claims bootindex 0 for its option ROM (linuxboot); disks follow it.
   const firstBootIndex = spec.kernel ? 1 : 0;

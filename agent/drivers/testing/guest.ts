@@ -19,10 +19,11 @@ import { run } from '../../exec';
 export const GUEST_READY_MARKER = 'N0STACK-GUEST-READY';
 
 /** Bump when the layout of the initramfs changes, so cached images are rebuilt. */
-const GUEST_FORMAT = 8;
+const GUEST_FORMAT = 9;
 
 /** Modules by name; their dependencies come from modules.dep. */
-export const GUEST_MODULES = ['virtio_pci', 'virtio_blk', 'virtio_net', 'button', 'evdev'] as const;
+// pvpanic_mmio: the guest tells QEMU when its kernel panics (the agent reports GuestCrashed).
+export const GUEST_MODULES = ['virtio_pci', 'virtio_blk', 'virtio_net', 'button', 'evdev', 'pvpanic_mmio'] as const;
 
 const MODULE_SUFFIX = /\.ko(\.(xz|gz|zst))?$/;
 
