@@ -89,6 +89,11 @@ export interface VmObservation {
 
 export type VmAction = 'REBOOT' | 'HARD_REBOOT' | 'SHUTDOWN' | 'HARD_SHUTDOWN' | 'PAUSE' | 'RESUME' | 'BOOT';
 
+export interface VmActionOptions {
+  /** The VM's action_request.id. */
+  id?: string;
+}
+
 export interface NodeObservation {
   nodeName: string;
   accelerator: Accelerator;
@@ -116,7 +121,11 @@ export interface AgentApi {
   deleteNetwork(name: string): Promise<void>;
   /** Creates taps, the cloud-init seed ISO and the QEMU process as needed; idempotent. */
   ensureVm(req: EnsureVmRequest): Promise<VmObservation>;
-  vmAction(name: string, action: VmAction): Promise<VmObservation>;
+  /**
+   * With `id` the action is done at most once per id: a replay (the controller crashed before it
+   * recorded the id) answers the recorded outcome instead of rebooting the guest again.
+   */
+  vmAction(name: string, action: VmAction, options?: VmActionOptions): Promise<VmObservation>;
   /** Stops QEMU, removes taps, seed ISO and run dir; idempotent. */
   deleteVm(name: string): Promise<void>;
   observe(): Promise<NodeObservation>;

@@ -13,6 +13,7 @@ import type {
   EnsureVmRequest,
   NodeObservation,
   VmAction,
+  VmActionOptions,
   VmObservation,
 } from './api';
 import type { NetworkState } from './drivers/types';
@@ -128,8 +129,8 @@ export class AgentClient implements AgentApi {
     return vmObservationFromWire(await this.call<WireVmObservation>('EnsureVm', ensureVmToWire(req), this.vmDeadlineMs));
   }
 
-  async vmAction(name: string, action: VmAction): Promise<VmObservation> {
-    return vmObservationFromWire(await this.call<WireVmObservation>('VmAction', { name, action }, this.vmDeadlineMs));
+  async vmAction(name: string, action: VmAction, options: VmActionOptions = {}): Promise<VmObservation> {
+    return vmObservationFromWire(await this.call<WireVmObservation>('VmAction', { name, action, ...(options.id ? { id: options.id } : {}) }, this.vmDeadlineMs));
   }
 
   async deleteVm(name: string): Promise<void> {

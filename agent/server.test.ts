@@ -20,6 +20,7 @@ import type {
   EnsureVmRequest,
   NodeObservation,
   VmAction,
+  VmActionOptions,
   VmObservation,
 } from './api';
 import { AgentClient } from './client';
@@ -54,8 +55,8 @@ class RecordingAgent implements AgentApi {
     if (req.vcpus > 64) throw new InvalidArgumentError('vcpus must be at most 64', 'vcpus');
     return { name: req.name, present: true, runState: 'running', pid: 4242, accelerator: 'tcg', uuid: req.uuid };
   }
-  async vmAction(name: string, action: VmAction): Promise<VmObservation> {
-    this.calls.push(['vmAction', { name, action }]);
+  async vmAction(name: string, action: VmAction, options?: VmActionOptions): Promise<VmObservation> {
+    this.calls.push(['vmAction', { name, action, ...options }]);
     return { name, present: true, runState: action === 'PAUSE' ? 'paused' : 'running' };
   }
   async deleteVm(name: string): Promise<void> { this.calls.push(['deleteVm', name]); }
@@ -143,6 +144,9 @@ test('requests and answers cross the wire field by field', async () => {
   expect(agent.calls.at(-1)?.[1]).toEqual(vmReq);
 
   expect(await client.vmAction('vm1', 'PAUSE')).toEqual({ name: 'vm1', present: true, runState: 'paused' });
+  // The action id crosses the wire (the agent's at-most-once guard keys on it).
+  await client.vmAction('vm1', 'REBOOT', { id: 'act-7' });
+  expect(agent.calls.at(-1)).toEqual(['vmAction', { name: 'vm1', action: 'REBOOT', id: 'act-7' }]);
   await client.deleteVm('vm1');
   await client.deleteNetwork('n1');
   await client.deleteBlockStorage('d1');

@@ -150,7 +150,7 @@ function implementation(agent: AgentApi): grpc.UntypedServiceImplementation {
     EnsureNetwork: unary('EnsureNetwork', async (req: WireEnsureNetworkRequest) => networkStateToWire(await agent.ensureNetwork(ensureNetworkFromWire(req)))),
     DeleteNetwork: unary('DeleteNetwork', async (req: { name: string }) => { await agent.deleteNetwork(req.name); return {}; }),
     EnsureVm: unary('EnsureVm', async (req: WireEnsureVmRequest) => vmObservationToWire(await agent.ensureVm(ensureVmFromWire(req)))),
-    VmAction: unary('VmAction', async (req: { name: string; action: string }) => vmObservationToWire(await agent.vmAction(req.name, req.action as never))),
+    VmAction: unary('VmAction', async (req: { name: string; action: string; id?: string }) => vmObservationToWire(await agent.vmAction(req.name, req.action as never, req.id ? { id: req.id } : {}))),
     DeleteVm: unary('DeleteVm', async (req: { name: string }) => { await agent.deleteVm(req.name); return {}; }),
     Observe: unary('Observe', async () => nodeObservationToWire(await agent.observe())),
     ListVms: unary('ListVms', async () => ({ vms: (await agent.listVms()).map(vmObservationToWire) })),

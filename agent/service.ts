@@ -5,7 +5,7 @@
 import * as fs from 'node:fs';
 import * as net from 'node:net';
 import * as path from 'node:path';
-import { FailedPreconditionError, NotFoundError } from '../api/errors';
+import { FailedPreconditionError, InvalidArgumentError, NotFoundError } from '../api/errors';
 import { logger } from '../api/log';
 import { nameProblem, validateName } from '../api/names';
 import type {
@@ -17,6 +17,7 @@ import type {
   EnsureVmRequest,
   NodeObservation,
   VmAction,
+  VmActionOptions,
   VmObservation,
 } from './api';
 import type {
@@ -101,6 +102,18 @@ function exists(file: string): boolean {
 }
 
 const ALIVE: readonly string[] = ['running', 'paused'];
+
+/** One executed action id of a VM: `outcome` is missing while (or if the agent died while) it ran. */
+interface ActionRecord { id: string; action: VmAction; outcome?: VmObservation }
+/** Ids kept per VM: far more than the controller can have outstanding (one action_request at a time). */
+const ACTION_JOURNAL_LENGTH = 32;
+
+function validateActionId(id: string): string {
+  if (typeof id !== 'string' || id.length > 256 || /[\u0000-\u001f]/.test(id)) {
+    throw new InvalidArgumentError(`id must be a string of at most 256 printable characters, got ${JSON.stringify(String(id).slice(0, 80))}`, 'id');
+  }
+  return id;
+}
 
 export class HostAgent implements AgentApi {
   readonly paths: AgentPaths;
@@ -330,6 +343,38 @@ export class HostAgent implements AgentApi {
     fs.renameSync(tmp, file);
   }
 
+  private actionsPath(name: string): string {
+    return path.join(this.paths.vmDir(name), 'actions.json');
+  }
+
+  /** The VM's journal of action ids, oldest first (empty when none or unreadable). */
+  private actionJournal(name: string): ActionRecord[] {
+    try {
+      const parsed = JSON.parse(fs.readFileSync(this.actionsPath(name), 'utf8')) as unknown;
+      return Array.isArray(parsed) ? parsed as ActionRecord[] : [];
+    } catch {
+      return [];
+    }
+  }
+
+  private recordAction(name: string, record: ActionRecord): void {
+    const journal = this.actionJournal(name).filter((r) => r.id !== record.id);
+    journal.push(record);
+    const file = this.actionsPath(name);
+    fs.mkdirSync(path.dirname(file), { recursive: true });
+    const tmp = `${file}.tmp`;
+    // fsync'd before the rename: an id whose execution began must survive a host crash too, or a
+    // replay after it would do the action again.
+    const fd = fs.openSync(tmp, 'w', 0o600);
+    try {
+      fs.writeSync(fd, JSON.stringify(journal.slice(-ACTION_JOURNAL_LENGTH)));
+      fs.fsyncSync(fd);
+    } finally {
+      fs.closeSync(fd);
+    }
+    fs.renameSync(tmp, file);
+  }
+
   private nicSpecs(req: EnsureVmRequest): NicSpec[] {
     return req.nics.map((nic, i) => ({
       tapName: tapName(req.name, i),
@@ -469,34 +514,53 @@ export class HostAgent implements AgentApi {
     });
   }
 
-  async vmAction(name: string, action: VmAction): Promise<VmObservation> {
+  async vmAction(name: string, action: VmAction, options: VmActionOptions = {}): Promise<VmObservation> {
     validateVmAction(name, action);
+    const id = options.id === undefined || options.id === '' ? undefined : validateActionId(options.id);
     return this.locks.run(`vm/${name}`, async () => {
-      const state = await this.drivers.vm.state(name);
-      if (!state) throw new NotFoundError('virtual machine', name);
-      const alive = ALIVE.includes(state.runState);
-      const requireAlive = () => {
-        if (!alive) throw new FailedPreconditionError(`cannot ${action} virtual machine "${name}": it is ${state.runState}`, 'action');
-      };
-      const vm = this.drivers.vm;
-      switch (action) {
-        case 'REBOOT': requireAlive(); await vm.reboot(name, { hard: false }); break;
-        case 'HARD_REBOOT': requireAlive(); await vm.reboot(name, { hard: true }); break;
-        case 'SHUTDOWN': if (alive) await vm.shutdown(name, { hard: false, timeoutMs: this.shutdownTimeoutMs }); break;
-        case 'HARD_SHUTDOWN': if (alive) await vm.shutdown(name, { hard: true }); break;
-        case 'PAUSE': requireAlive(); if (state.runState === 'running') await vm.pause(name); break;
-        case 'RESUME': requireAlive(); if (state.runState === 'paused') await vm.resume(name); break;
-        case 'BOOT': {
-          if (state.runState === 'paused') await vm.resume(name);
-          if (alive) break;
-          const saved = this.savedRequest(name);
-          if (!saved) throw new FailedPreconditionError(`virtual machine "${name}" has no saved launch request; ensure it again`, 'action');
-          await this.bootAgain(validateEnsureVm(saved), state, true);
-          break;
+      if (id !== undefined) {
+        const done = this.actionJournal(name).find((r) => r.id === id);
+        if (done) {
+          if (done.action !== action) throw new FailedPreconditionError(`action id ${JSON.stringify(id)} of virtual machine "${name}" was ${done.action}, not ${action}`, 'id');
+          // At most once: an id whose execution began is never begun again, even when the agent
+          // died before it recorded the outcome (then the VM's state now is the answer).
+          if (done.outcome) return done.outcome;
+          return this.observation(name, await this.drivers.vm.state(name));
         }
       }
-      return this.observation(name, await vm.state(name));
+      const obs = await this.runVmAction(name, action, id);
+      if (id !== undefined) this.recordAction(name, { id, action, outcome: obs });
+      return obs;
     });
+  }
+
+  private async runVmAction(name: string, action: VmAction, id: string | undefined): Promise<VmObservation> {
+    const state = await this.drivers.vm.state(name);
+    if (!state) throw new NotFoundError('virtual machine', name);
+    const alive = ALIVE.includes(state.runState);
+    if (!alive && ['REBOOT', 'HARD_REBOOT', 'PAUSE', 'RESUME'].includes(action)) {
+      throw new FailedPreconditionError(`cannot ${action} virtual machine "${name}": it is ${state.runState}`, 'action');
+    }
+    const vm = this.drivers.vm;
+    // Recorded before the driver acts, so a crash in the middle cannot lead to a second run.
+    if (id !== undefined) this.recordAction(name, { id, action });
+    switch (action) {
+      case 'REBOOT': await vm.reboot(name, { hard: false }); break;
+      case 'HARD_REBOOT': await vm.reboot(name, { hard: true }); break;
+      case 'SHUTDOWN': if (alive) await vm.shutdown(name, { hard: false, timeoutMs: this.shutdownTimeoutMs }); break;
+      case 'HARD_SHUTDOWN': if (alive) await vm.shutdown(name, { hard: true }); break;
+      case 'PAUSE': if (state.runState === 'running') await vm.pause(name); break;
+      case 'RESUME': if (state.runState === 'paused') await vm.resume(name); break;
+      case 'BOOT': {
+        if (state.runState === 'paused') await vm.resume(name);
+        if (alive) break;
+        const saved = this.savedRequest(name);
+        if (!saved) throw new FailedPreconditionError(`virtual machine "${name}" has no saved launch request; ensure it again`, 'action');
+        await this.bootAgain(validateEnsureVm(saved), state, true);
+        break;
+      }
+    }
+    return this.observation(name, await vm.state(name));
   }
 
   async deleteVm(name: string): Promise<void> {

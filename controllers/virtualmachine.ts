@@ -311,7 +311,7 @@ export class VirtualMachineReconciler implements Reconciler<'VirtualMachine'> {
     // A crashed VM waits out its back-off before the agent may boot it again (ensureVm would).
     const backoffLeft = fresh.status?.state === 'FAILED' && fresh.status.next_start_time ? Date.parse(fresh.status.next_start_time) - Date.now() : 0;
     if (runState !== 'SHUTDOWN' && backoffLeft > 0 && !pending) return { requeueAfterMs: backoffLeft };
-    if (pending?.action === 'HARD_SHUTDOWN') await agent.vmAction(name, 'HARD_SHUTDOWN').catch((err) => { if (!isN0Error(err, 'NotFound')) throw err; });
+    if (pending?.action === 'HARD_SHUTDOWN') await agent.vmAction(name, 'HARD_SHUTDOWN', { id: pending.id }).catch((err) => { if (!isN0Error(err, 'NotFound')) throw err; });
     let obs = await agent.ensureVm({
       name, uuid: fresh.status?.uuid ?? fresh.spec.uuid!, vcpus: fresh.spec.limit_cpu_milli_core / 1000, memoryBytes: fresh.spec.limit_memory_bytes,
       blockStorageNames: fresh.spec.block_storage_names ?? [], nics, loginUsername: fresh.spec.login_username, loginPasswordHash: fresh.spec.login_password_hash,
@@ -329,7 +329,8 @@ export class VirtualMachineReconciler implements Reconciler<'VirtualMachine'> {
       return { requeueAfterMs: Math.max(crash.retryInMs, 100) };
     }
     if (pending && (pending.action === 'REBOOT' || pending.action === 'HARD_REBOOT')) {
-      obs = await agent.vmAction(name, pending.action);
+      // The id makes the agent do it once even if this process dies before recording last_action_id.
+      obs = await agent.vmAction(name, pending.action, { id: pending.id });
     }
     const state = STATE_OF[obs.runState];
     // Forget past failures once the VM has run a while (Kubernetes resets its back-off likewise).

@@ -8,7 +8,7 @@ import { FailedPreconditionError, NotFoundError } from '../../api/errors';
 import { validateName } from '../../api/names';
 import type {
   AgentApi, BlockStorageObservation, ConsoleStream, EnsureBlockStorageRequest, EnsureNetworkRequest,
-  EnsureVmRequest, NodeObservation, VmAction, VmObservation,
+  EnsureVmRequest, NodeObservation, VmAction, VmActionOptions, VmObservation,
 } from '../api';
 import { bridgeName, tapName } from '../paths';
 import { validateConsoleKind, validateEnsureBlockStorage, validateEnsureNetwork, validateEnsureVm, validateVmAction } from '../validate';
@@ -47,7 +47,7 @@ export interface SimulatedAgentOptions {
 }
 
 interface Disk { info?: DiskInfo; progress?: Progress; error?: string }
-interface Vm { req: EnsureVmRequest; runState: VmRunState; pid: number }
+interface Vm { req: EnsureVmRequest; runState: VmRunState; pid: number; actionIds?: Set<string> }
 
 const sleep = (ms: number) => (ms > 0 ? new Promise<void>((r) => setTimeout(r, ms)) : Promise.resolve());
 const ALIVE: readonly VmRunState[] = ['running', 'paused'];
@@ -231,12 +231,17 @@ export class SimulatedAgent implements AgentApi {
     });
   }
 
-  async vmAction(name: string, action: VmAction): Promise<VmObservation> {
+  async vmAction(name: string, action: VmAction, options: VmActionOptions = {}): Promise<VmObservation> {
     await this.enter('vmAction');
     validateVmAction(name, action);
     return this.serial.run(`vm/${name}`, async () => {
       const vm = this.vms.get(name);
       if (!vm) throw new NotFoundError('virtual machine', name);
+      // The same at-most-once contract as the host agent's journal, kept in memory.
+      if (options.id) {
+        if (vm.actionIds?.has(options.id)) return this.vmObservation(name);
+        (vm.actionIds ??= new Set()).add(options.id);
+      }
       const alive = ALIVE.includes(vm.runState);
       if (!alive && ['REBOOT', 'HARD_REBOOT', 'PAUSE', 'RESUME'].includes(action)) {
         throw new FailedPreconditionError(`cannot ${action} virtual machine "${name}": it is ${vm.runState}`, 'action');
