@@ -36,6 +36,15 @@ export async function releaseOn(store: Store, nodeName: string, key: string, wha
 }
 
 /**
+ * The nodes among `nodes` holding `key`'s reservation made for `owner` (its `annotation`). A
+ * reconciler reserves before it can record where (two writes to two objects), so after a crash
+ * between them the reservation is found by its owner, not by the object's status.
+ */
+export function reservedFor(nodes: readonly Node[], key: string, what: Reservation['what'], annotation: string, owner: string): string[] {
+  return nodes.filter((n) => (n.status?.[FIELD[what]]?.[key] as { annotations?: Record<string, string> } | undefined)?.annotations?.[annotation] === owner).map((n) => n.metadata.name);
+}
+
+/**
  * The nodes the scheduler must look at: just one when the request is pinned (by the user, or by
  * disks already placed), every node otherwise. Parsing every Node (with all its reservations) for
  * each pinned placement was the control plane's largest CPU cost at 10,000 VMs.

@@ -9,7 +9,7 @@ import { setCondition, type ConditionInput } from '../api/conditions';
 import { mutate } from '../api/store/mutate';
 import { DELETION_BLOCKED, describeDependants, FINALIZERS, strategyFor, type World } from '../api/admission';
 import type { AgentResolver } from './agents';
-import { placeAndReserve, releaseOn } from '../api/placement';
+import { placeAndReserve, releaseOn, reservedFor } from '../api/placement';
 import { getWithFinalizer } from './runtime/finalizer';
 import type { ReconcileContext, ReconcileResult, Reconciler } from './runtime/types';
 import { logger } from '../api/log';
@@ -59,8 +59,11 @@ export class BlockStorageReconciler implements Reconciler<'BlockStorage'> {
         }
         pinned = sourceNode;
       }
+      // A pass that reserved and died before recording the node left its reservation: adopt it
+      // as it is (the node may have been cordoned since), or placing again elsewhere would leak it.
+      const held = reservedFor(ctx.cache.list('Node'), name, 'storage', RESERVED_BY, name)[0];
       try {
-        nodeName = await placeAndReserve(ctx.store, name, { what: 'storage', value: { request_bytes: bs.spec.request_bytes, limit_bytes: bs.spec.limit_bytes } }, { [RESERVED_BY]: name }, { pinnedNode: pinned });
+        nodeName = held ?? await placeAndReserve(ctx.store, name, { what: 'storage', value: { request_bytes: bs.spec.request_bytes, limit_bytes: bs.spec.limit_bytes } }, { [RESERVED_BY]: name }, { pinnedNode: pinned });
       } catch (err) {
         if (!isN0Error(err, 'FailedPrecondition')) throw err;
         await this.setStatus(ctx, name, generation, { state: 'FAILED' }, { type: 'Ready', status: 'False', reason: 'Unschedulable', message: (err as Error).message });
@@ -152,9 +155,11 @@ export class BlockStorageReconciler implements Reconciler<'BlockStorage'> {
       return { requeueAfterMs: 30000 };
     }
     const nodeName = bs.status?.node_name;
-    if (nodeName) {
-      await this.agents(nodeName).deleteBlockStorage(name);
-      await releaseOn(ctx.store, nodeName, name, 'storage');
+    if (nodeName) await this.agents(nodeName).deleteBlockStorage(name);
+    // Also where a reservation was made but never recorded in status.node_name (a crash between);
+    // no file can exist there, the agent is only asked to make one after the node is recorded.
+    for (const n of new Set([...(nodeName ? [nodeName] : []), ...reservedFor(ctx.cache.list('Node'), name, 'storage', RESERVED_BY, name)])) {
+      await releaseOn(ctx.store, n, name, 'storage');
     }
     await mutate(ctx.store, 'BlockStorage', name, (b) => {
       b.metadata.finalizers = (b.metadata.finalizers ?? []).filter((f) => f !== FINALIZERS.blockStorage);

@@ -1,0 +1,124 @@
+// Issue [I], "no leaks": the VM and BlockStorage reconcilers reserve on a Node before they can
+// record status.node_name (two objects, two writes). A controller killed between the two must
+// leak nothing: the next pass adopts the reservation, and a delete releases it. Real store
+// semantics (KvStore over memory), the real reconcilers, a fake agent that only answers.
+import type { AgentApi } from '../agent/api';
+import type { Store } from '../api/store/store';
+import type { Kind, KindMap, Node } from '../api/types';
+import { BlockStorageReconciler } from './blockstorage';
+import { MemoryStore } from './runtime/testing/memory-store';
+import type { Cache, ReconcileContext, Reconciler } from './runtime/types';
+import { VirtualMachineReconciler } from './virtualmachine';
+
+const GiB = 2 ** 30;
+const KINDS: Kind[] = ['Node', 'VirtualMachine', 'BlockStorage', 'Network', 'Image'];
+
+function node(name: string): Node {
+  return {
+    apiVersion: 'n0stack.io/v1alpha1', kind: 'Node', metadata: { name },
+    spec: { address: '10.255.0.1', cpu_milli_cores: 4000, memory_bytes: 8 * GiB, storage_bytes: 100 * GiB },
+    status: { state: 'Ready', conditions: [{ type: 'Ready', status: 'True', reason: 'AgentHeartbeat', message: 'test', lastTransitionTime: '2026-01-01T00:00:00Z' }] },
+  } as Node;
+}
+
+/** The store as a controller killed right after reserving sees it: the write of status.node_name never happens. */
+function killedBeforeRecordingPlacement(store: Store): Store {
+  return new Proxy(store, {
+    get: (target, prop, receiver) => prop === 'update'
+      ? (obj: KindMap[Kind], o?: { subresource?: 'status' }) => {
+        if (obj.kind !== 'Node' && (obj.status as { node_name?: string } | undefined)?.node_name) return Promise.reject(new Error('controller killed'));
+        return target.update(obj, o);
+      }
+      : Reflect.get(target, prop, receiver),
+  });
+}
+
+describe('a controller killed between reserving on a Node and recording status.node_name', () => {
+  let store: MemoryStore;
+  const agentCalls: string[] = [];
+  const agent = {
+    ensureVm: async (req: { name: string }) => { agentCalls.push(`ensureVm ${req.name}`); return { name: req.name, present: true, runState: 'running' }; },
+    deleteVm: async (name: string) => { agentCalls.push(`deleteVm ${name}`); },
+    ensureBlockStorage: async (req: { name: string; limitBytes: number }) => { agentCalls.push(`ensureBlockStorage ${req.name}`); return { name: req.name, present: true, info: { virtualSize: req.limitBytes } }; },
+    deleteBlockStorage: async (name: string) => { agentCalls.push(`deleteBlockStorage ${name}`); },
+  } as unknown as AgentApi;
+
+  /** A reconcile context whose cache is the store as of now (what a restarted controller's informers list). */
+  async function ctxOf(reconciler: Reconciler, s: Store = store): Promise<ReconcileContext> {
+    const objects = new Map<Kind, KindMap[Kind][]>();
+    for (const kind of KINDS) objects.set(kind, (await store.list(kind)).items);
+    const list = <K extends Kind>(kind: K) => (objects.get(kind) ?? []) as KindMap[K][];
+    const cache: Cache = {
+      get: (kind, name) => list(kind).find((o) => o.metadata.name === name),
+      list,
+      byIndex: (kind, index, key) => list(kind).filter((o) => reconciler.indexes!.find((i) => i.kind === kind && i.name === index)!.keys(o).includes(key)),
+    };
+    // Any event recorder the reconcilers may call answers nothing.
+    const events = new Proxy({}, { get: () => () => undefined });
+    return { store: s, cache, signal: new AbortController().signal, enqueue: () => undefined, events } as ReconcileContext;
+  }
+  /** Which nodes hold a reservation keyed `key`. */
+  const holders = async (field: 'reserved_computes' | 'reserved_storages', key: string) =>
+    (await store.list('Node')).items.filter((n) => n.status?.[field]?.[key]).map((n) => n.metadata.name);
+
+  const cordon = async (name: string) => { const n = await store.get('Node', name); await store.update({ ...n, spec: { ...n.spec, unschedulable: true } }); };
+
+  beforeEach(async () => {
+    store = new MemoryStore();
+    agentCalls.length = 0;
+    for (const n of ['n1', 'n2']) {
+      const created = await store.create(node(n));
+      await store.update({ ...created, status: node(n).status }, { subresource: 'status' });
+    }
+  });
+  afterEach(async () => { await store.close(); });
+
+  const vmDoc = { apiVersion: 'n0stack.io/v1alpha1', kind: 'VirtualMachine', metadata: { name: 'vm1' }, spec: { limit_cpu_milli_core: 1000, limit_memory_bytes: GiB } } as KindMap['VirtualMachine'];
+  const bsDoc = { apiVersion: 'n0stack.io/v1alpha1', kind: 'BlockStorage', metadata: { name: 'disk1' }, spec: { request_bytes: GiB, limit_bytes: GiB } } as KindMap['BlockStorage'];
+
+  it('VM: the next pass adopts the reservation (on a node cordoned since) instead of reserving on another node', async () => {
+    const r = new VirtualMachineReconciler(() => agent);
+    await store.create(vmDoc);
+    await expect(r.reconcile('vm1', await ctxOf(r, killedBeforeRecordingPlacement(store)))).rejects.toThrow('controller killed');
+    const [reservedOn] = await holders('reserved_computes', 'vm1');
+    expect(reservedOn).toBeDefined();
+    // Cordoned meanwhile: placing afresh would now choose the other node.
+    await cordon(reservedOn);
+    await r.reconcile('vm1', await ctxOf(r));
+    expect((await store.get('VirtualMachine', 'vm1')).status?.node_name).toBe(reservedOn);
+    expect(await holders('reserved_computes', 'vm1')).toEqual([reservedOn]);
+  });
+
+  it('VM: deleting it then releases the reservation although status.node_name was never written', async () => {
+    const r = new VirtualMachineReconciler(() => agent);
+    await store.create(vmDoc);
+    await expect(r.reconcile('vm1', await ctxOf(r, killedBeforeRecordingPlacement(store)))).rejects.toThrow('controller killed');
+    expect(await holders('reserved_computes', 'vm1')).toHaveLength(1);
+    await store.delete('VirtualMachine', 'vm1');
+    await r.reconcile('vm1', await ctxOf(r));
+    await expect(store.get('VirtualMachine', 'vm1')).rejects.toThrow(/not found/i);
+    expect(await holders('reserved_computes', 'vm1')).toEqual([]);
+    expect(agentCalls).toEqual([]);
+  });
+
+  it('BlockStorage: the next pass adopts the reservation (on a node cordoned since), and a delete after the crash releases it', async () => {
+    const r = new BlockStorageReconciler(() => agent);
+    await store.create(bsDoc);
+    await expect(r.reconcile('disk1', await ctxOf(r, killedBeforeRecordingPlacement(store)))).rejects.toThrow('controller killed');
+    const [reservedOn] = await holders('reserved_storages', 'disk1');
+    expect(reservedOn).toBeDefined();
+    await cordon(reservedOn);
+    await r.reconcile('disk1', await ctxOf(r));
+    expect((await store.get('BlockStorage', 'disk1')).status?.node_name).toBe(reservedOn);
+    expect(await holders('reserved_storages', 'disk1')).toEqual([reservedOn]);
+
+    await store.create({ ...bsDoc, metadata: { name: 'disk2' } });
+    await expect(r.reconcile('disk2', await ctxOf(r, killedBeforeRecordingPlacement(store)))).rejects.toThrow('controller killed');
+    expect(await holders('reserved_storages', 'disk2')).toHaveLength(1);
+    await store.delete('BlockStorage', 'disk2');
+    await r.reconcile('disk2', await ctxOf(r));
+    await expect(store.get('BlockStorage', 'disk2')).rejects.toThrow(/not found/i);
+    expect(await holders('reserved_storages', 'disk2')).toEqual([]);
+    expect(agentCalls).not.toContain('deleteBlockStorage disk2');
+  });
+});
