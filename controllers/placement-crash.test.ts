@@ -2,6 +2,7 @@
 // record status.node_name (two objects, two writes). A controller killed between the two must
 // leak nothing: the next pass adopts the reservation, and a delete releases it. Real store
 // semantics (KvStore over memory), the real reconcilers, a fake agent that only answers.
+// Also here: a VM must not claim a disk that is being deleted (the claim path, not admission).
 import type { AgentApi } from '../agent/api';
 import type { Store } from '../api/store/store';
 import type { Kind, KindMap, Node } from '../api/types';
@@ -54,7 +55,7 @@ describe('a controller killed between reserving on a Node and recording status.n
       byIndex: (kind, index, key) => list(kind).filter((o) => reconciler.indexes!.find((i) => i.kind === kind && i.name === index)!.keys(o).includes(key)),
     };
     // Any event recorder the reconcilers may call answers nothing.
-    const events = new Proxy({}, { get: () => () => undefined });
+    const events = new Proxy({} as NonNullable<ReconcileContext['events']>, { get: () => () => undefined });
     return { store: s, cache, signal: new AbortController().signal, enqueue: () => undefined, events } as ReconcileContext;
   }
   /** Which nodes hold a reservation keyed `key`. */
@@ -120,5 +121,43 @@ describe('a controller killed between reserving on a Node and recording status.n
     await expect(store.get('BlockStorage', 'disk2')).rejects.toThrow(/not found/i);
     expect(await holders('reserved_storages', 'disk2')).toEqual([]);
     expect(agentCalls).not.toContain('deleteBlockStorage disk2');
+  });
+});
+
+describe('a VM naming a disk that is being deleted', () => {
+  let store: MemoryStore;
+  const agent = { ensureVm: async (req: { name: string }) => ({ name: req.name, present: true, runState: 'running' }) } as unknown as AgentApi;
+  const r = new VirtualMachineReconciler(() => agent);
+  async function snapshot(): Promise<Map<Kind, KindMap[Kind][]>> {
+    const objects = new Map<Kind, KindMap[Kind][]>();
+    for (const kind of KINDS) objects.set(kind, (await store.list(kind)).items);
+    return objects;
+  }
+  const ctxFrom = (objects: Map<Kind, KindMap[Kind][]>): ReconcileContext => {
+    const list = <K extends Kind>(kind: K) => (objects.get(kind) ?? []) as KindMap[K][];
+    const cache: Cache = { get: (kind, name) => list(kind).find((o) => o.metadata.name === name), list, byIndex: () => [] };
+    return { store, cache, signal: new AbortController().signal, enqueue: () => undefined, events: new Proxy({}, { get: () => () => undefined }) } as ReconcileContext;
+  };
+
+  beforeEach(async () => {
+    store = new MemoryStore();
+    const n = await store.create(node('n1'));
+    await store.update({ ...n, status: node('n1').status }, { subresource: 'status' });
+    // A disk made and held by its controller's finalizer, available on n1.
+    const bs = await store.create({ apiVersion: 'n0stack.io/v1alpha1', kind: 'BlockStorage', metadata: { name: 'disk1', finalizers: ['n0stack.io/blockstorage'] }, spec: { request_bytes: GiB, limit_bytes: GiB } } as KindMap['BlockStorage']);
+    await store.update({ ...bs, status: { node_name: 'n1', state: 'AVAILABLE' } }, { subresource: 'status' });
+    // Written straight to the store (as kubectl would): no admission looked at it.
+    await store.create({ apiVersion: 'n0stack.io/v1alpha1', kind: 'VirtualMachine', metadata: { name: 'vm1' }, spec: { limit_cpu_milli_core: 1000, limit_memory_bytes: GiB, block_storage_names: ['disk1'] } } as KindMap['VirtualMachine']);
+  });
+  afterEach(async () => { await store.close(); });
+
+  it.each([['the cache already shows the delete', false], ['the cached disk predates the delete', true]])('is not given the disk when %s', async (_, staleCache) => {
+    const before = await snapshot();
+    await store.delete('BlockStorage', 'disk1');
+    expect((await store.get('BlockStorage', 'disk1')).metadata.deletionTimestamp).toBeDefined();
+    await r.reconcile('vm1', ctxFrom(staleCache ? before : await snapshot())).catch(() => undefined);
+    expect((await store.get('BlockStorage', 'disk1')).status?.in_use_by).toBeUndefined();
+    const ready = (await store.get('VirtualMachine', 'vm1')).status?.conditions?.find((c) => c.type === 'Ready');
+    expect(ready).toMatchObject({ status: 'False', reason: 'BlockStorageBeingDeleted', message: 'block_storage_names: BlockStorage "disk1" is being deleted' });
   });
 });

@@ -232,6 +232,9 @@ export class VirtualMachineReconciler implements Reconciler<'VirtualMachine'> {
       });
       const user = bs.status?.in_use_by || bs.spec.claimed_by;
       if (user && user !== name) throw new StepFailure('BlockStorageInUse', `BlockStorage "${bsName}" is IN_USE by ${user}`);
+      // Admission refuses a new VM naming a disk in deletion, but a store write (kubectl) or a
+      // delete after the VM was created gets here: a disk on its way out is not claimed anew.
+      if (bs.metadata.deletionTimestamp && bs.status?.in_use_by !== name) throw new StepFailure('BlockStorageBeingDeleted', `block_storage_names: BlockStorage "${bsName}" is being deleted`, 30_000);
       if (bs.spec.protected) throw new StepFailure('BlockStorageInUse', `BlockStorage "${bsName}" is PROTECTED`);
       if (!bs.status?.node_name || !['AVAILABLE', 'IN_USE'].includes(bs.status.state ?? '')) {
         throw new StepFailure('WaitingForBlockStorage', `BlockStorage "${bsName}" is ${bs.status?.state ?? 'PENDING'}`, 2000);
@@ -271,6 +274,8 @@ export class VirtualMachineReconciler implements Reconciler<'VirtualMachine'> {
       await mutate(ctx.store, 'BlockStorage', bs.metadata.name, (b) => {
         if (b.status?.in_use_by === name) return false;
         if (b.status?.in_use_by) throw new StepFailure('BlockStorageInUse', `BlockStorage "${b.metadata.name}" is IN_USE by ${b.status.in_use_by}`);
+        // Checked on the stored object too: the cached copy may predate the delete.
+        if (b.metadata.deletionTimestamp) throw new StepFailure('BlockStorageBeingDeleted', `block_storage_names: BlockStorage "${b.metadata.name}" is being deleted`, 30_000);
         b.status ??= {};
         b.status.in_use_by = name;
         b.status.state = 'IN_USE';
