@@ -55,7 +55,7 @@ describe('a controller killed between reserving on a Node and recording status.n
       byIndex: (kind, index, key) => list(kind).filter((o) => reconciler.indexes!.find((i) => i.kind === kind && i.name === index)!.keys(o).includes(key)),
     };
     // Any event recorder the reconcilers may call answers nothing.
-    const events = new Proxy({} as NonNullable<ReconcileContext['events']>, { get: () => () => undefined });
+    const events = new Proxy({}, { get: () => () => undefined });
     return { store: s, cache, signal: new AbortController().signal, enqueue: () => undefined, events } as ReconcileContext;
   }
   /** Which nodes hold a reservation keyed `key`. */
