@@ -54,6 +54,17 @@ describe('ConsoleProxy', () => {
     expect(opened).toEqual(['host-a/vm1']);
   });
 
+  it('a URL issued by one replica opens at another that shares the key, not at one that does not', async () => {
+    const secret = Buffer.alloc(32, 7);
+    const [a, b, stranger] = [new ConsoleProxy(echo([]), { listen: '127.0.0.1:0', secret }), new ConsoleProxy(echo([]), { listen: '127.0.0.1:0', secret }), new ConsoleProxy(echo([]), { listen: '127.0.0.1:0' })];
+    proxies.push(a, b, stranger);
+    for (const p of [a, b, stranger]) await p.start();
+    const url = (await a.issue(vm, 'serial')).console_url;
+    const at = (p: ConsoleProxy): string => url.replace(`:${a.listenPort}/`, `:${p.listenPort}/`);
+    expect(await roundTrip(at(stranger))).toEqual({ closed: 'bad token' });
+    expect(await roundTrip(at(b))).toEqual({ reply: 'echo:hi' });
+  });
+
   it('refuses an expired URL', async () => {
     const proxy = new ConsoleProxy(echo([]), { listen: '127.0.0.1:0', ttlMs: 1 });
     proxies.push(proxy);

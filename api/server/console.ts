@@ -30,12 +30,17 @@ export interface ConsoleProxyOptions {
   /** scheme://host:port the URLs start with (behind a proxy or NAT), e.g. wss://console.example:443. */
   publicUrl?: string;
   ttlMs?: number;
+  /**
+   * Key that signs the tickets. Facade replicas behind one load balancer must share it, or a URL
+   * issued by one fails at the other; omitted, a random per-process key.
+   */
+  secret?: Buffer;
   /** With it the consoles are served over TLS (wss://), with the facade's certificate. */
   tls?: { cert: Buffer; key: Buffer };
 }
 
 export class ConsoleProxy implements ConsoleIssuer {
-  private readonly secret = randomBytes(32);
+  private readonly secret: Buffer;
   private server?: http.Server | https.Server;
   private port = 0;
   private readonly log = logger('console');
@@ -43,6 +48,7 @@ export class ConsoleProxy implements ConsoleIssuer {
   private readonly used = new Map<string, number>();
 
   constructor(private readonly open: ConsoleOpener, private readonly options: ConsoleProxyOptions) {
+    this.secret = options.secret ?? randomBytes(32);
     if (options.publicUrl !== undefined && !/^wss?:\/\/[^/\s?#]+$/.test(options.publicUrl)) {
       throw new FailedPreconditionError(`console public URL ${JSON.stringify(options.publicUrl)} must be ws://host[:port] or wss://host[:port]`, 'console_public_url');
     }
