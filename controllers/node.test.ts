@@ -102,7 +102,7 @@ describe('NodeReconciler', () => {
 
   it('under the manager: Ready on heartbeat, NotReady after the timeout without any write, Ready again', async () => {
     const controller = new AbortController();
-    const manager = new Manager({ store, registry: new Registry(), kinds: ['Node'] });
+    const manager = new Manager({ store, registry: new Registry(), kinds: ['Node', 'VirtualMachine', 'BlockStorage'] });
     manager.register(new NodeReconciler({ heartbeatTimeoutMs: 400 }));
     try {
       await store.create(node('vm-host1'));

@@ -1,10 +1,15 @@
 // Node reconciler: a node is Ready while its agent's heartbeat (status.last_heartbeat_time) is
 // younger than the timeout. Nothing writes "NotReady" when an agent dies, so the reconciler looks
 // again just after the heartbeat would expire (requeueAfter). It also publishes allocatable
-// (capacity − reserved requests) for `n0ctl get nodes` and the facade's node RPCs.
+// (capacity − reserved requests) for `n0ctl get nodes` and the facade's node RPCs. Its finalizer
+// protects a Node in deletion while VMs or disks are placed on it (or reservations remain), so
+// their own finalizers still find the node's agent to clean up with.
 import { isN0Error } from '../api/errors';
+import { DELETION_BLOCKED, dependantsIn, describeDependants, FINALIZERS } from '../api/admission';
+import { getWithFinalizer } from './runtime/finalizer';
 import { mutate } from '../api/store/mutate';
 import type { Node, NodeStatus } from '../api/types';
+import type { Cache } from './runtime/types';
 import { setCondition } from '../api/conditions';
 import { allocatableStatus } from '../api/logic/resources';
 import type { ReconcileContext, ReconcileResult, Reconciler } from './runtime/types';
@@ -40,8 +45,21 @@ export function readiness(lastHeartbeat: string | undefined, now: Date, timeoutM
   return { ready: true, reason: 'HeartbeatFresh', message: `the node agent reports heartbeats (timeout ${seconds})`, recheckAfterMs: Math.min(timeoutMs, expiresIn) + 50 };
 }
 
+/** A placed object moved or went: the deleting Node it was on looks again (others are not requeued). */
+const deletingNodes = (obj: { status?: { node_name?: string } }, cache: Cache): string[] => {
+  const node = obj.status?.node_name;
+  return node && cache.get('Node', node)?.metadata.deletionTimestamp ? [node] : [];
+};
+
+/** Condition a Node in deletion carries while something holds it (shown by n0ctl describe). */
+const DELETING = 'Deleting';
+
 export class NodeReconciler implements Reconciler<'Node'> {
   readonly kind = 'Node' as const;
+  readonly watches = [
+    { kind: 'VirtualMachine' as const, map: (obj: any, cache: Cache) => deletingNodes(obj, cache) },
+    { kind: 'BlockStorage' as const, map: (obj: any, cache: Cache) => deletingNodes(obj, cache) },
+  ];
   private readonly timeoutMs: number;
   private readonly now: () => Date;
 
@@ -55,9 +73,26 @@ export class NodeReconciler implements Reconciler<'Node'> {
     // Most Node events are heartbeats and reservations that leave readiness and allocatable as
     // they are: judge the cached copy first and touch the store only when something is to write.
     const cached = ctx.cache.get('Node', name);
+    let held = false;
+    // The store is read only while the finalizer is missing or the node is being deleted.
+    if (!cached || cached.metadata.deletionTimestamp || !cached.metadata.finalizers?.includes(FINALIZERS.node)) {
+      const node = await getWithFinalizer(ctx, 'Node', name, FINALIZERS.node);
+      if (!node) return {};
+      if (node.metadata.deletionTimestamp) {
+        held = await this.finalize(node, ctx);
+        if (!held) return {};
+      }
+    }
+    // A held Node still reports readiness (its VMs' clean-up needs its agent); the watches requeue
+    // it when what holds it goes, the delay covers a missed event.
+    if (held) return { requeueAfterMs: Math.min(30_000, after(await this.readinessPass(name, ctx, cached)).requeueAfterMs ?? 30_000) };
+    return after(await this.readinessPass(name, ctx, cached));
+  }
+
+  private async readinessPass(name: string, ctx: ReconcileContext, cached: Node | undefined): Promise<Readiness | undefined> {
     if (cached) {
       const { verdict, changes } = this.evaluate(cached);
-      if (!changes) return after(verdict);
+      if (!changes) return verdict;
     }
     let verdict: Readiness | undefined;
     try {
@@ -69,10 +104,34 @@ export class NodeReconciler implements Reconciler<'Node'> {
         node.status = { ...node.status, ...result.changes };
       }, { subresource: 'status' });
     } catch (err) {
-      if (isN0Error(err, 'NotFound')) return {};
+      if (isN0Error(err, 'NotFound')) return undefined;
       throw err;
     }
-    return after(verdict);
+    return verdict;
+  }
+
+  /**
+   * A Node in deletion: gone (its finalizer dropped) once nothing is placed or reserved on it,
+   * else held with a Deleting condition naming what holds it. True while held.
+   */
+  private async finalize(node: Node, ctx: ReconcileContext): Promise<boolean> {
+    const name = node.metadata.name;
+    const dependants = await dependantsIn(ctx.store, node);
+    if (dependants.length) {
+      const message = `deletion waits for ${describeDependants(dependants)}`;
+      if (conditionChanged(node, DELETING, DELETION_BLOCKED, message)) {
+        await mutate(ctx.store, 'Node', name, (n) => {
+          if (!conditionChanged(n, DELETING, DELETION_BLOCKED, message)) return false;
+          n.status = { ...n.status, conditions: setCondition(n.status?.conditions, { type: DELETING, status: 'True', reason: DELETION_BLOCKED, message }, n.metadata.generation ?? 1) };
+        }, { subresource: 'status' }).catch((err) => { if (!isN0Error(err, 'NotFound')) throw err; });
+      }
+      return true;
+    }
+    await mutate(ctx.store, 'Node', name, (n) => {
+      if (!n.metadata.finalizers?.includes(FINALIZERS.node)) return false;
+      n.metadata.finalizers = n.metadata.finalizers.filter((f) => f !== FINALIZERS.node);
+    }).catch((err) => { if (!isN0Error(err, 'NotFound')) throw err; });
+    return false;
   }
 
   /**
@@ -94,6 +153,11 @@ export class NodeReconciler implements Reconciler<'Node'> {
     const same = JSON.stringify([status.state, status.observedGeneration, status.allocatable, status.conditions]) === JSON.stringify([wanted.state, wanted.observedGeneration, wanted.allocatable, wanted.conditions]);
     return { verdict, changes: same ? undefined : wanted };
   }
+}
+
+function conditionChanged(node: Node, type: string, reason: string, message: string): boolean {
+  const c = node.status?.conditions?.find((x) => x.type === type);
+  return c?.reason !== reason || c?.message !== message;
 }
 
 function after(verdict: Readiness | undefined): ReconcileResult {

@@ -50,8 +50,8 @@ export function admitUpdate<T extends AnyResource>(old: T, next: T): void {
 /** What keeps `obj` from being deleted, from the kinds that can depend on it. */
 export async function dependantsIn<K extends Kind>(store: Store, obj: KindMap[K]): Promise<Dependant[]> {
   const world: World = {
-    blockStorages: obj.kind === 'BlockStorage' ? (await store.list('BlockStorage')).items : [],
-    virtualMachines: obj.kind === 'BlockStorage' || obj.kind === 'Network' ? (await store.list('VirtualMachine')).items : [],
+    blockStorages: obj.kind === 'BlockStorage' || obj.kind === 'Node' ? (await store.list('BlockStorage')).items : [],
+    virtualMachines: obj.kind === 'BlockStorage' || obj.kind === 'Network' || obj.kind === 'Node' ? (await store.list('VirtualMachine')).items : [],
   };
   return strategyFor(obj.kind as K).dependants(obj, world);
 }

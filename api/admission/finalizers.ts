@@ -4,6 +4,7 @@ export const FINALIZERS = {
   network: 'n0stack.io/network',
   blockStorage: 'n0stack.io/blockstorage',
   virtualMachine: 'n0stack.io/virtualmachine',
+  node: 'n0stack.io/node',
 } as const;
 
 /** The Ready reason a protection finalizer gives while dependants hold an object in deletion. */

@@ -1,13 +1,44 @@
-// Node admission: the schema covers a Node's spec today. The delete guard (a Node with placed VMs
-// or disks is drained or refused) is a later part of issue [I]; it will live here.
-import type { Strategy } from './types';
+// Node admission: the schema covers a Node's spec. Deleting a Node that VMs or disks are placed on
+// (status.node_name), or that holds reservations, would leave them without a host and their
+// finalizers retrying forever: the delete is refused up front (the seed's DeleteNode) and held by
+// the Node controller's protection finalizer (any other entrance) until they are gone.
+import type { Node } from '../types';
+import { FINALIZERS } from './finalizers';
+import { violation } from './rules';
+import { describeDependants, type Dependant, type Strategy, type World } from './types';
 
 export const nodeStrategy: Strategy<'Node'> = {
   kind: 'Node',
-  prepareForCreate: () => undefined,
+  prepareForCreate(node) {
+    if (!node.metadata.finalizers?.includes(FINALIZERS.node)) node.metadata.finalizers = [...(node.metadata.finalizers ?? []), FINALIZERS.node];
+  },
   validateCreate: () => undefined,
   validateUpdate: () => undefined,
   references: () => [],
-  dependants: () => [],
-  validateDelete: () => undefined,
+  dependants(node: Node, world: World): Dependant[] {
+    const name = node.metadata.name;
+    const found: Dependant[] = [];
+    const placed = { compute: new Set<string>(), storage: new Set<string>() };
+    for (const vm of world.virtualMachines) {
+      if (vm.status?.node_name !== name) continue;
+      placed.compute.add(vm.metadata.name);
+      found.push({ kind: 'VirtualMachine', name: vm.metadata.name, why: 'placed on it' });
+    }
+    for (const bs of world.blockStorages) {
+      if (bs.status?.node_name !== name) continue;
+      placed.storage.add(bs.metadata.name);
+      found.push({ kind: 'BlockStorage', name: bs.metadata.name, why: 'placed on it' });
+    }
+    // The rest: seed ReserveCompute/ReserveStorage reservations, or a placement not yet recorded.
+    for (const key of Object.keys(node.status?.reserved_computes ?? {})) {
+      if (!placed.compute.has(key)) found.push({ kind: 'Node', name: `${name}/${key}`, why: 'compute reserved on it' });
+    }
+    for (const key of Object.keys(node.status?.reserved_storages ?? {})) {
+      if (!placed.storage.has(key)) found.push({ kind: 'Node', name: `${name}/${key}`, why: 'storage reserved on it' });
+    }
+    return found;
+  },
+  validateDelete(node, dependants) {
+    if (dependants.length) throw violation('node.delete-in-use', `Node "${node.metadata.name}" is in use by ${describeDependants(dependants)}; delete or move them first`);
+  },
 };

@@ -100,6 +100,10 @@ export const RULES = [
   { id: 'virtualmachine.network-usable', kind: 'VirtualMachine', field: 'nics', stages: ['create'], code: 'FailedPrecondition',
     message: 'every network a VM names must exist and not be being deleted' },
 
+  // Node
+  { id: 'node.delete-in-use', kind: 'Node', field: 'metadata.name', stages: ['delete'], code: 'FailedPrecondition',
+    message: 'a Node with virtual machines or block storages placed on it (or reservations on it) cannot be deleted; delete or move them first' },
+
   // Image
   { id: 'image.tag-registered', kind: 'Image', field: 'tags', stages: CREATE_UPDATE, code: 'FailedPrecondition',
     message: 'a tag may only name a block storage registered in the image',

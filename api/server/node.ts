@@ -2,7 +2,8 @@
 import { API_VERSION, type Node, type NodeSpec } from '../types';
 import { InvalidArgumentError, isN0Error, NotFoundError } from '../errors';
 import { validateName } from '../names';
-import { mutate } from '../store/mutate';
+import { deleteChecked, mutate } from '../store/mutate';
+import { admitDelete } from '../admission';
 import { KVM_CONDITION, setCondition } from '../conditions';
 import { given, mapOrUndefined, nodeMessage, num } from './convert';
 import { compact, type FacadeContext, type ServiceHandlers } from './context';
@@ -68,7 +69,10 @@ export function nodeService(ctx: FacadeContext): ServiceHandlers {
       } catch (err) {
         if (!isN0Error(err, 'AlreadyExists')) throw err;
         return nodeMessage(await mutate(store, 'Node', name, (n) => {
-          n.spec = spec;
+          // A re-registering agent sends only what it measures: spec fields it leaves empty
+          // (unschedulable, unit, serial, set by an admin) keep their values. Uncordoning is a
+          // spec edit (n0ctl apply), since proto3 cannot tell "false" from "not sent".
+          n.spec = { ...n.spec, ...spec };
           if (metadata.annotations) n.metadata.annotations = metadata.annotations;
           if (metadata.labels) n.metadata.labels = metadata.labels;
         }));
@@ -101,7 +105,8 @@ export function nodeService(ctx: FacadeContext): ServiceHandlers {
       }, { subresource: 'status' }));
     },
     async DeleteNode(req) {
-      await store.delete('Node', validateName(req.name, 'name'));
+      const name = validateName(req.name, 'name');
+      await deleteChecked(store, 'Node', name, (node) => admitDelete(store, node));
       return {};
     },
     async ReserveCompute(req) {
