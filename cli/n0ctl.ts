@@ -15,7 +15,8 @@ import { LiveRenderer, PlainRenderer, RateMeter, formatDuration, type Renderer }
 import { runDag, type TaskContext } from './do/run';
 import { resolveKind } from './kinds';
 import { ManifestError, applyOrder, deleteOrder, readManifestSources, validateManifests } from './manifest';
-import { OUTPUT_FORMATS, describeDocument, formatPatch, parseOutputFormat, printDocuments, printTable, seedJson } from './printer';
+import { OUTPUT_FORMATS, describeDocument, describeEvents, formatPatch, parseOutputFormat, printDocuments, printEvents, printTable, seedJson } from './printer';
+import { eventsFor, type Event } from '../api/store/events';
 import { serviceForType } from './proto';
 import { exitAfterFlush, onReaderGone } from './stdio';
 import { VERSION } from './version';
@@ -371,9 +372,34 @@ function render(docs: Resource[], kind: Kind, format: ReturnType<typeof parseOut
   return printTable(docs, loadCrds().get(kind)!, { wide: format === 'wide', noHeaders });
 }
 
+const EVENT_KINDS = new Set(['event', 'events', 'ev']);
+
+/** `n0ctl get events [NAME] [-w]`: the controllers' Events, oldest first. */
+async function getEvents(client: FacadeClient, name: string | undefined, opts: { output?: string; watch?: boolean; headers: boolean }, timeoutMs: number): Promise<void> {
+  const format = parseOutputFormat(opts.output);
+  if (format === 'seed') throw new N0Error('InvalidArgument', 'events have no seed form', '-o');
+  const { items, resourceVersion } = await client.listDocuments('Event', '', { deadlineMs: timeoutMs });
+  const events = (items as unknown as Event[]).filter((e) => !name || e.metadata.name === name);
+  const show = (list: Event[], single: boolean, headers: boolean) => (format === 'yaml' || format === 'json' || format === 'name'
+    ? printDocuments(list as unknown as Resource[], format, single) : printEvents(list, Date.now(), !headers));
+  if (events.length === 0 && !opts.watch && (format === 'table' || format === 'wide')) err('No events found.');
+  else if (events.length) out(show(events, !!name, opts.headers));
+  if (!opts.watch) return;
+  const interrupt = interruptSignal();
+  try {
+    for await (const ev of client.watchDocuments('Event', '', resourceVersion, interrupt.signal)) {
+      const e = JSON.parse(ev.document_json) as Event;
+      if ((name && e.metadata.name !== name) || ev.type === 'DELETED') continue;
+      if (format === 'json') out(JSON.stringify({ type: ev.type, object: e }));
+      else if (format === 'yaml') out(`---\n# ${ev.type}\n${printDocuments([e as unknown as Resource], 'yaml', true)}`);
+      else out(show([e], true, false));
+    }
+  } finally { interrupt.dispose(); }
+}
+
 program.command('get')
-  .description('list objects or show one, as a table with the CRD columns or as yaml/json')
-  .argument('<kind>', `vm|virtualmachine(s), bs|blockstorage(s), net|network(s), img|image(s), node(s)`)
+  .description('list objects or show one, as a table with the CRD columns or as yaml/json; `get events` lists the controllers\' Events')
+  .argument('<kind>', `vm|virtualmachine(s), bs|blockstorage(s), net|network(s), img|image(s), node(s), event(s)`)
   .argument('[name]', 'one object')
   .addOption(new Option('-o, --output <format>', 'output format').choices(OUTPUT_FORMATS.filter((f) => f !== 'table')))
   .option('-l, --selector <selector>', 'label selector, e.g. env=prod,tier!=db')
@@ -387,8 +413,10 @@ Examples:
   n0ctl get vm test-vm -o yaml
   n0ctl get bs -o wide
   n0ctl get node -o seed
-  n0ctl get net -l env=lab -w`)
+  n0ctl get net -l env=lab -w
+  n0ctl get events -w`)
   .action((kindArg: string, name: string | undefined, opts: { output?: string; selector?: string; watch?: boolean; headers: boolean }) => withClient(async (client, timeoutMs) => {
+    if (EVENT_KINDS.has(kindArg.toLowerCase())) return getEvents(client, name, opts, timeoutMs);
     const kind = resolveKind(kindArg);
     const format = parseOutputFormat(opts.output);
     if (format === 'seed') {
@@ -417,7 +445,7 @@ Examples:
   }));
 
 program.command('describe')
-  .description('show one object in detail: metadata, spec, status and conditions')
+  .description('show one object in detail: metadata, spec, status, conditions and its Events')
   .argument('<kind>', 'vm, bs, net, img, node (or full names)')
   .argument('<name>', 'object name')
   .addHelpText('after', `
@@ -425,7 +453,10 @@ Examples:
   n0ctl describe vm test-vm
   n0ctl describe bs test-blockstorage`)
   .action((kindArg: string, name: string) => withClient(async (client, timeoutMs) => {
-    out(describeDocument(await client.getDocument(resolveKind(kindArg), name, { deadlineMs: timeoutMs }), Date.now()));
+    const doc = await client.getDocument(resolveKind(kindArg), name, { deadlineMs: timeoutMs });
+    // A store without Events (or an older facade) leaves the section out rather than failing describe.
+    const events = await client.listDocuments('Event', '', { deadlineMs: timeoutMs }).then((r) => eventsFor(r.items as unknown as Event[], doc), () => undefined);
+    out(describeDocument(doc, Date.now()) + (events ? `\n${describeEvents(events, Date.now())}` : ''));
   }));
 
 // ---------------------------------------------------------------------------------------------

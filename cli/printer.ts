@@ -4,6 +4,7 @@ import YAML from 'yaml';
 import { InvalidArgumentError } from '../api/errors';
 import type { CrdInfo } from '../api/schema';
 import type { Condition, Resource } from '../api/types';
+import type { Event } from '../api/store/events';
 import { formatBytes } from './do/render';
 
 /**
@@ -130,6 +131,29 @@ export function seedJson(value: unknown): unknown {
 }
 
 /** `n0ctl describe`: identity, spec, status facts, then conditions as a table. */
+/** A message on one table line (QEMU's stderr lines joined as the agent's probe reason joins them). */
+const oneLine = (text: string) => text.split(/\r?\n/).filter(Boolean).join(' | ');
+
+/** kubectl's age of an aggregated Event: `5m`, or `2m (x3 over 10m)`. */
+function eventAge(e: Event, now: number): string {
+  const last = formatAge(e.lastTimestamp, now);
+  return e.count > 1 ? `${last} (x${e.count} over ${formatAge(e.firstTimestamp, now)})` : last;
+}
+
+/** `n0ctl get events`: kubectl's columns (LAST SEEN, TYPE, REASON, OBJECT, MESSAGE), oldest first. */
+export function printEvents(events: Event[], now: number, noHeaders = false): string {
+  return formatTable(noHeaders ? undefined : ['LAST SEEN', 'TYPE', 'REASON', 'OBJECT', 'COUNT', 'MESSAGE'], events.map((e) => [
+    formatAge(e.lastTimestamp, now), e.type, e.reason, `${e.involvedObject.kind.toLowerCase()}/${e.involvedObject.name}`, String(e.count), oneLine(e.message),
+  ]));
+}
+
+/** The Events section of `n0ctl describe` (kubectl describe's). */
+export function describeEvents(events: Event[], now: number): string {
+  if (!events.length) return 'Events:             <none>';
+  const table = formatTable(['TYPE', 'REASON', 'AGE', 'FROM', 'MESSAGE'], events.map((e) => [e.type, e.reason, eventAge(e, now), e.source?.component ?? '', oneLine(e.message)]));
+  return `Events:\n${table.trimEnd().split('\n').map((l) => `  ${l}`).join('\n')}`;
+}
+
 export function describeDocument(doc: Resource, now: number): string {
   const lines: string[] = [];
   const meta = doc.metadata;

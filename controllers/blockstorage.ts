@@ -13,8 +13,19 @@ import { placeAndReserve, releaseOn, reservedFor } from '../api/placement';
 import { getWithFinalizer } from './runtime/finalizer';
 import type { ReconcileContext, ReconcileResult, Reconciler } from './runtime/types';
 import { logger } from '../api/log';
+import { recordTransition, type TransitionEvents } from './runtime/events';
 
 const RESERVED_BY = 'n0core/provisioning/block_storage/reserved_by';
+
+const READY: TransitionEvents['x'] = { type: 'Normal', reason: 'Provisioned' };
+/** Events for the disk's Ready reasons (progress, waiting and retries of the same step are not news). */
+const EVENTS: TransitionEvents = {
+  Creating: { type: 'Normal', reason: 'Scheduled' }, AVAILABLE: READY, IN_USE: READY, PROTECTED: READY,
+  Unschedulable: { type: 'Warning' }, SourceBeingDeleted: { type: 'Warning' }, AgentRejected: { type: 'Warning' },
+  FetchFailed: { type: 'Warning' }, CreateFailed: { type: 'Warning' }, AgentUnavailable: { type: 'Warning' },
+  [DELETION_BLOCKED]: { type: 'Normal' },
+};
+const READY_REASONS = new Set(['AVAILABLE', 'IN_USE', 'PROTECTED']);
 
 const INDEX = { bySource: 'blockstorage-by-source', byBlockStorage: 'vm-by-blockstorage-protection' } as const;
 
@@ -134,7 +145,9 @@ export class BlockStorageReconciler implements Reconciler<'BlockStorage'> {
   }
 
   private async setStatus(ctx: ReconcileContext, name: string, generation: number, fields: Partial<BlockStorageStatus>, condition: ConditionInput): Promise<void> {
-    await mutate(ctx.store, 'BlockStorage', name, (b) => {
+    let previous: string | undefined;
+    const written = await mutate(ctx.store, 'BlockStorage', name, (b) => {
+      previous = b.status?.conditions?.find((c) => c.type === 'Ready')?.reason;
       b.status ??= {};
       const before = JSON.stringify(b.status);
       for (const [k, v] of Object.entries(fields)) {
@@ -144,10 +157,14 @@ export class BlockStorageReconciler implements Reconciler<'BlockStorage'> {
       b.status.conditions = setCondition(b.status.conditions, condition, generation);
       return JSON.stringify(b.status) !== before;
     }, { subresource: 'status' });
+    // AVAILABLE -> IN_USE is a claim, not a new disk.
+    if (!(READY_REASONS.has(previous ?? '') && READY_REASONS.has(condition.reason ?? ''))) recordTransition(ctx.events, written, previous, condition, EVENTS);
   }
 
   private async finalize(bs: BlockStorage, ctx: ReconcileContext): Promise<ReconcileResult> {
     const name = bs.metadata.name;
+    // Once per deletion: a pass after the first finds the disk waiting (or it is gone).
+    if (bs.status?.conditions?.find((c) => c.type === 'Ready')?.reason !== DELETION_BLOCKED) ctx.events?.normal(bs, 'Deleting', `deleting block storage ${name}${bs.status?.node_name ? ` from node ${bs.status.node_name}` : ''}`);
     const dependants = await this.dependants(bs, ctx);
     if (dependants.length) {
       await this.setStatus(ctx, name, bs.metadata.generation ?? 1, {}, { type: 'Ready', status: 'False', reason: DELETION_BLOCKED, message: `deletion waits for ${describeDependants(dependants)}` });

@@ -60,13 +60,18 @@ export class NetworkReconciler implements Reconciler<'Network'> {
       })))).filter((vm): vm is VirtualMachine => vm !== undefined)
       : (await ctx.store.list('VirtualMachine')).items;
     const dependants = strategyFor('Network').dependants(net, { blockStorages: [], virtualMachines: vms });
+    const waiting = net.status?.conditions?.find((c) => c.type === 'Ready')?.reason === DELETION_BLOCKED;
+    // Once per deletion: a pass after the first finds the network waiting (or it is gone).
+    if (!waiting) ctx.events?.normal(net, 'Deleting', `deleting network ${net.metadata.name}`);
     if (dependants.length) {
+      const message = `deletion waits for ${describeDependants(dependants)}`;
       await mutate(ctx.store, 'Network', net.metadata.name, (n) => {
         n.status ??= {};
         const before = JSON.stringify(n.status.conditions);
-        n.status.conditions = setCondition(n.status.conditions, { type: 'Ready', status: 'False', reason: DELETION_BLOCKED, message: `deletion waits for ${describeDependants(dependants)}` });
+        n.status.conditions = setCondition(n.status.conditions, { type: 'Ready', status: 'False', reason: DELETION_BLOCKED, message });
         return JSON.stringify(n.status.conditions) !== before;
       }, { subresource: 'status' });
+      if (!waiting) ctx.events?.normal(net, DELETION_BLOCKED, message);
       return { requeueAfterMs: 5000 };
     }
     for (const node of ctx.cache.list('Node')) {

@@ -25,7 +25,7 @@ describe('Node protection', () => {
     for (const kind of KINDS) objects.set(kind, (await store.list(kind)).items);
     const list = <K extends Kind>(kind: K) => (objects.get(kind) ?? []) as KindMap[K][];
     const cache: Cache = { get: (kind, name) => list(kind).find((o) => o.metadata.name === name), list, byIndex: () => [] };
-    return { store, cache, signal: new AbortController().signal, enqueue: () => undefined, events: new Proxy({}, { get: () => () => undefined }) } as ReconcileContext;
+    return { store, cache, signal: new AbortController().signal, enqueue: () => undefined, events: new Proxy({} as NonNullable<ReconcileContext['events']>, { get: () => () => undefined }) } as ReconcileContext;
   }
   /** The agent's registration through the facade: only what it measures. */
   const register = () => facade.ApplyNode({ name: 'n1', address: '10.0.0.1', agent_endpoint: '10.0.0.1:20181', cpu_milli_cores: 4000, memory_bytes: String(8 * GiB), storage_bytes: String(100 * GiB), annotations: {}, labels: {} }, call);

@@ -55,7 +55,7 @@ describe('a controller killed between reserving on a Node and recording status.n
       byIndex: (kind, index, key) => list(kind).filter((o) => reconciler.indexes!.find((i) => i.kind === kind && i.name === index)!.keys(o).includes(key)),
     };
     // Any event recorder the reconcilers may call answers nothing.
-    const events = new Proxy({}, { get: () => () => undefined });
+    const events = new Proxy({} as NonNullable<ReconcileContext['events']>, { get: () => () => undefined });
     return { store: s, cache, signal: new AbortController().signal, enqueue: () => undefined, events } as ReconcileContext;
   }
   /** Which nodes hold a reservation keyed `key`. */
@@ -136,7 +136,7 @@ describe('a VM naming a disk that is being deleted', () => {
   const ctxFrom = (objects: Map<Kind, KindMap[Kind][]>): ReconcileContext => {
     const list = <K extends Kind>(kind: K) => (objects.get(kind) ?? []) as KindMap[K][];
     const cache: Cache = { get: (kind, name) => list(kind).find((o) => o.metadata.name === name), list, byIndex: () => [] };
-    return { store, cache, signal: new AbortController().signal, enqueue: () => undefined, events: new Proxy({}, { get: () => () => undefined }) } as ReconcileContext;
+    return { store, cache, signal: new AbortController().signal, enqueue: () => undefined, events: new Proxy({} as NonNullable<ReconcileContext['events']>, { get: () => () => undefined }) } as ReconcileContext;
   };
 
   beforeEach(async () => {

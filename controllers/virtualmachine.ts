@@ -19,6 +19,7 @@ import { sleep } from './runtime/sleep';
 import type { AuditContext, Cache, IndexSpec, ReconcileContext, ReconcileResult, Reconciler } from './runtime/types';
 import { logger } from '../api/log';
 import { observeFirstRunning } from './metrics';
+import { recordTransition, type TransitionEvents } from './runtime/events';
 
 const RESERVED_BY = 'n0core/provisioning/virtual_machine/virtual_machine/reserved_by';
 /**
@@ -64,6 +65,16 @@ export function crashStatus(status: VirtualMachineStatus | undefined, obs: Pick<
     retryInMs,
   };
 }
+
+/**
+ * Events for the VM's Ready reasons. Failures of QEMU (StartFailed, GuestCrashed,
+ * CrashLoopBackOff) are recorded where they are counted, once per QEMU instance, with QEMU's words.
+ */
+const EVENTS: TransitionEvents = {
+  Scheduled: { type: 'Normal' }, RUNNING: { type: 'Normal', reason: 'Started' }, SHUTDOWN: { type: 'Normal', reason: 'Stopped' }, PAUSED: { type: 'Normal', reason: 'Paused' },
+  ...Object.fromEntries(['Unschedulable', 'BlockStorageNotFound', 'BlockStorageInUse', 'NetworkNotFound', 'NetworkFull', 'AddressConflict', 'InvalidSpec', 'NodeNotReady', 'AgentUnavailable', 'Crashed']
+    .map((r) => [r, { type: 'Warning' as const }])),
+};
 
 /** Reservation key of a VM's nic in its Network (names cannot contain '/', and a trailing .N is unique). */
 export const nicKey = (vm: string, index: number) => `${vm}.${index}`;
@@ -333,6 +344,10 @@ export class VirtualMachineReconciler implements Reconciler<'VirtualMachine'> {
     if (obs.runState === 'crashed' && runState !== 'SHUTDOWN') {
       const crash = crashStatus(fresh.status, obs, Date.now());
       this.log.warn(`virtual machine ${name} failed on node ${nodeName}`, { reason: crash.condition.reason, message: crash.condition.message });
+      if (fresh.status?.last_failed_start !== crash.fields.last_failed_start) {
+        const what = obs.failure?.message ?? 'QEMU stopped';
+        ctx.events?.warning(fresh, crash.condition.reason!, crash.condition.reason === 'CrashLoopBackOff' ? `back-off restarting the failed virtual machine: ${what}` : what);
+      }
       await this.setStatus(ctx, name, fresh.metadata.generation ?? generation, { ...crash.fields, accelerator: obs.accelerator }, crash.condition, fresh);
       return { requeueAfterMs: Math.max(crash.retryInMs, 100) };
     }
@@ -364,13 +379,19 @@ export class VirtualMachineReconciler implements Reconciler<'VirtualMachine'> {
    */
   private async setStatus(ctx: ReconcileContext, name: string, generation: number, fields: Partial<VirtualMachineStatus>, condition: ConditionInput, known?: VirtualMachine): Promise<void> {
     if (known && !withStatus(structuredClone(known), generation, fields, condition)) return;
-    await mutate(ctx.store, 'VirtualMachine', name, (v) => withStatus(v, generation, fields, condition), { subresource: 'status' })
+    let previous: string | undefined;
+    const written = await mutate(ctx.store, 'VirtualMachine', name, (v) => {
+      previous = v.status?.conditions?.find((c) => c.type === 'Ready')?.reason;
+      return withStatus(v, generation, fields, condition);
+    }, { subresource: 'status' })
       .catch((err) => { if (!isN0Error(err, 'NotFound')) throw err; });
+    if (written) recordTransition(ctx.events, written, previous, condition, EVENTS);
   }
 
   private async finalize(vm: VirtualMachine, ctx: ReconcileContext): Promise<ReconcileResult> {
     const name = vm.metadata.name;
     const nodeName = vm.status?.node_name;
+    ctx.events?.normal(vm, 'Deleting', `deleting virtual machine ${name}${nodeName ? ` from node ${nodeName}` : ''}`);
     if (nodeName) await this.agents(nodeName).deleteVm(name);
     for (const [i, nic] of (vm.spec.nics ?? []).entries()) {
       await mutate(ctx.store, 'Network', nic.network_name, (n) => {

@@ -76,7 +76,7 @@ describe('charts/n0stack', () => {
       'ClusterRole/rel-agent', 'ClusterRole/rel-documents',
       'ClusterRoleBinding/rel-agent', 'ClusterRoleBinding/rel-api-documents', 'ClusterRoleBinding/rel-controllers-documents',
       'Deployment/rel-api', 'Deployment/rel-controllers',
-      'Role/rel-leader-election', 'RoleBinding/rel-controllers-leader-election',
+      'Role/rel-events-reader', 'Role/rel-leader-election', 'RoleBinding/rel-api-events-reader', 'RoleBinding/rel-controllers-leader-election',
       'Service/rel-api',
       'ServiceAccount/rel-agent', 'ServiceAccount/rel-api', 'ServiceAccount/rel-controllers',
     ]);
@@ -123,7 +123,7 @@ describe('charts/n0stack', () => {
 
   it('RBAC grants every verb the code calls on the API server, and no more than allowed', () => {
     // Each client-node call in the code, as the verb and resource it needs.
-    const CALLS: Record<string, { group: string; resource: 'documents' | 'documents/status' | 'leases'; verb: string }> = {
+    const CALLS: Record<string, { group: string; resource: 'documents' | 'documents/status' | 'leases' | 'events'; verb: string; by?: 'api' }> = {
       getClusterCustomObject: { group: 'n0stack.io', resource: 'documents', verb: 'get' },
       listClusterCustomObject: { group: 'n0stack.io', resource: 'documents', verb: 'list' },
       createClusterCustomObject: { group: 'n0stack.io', resource: 'documents', verb: 'create' },
@@ -136,9 +136,13 @@ describe('charts/n0stack', () => {
       createNamespacedLease: { group: 'coordination.k8s.io', resource: 'leases', verb: 'create' },
       replaceNamespacedLease: { group: 'coordination.k8s.io', resource: 'leases', verb: 'update' },
       Watch: { group: 'n0stack.io', resource: 'documents', verb: 'watch' },
+      // The recorder (controllers) creates and patches Events; the facade lists them.
+      createNamespacedEvent: { group: '', resource: 'events', verb: 'create' },
+      patchNamespacedEvent: { group: '', resource: 'events', verb: 'patch' },
+      listNamespacedEvent: { group: '', resource: 'events', verb: 'list', by: 'api' },
     };
     const used = new Set<string>();
-    for (const file of ['api/store/kubernetes.ts', 'controllers/leader-kubernetes.ts']) {
+    for (const file of ['api/store/kubernetes.ts', 'api/store/kubernetes-events.ts', 'controllers/leader-kubernetes.ts']) {
       const src = fs.readFileSync(path.join(ROOT, file), 'utf8');
       for (const m of src.matchAll(/this\.api\.(\w+)\(/g)) used.add(m[1]);
       if (/new Watch\(/.test(src)) used.add('Watch');
@@ -155,9 +159,10 @@ describe('charts/n0stack', () => {
     const plurals = KINDS.map((k) => PLURALS[k]);
     const controllers = granted('rel-controllers');
     for (const name of used) {
-      const { group, resource, verb } = CALLS[name];
+      const { group, resource, verb, by } = CALLS[name];
       const resources = resource === 'documents' ? plurals : resource === 'documents/status' ? plurals.map((p) => `${p}/status`) : [resource];
-      for (const r of resources) expect({ call: name, r, verb, allowed: allows(controllers, group, r, verb) }).toEqual({ call: name, r, verb, allowed: true });
+      const rules = by === 'api' ? granted('rel-api') : controllers;
+      for (const r of resources) expect({ call: name, r, verb, allowed: allows(rules, group, r, verb) }).toEqual({ call: name, r, verb, allowed: true });
     }
     // The facade needs the documents but not the Lease; the agent only its Node.
     const api = granted('rel-api');
@@ -172,7 +177,7 @@ describe('charts/n0stack', () => {
       'n0stack.io': ['get', 'list', 'watch', 'create', 'update', 'patch', 'delete'],
       'n0stack.io/status': ['get', 'update', 'patch'],
       'coordination.k8s.io': ['get', 'create', 'update'],
-      '': ['create', 'patch'],
+      '': ['create', 'patch', 'get', 'list'],
     };
     for (const o of objects.filter((x) => x.kind === 'ClusterRole' || x.kind === 'Role')) {
       for (const rule of (o as unknown as { rules: Rule[] }).rules) {

@@ -14,6 +14,7 @@ export class AdmittingStore implements Store {
   constructor(readonly inner: Store) {}
 
   get backend() { return this.inner.backend; }
+  get events() { return this.inner.events; }
   get<K extends Kind>(kind: K, name: string) { return this.inner.get(kind, name); }
   list<K extends Kind>(kind: K, options?: ListOptions) { return this.inner.list(kind, options); }
   watch<K extends Kind>(kind: K, options?: WatchOptions) { return this.inner.watch(kind, options); }

@@ -17,6 +17,7 @@ import { parseLabelSelector, matchesLabels } from '../store/labels';
 import { toServiceError } from './status';
 import { admitted, type FacadeContext, type Handler } from './context';
 import type { ServerWritableStream } from '@grpc/grpc-js';
+import type { EventStore } from '../store/events';
 
 /** The document, and a VirtualMachine's clear spec.login_password taken out of it (it is never stored). */
 function parseDocument(json: unknown): { doc: AnyResource; loginPassword?: unknown } {
@@ -38,6 +39,12 @@ function parseDocument(json: unknown): { doc: AnyResource; loginPassword?: unkno
 function kindOf(value: unknown): Kind {
   if (!isKind(value)) throw new InvalidArgumentError(`kind ${JSON.stringify(value)} is not one of Node, Network, BlockStorage, Image, VirtualMachine`, 'kind');
   return value;
+}
+
+/** The Events of the store (List and Watch of kind Event; api/store/events.ts). */
+function eventsOf(store: FacadeContext['store']): EventStore {
+  if (!store.events) throw new FailedPreconditionError('this store keeps no Events');
+  return store.events;
 }
 
 /** The user-owned part of a document: what apply compares and writes. */
@@ -112,6 +119,10 @@ export function resourceService(context: FacadeContext): { Apply: Handler; Get: 
       return { document_json: JSON.stringify(await store.get(kindOf(req.kind), validateName(req.name, 'name'))) };
     },
     async List(req) {
+      if (req.kind === 'Event') {
+        const { items, resourceVersion } = await eventsOf(store).list();
+        return { documents_json: items.map((i) => JSON.stringify(i)), resource_version: resourceVersion };
+      }
       const { items, resourceVersion } = await store.list(kindOf(req.kind), { labelSelector: given(req.label_selector) });
       return { documents_json: items.map((i) => JSON.stringify(i)), resource_version: resourceVersion };
     },
@@ -133,6 +144,13 @@ export function resourceService(context: FacadeContext): { Apply: Handler; Get: 
       call.on('cancelled', () => controller.abort());
       call.on('close', () => controller.abort());
       (async () => {
+        if (call.request.kind === 'Event') {
+          for await (const event of eventsOf(store).watch({ resourceVersion: given(call.request.resource_version), signal: controller.signal })) {
+            call.write({ type: event.type, document_json: JSON.stringify(event.object) });
+          }
+          call.end();
+          return;
+        }
         const kind = kindOf(call.request.kind);
         const selector = parseLabelSelector(given(call.request.label_selector));
         for await (const event of store.watch(kind, { resourceVersion: given(call.request.resource_version), signal: controller.signal })) {

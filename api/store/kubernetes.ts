@@ -38,6 +38,7 @@ import { validateDocument } from '../schema';
 import { GROUP, VERSION, PLURALS, isKind, type AnyResource, type Kind, type KindMap } from '../types';
 import { decodeDocument, encodeDocument, encodePatchOps, kubernetesName } from './kubernetes-names';
 import { parseLabelSelector } from './labels';
+import { KubernetesEventStore } from './kubernetes-events';
 import { mergePatch } from './kv';
 import type { DeleteOptions, ListOptions, ListResult, Patch, PatchOptions, Store, UpdateOptions, WatchEvent, WatchOptions } from './store';
 
@@ -52,6 +53,8 @@ export interface KubernetesStoreOptions {
   requestTimeoutMs?: number;
   /** How long a single watch request may stay open before the server ends it and we resume (default 300 s). */
   watchTimeoutSeconds?: number;
+  /** Namespace of the core/v1 Events (default: the service account's, else `default`). */
+  eventNamespace?: string;
 }
 
 type Op = 'get' | 'list' | 'create' | 'update' | 'patch' | 'delete' | 'watch';
@@ -118,6 +121,8 @@ export class KubernetesStore implements Store {
   private readonly watches = new Set<AbortController>();
   private closed = false;
   private agent: http.Agent | undefined;
+  /** core/v1 Events (kubernetes-events.ts). */
+  readonly events: KubernetesEventStore;
 
   constructor(options: KubernetesStoreOptions = {}) {
     if (options.kubeConfig) {
@@ -139,6 +144,7 @@ export class KubernetesStore implements Store {
     }
     this.api = this.kc.makeApiClient(CustomObjectsApi);
     this.timeoutMs = options.requestTimeoutMs ?? 30_000;
+    this.events = new KubernetesEventStore(this.kc, options.eventNamespace, this.timeoutMs);
     this.watchTimeoutSeconds = options.watchTimeoutSeconds ?? 300;
   }
 

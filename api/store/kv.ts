@@ -8,6 +8,7 @@ import { validateName } from '../names';
 import { validateDocument } from '../schema';
 import { isKind, type AnyResource, type Kind, type KindMap, type Resource } from '../types';
 import { matchesLabels, parseLabelSelector } from './labels';
+import { KvEventStore, type EventStore } from './events';
 import type { DeleteOptions, ListOptions, ListResult, Patch, PatchOptions, Store, UpdateOptions, WatchEvent, WatchOptions } from './store';
 
 export interface KvEntry {
@@ -139,7 +140,10 @@ class RecentValues {
 
 export class KvStore implements Store {
   private readonly recent = new RecentValues();
-  constructor(readonly backend: 'embedded' | 'etcd', private readonly kv: KvBackend, private readonly prefix: string) {}
+  readonly events: EventStore;
+  constructor(readonly backend: 'embedded' | 'etcd', private readonly kv: KvBackend, private readonly prefix: string) {
+    this.events = new KvEventStore(kv, prefix);
+  }
 
   private kindPrefix(kind: Kind): string { return `${this.prefix}/${kind}/`; }
   private key(kind: Kind, name: string): string { return `${this.kindPrefix(kind)}${validateName(name, 'metadata.name')}`; }

@@ -73,5 +73,7 @@ export interface Store {
   delete<K extends Kind>(kind: K, name: string, options?: DeleteOptions): Promise<KindMap[K] | undefined>;
   /** Yields events until the signal aborts or an error (TooOldError, UnavailableError) is thrown. */
   watch<K extends Kind>(kind: K, options?: WatchOptions): AsyncIterable<WatchEvent<KindMap[K]>>;
+  /** Where Events are kept (api/store/events.ts); absent on stores that keep none (test doubles). */
+  readonly events?: import('./events').EventStore;
   close(): Promise<void>;
 }

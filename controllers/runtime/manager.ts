@@ -10,6 +10,7 @@ import { KINDS, type Kind, type KindMap } from '../../api/types';
 import { Informer } from './informer';
 import { sleep } from './sleep';
 import { TerminalError, type Cache, type ReconcileContext, type Reconciler } from './types';
+import { NO_EVENTS, Recorder, type EventRecorder } from './events';
 import { backoffDelay, DEFAULT_BACKOFF, WorkQueue, type BackoffOptions, type Outcome } from './workqueue';
 
 const log = logger('manager');
@@ -41,11 +42,15 @@ export interface ManagerOptions {
   shutdownDeadlineMs?: number;
   /** Kinds to cache (default all). */
   kinds?: readonly Kind[];
+  /** How often expired Events are swept while leading (default 60 s). */
+  eventSweepMs?: number;
 }
 
 export class Manager {
   private readonly store: Store;
   private readonly options: Required<Omit<ManagerOptions, 'store' | 'backoff' | 'kinds'>> & { backoff: BackoffOptions };
+  /** The recorder every reconcile gets as ctx.events (one, so aggregation sees every reconcile). */
+  readonly events: EventRecorder;
   private readonly reconcilers = new Map<Kind, Reconciler>();
   private readonly informers = new Map<Kind, Informer<Kind>>();
   private queues = new Map<Kind, WorkQueue>();
@@ -68,8 +73,10 @@ export class Manager {
       registry: options.registry ?? globalRegistry,
       syncTimeoutMs: options.syncTimeoutMs ?? 60_000,
       shutdownDeadlineMs: options.shutdownDeadlineMs ?? 10_000,
+      eventSweepMs: options.eventSweepMs ?? 60_000,
       backoff: { ...DEFAULT_BACKOFF, ...options.backoff },
     };
+    this.events = this.store.events ? new Recorder(this.store.events) : NO_EVENTS;
     for (const kind of options.kinds ?? KINDS) {
       const informer = new Informer(this.store, kind, { backoff: this.options.backoff });
       informer.addHandlers({
@@ -230,6 +237,7 @@ export class Manager {
     this.resyncTimer.unref();
     const stop = new AbortController();
     const audits = [...this.reconcilers.values()].filter((r) => r.audit).map((r) => this.auditLoop(r, stop.signal));
+    if (this.store.events) audits.push(this.sweepLoop(stop.signal));
     const sourceCtx = { cache: this.cache, signal: stop.signal, enqueue: (kind: Kind, name: string) => this.enqueue(kind, name) };
     const sources = [...this.reconcilers.values()].filter((r) => r.sources).map((r) => r.sources!(sourceCtx).catch((err: Error) => {
       if (!stop.signal.aborted) log.warn('event source stopped', { kind: r.kind, error: err.message });
@@ -247,6 +255,20 @@ export class Manager {
         await audit.run(ctx);
       } catch (err) {
         if (!signal.aborted) log.warn('audit failed; trying again next period', { kind: reconciler.kind, error: (err as Error).message });
+      }
+    }
+  }
+
+  /** Deletes expired Events while leading (one sweeper in a replicated control plane). */
+  private async sweepLoop(signal: AbortSignal): Promise<void> {
+    for (;;) {
+      await sleep(this.options.eventSweepMs, signal);
+      if (signal.aborted) return;
+      try {
+        const swept = await this.store.events!.sweep();
+        if (swept) log.debug('expired events swept', { swept });
+      } catch (err) {
+        if (!signal.aborted) log.warn('event sweep failed; trying again next period', { error: (err as Error).message });
       }
     }
   }
@@ -298,6 +320,7 @@ export class Manager {
       cache: this.cache,
       signal,
       enqueue: (kind, key) => this.enqueue(kind, key),
+      events: this.events,
     };
     try {
       const result = await reconciler.reconcile(name, ctx);

@@ -3,6 +3,7 @@
 // line and run again.
 import type { Kind, KindMap } from '../../api/types';
 import type { Store } from '../../api/store/store';
+import type { EventRecorder } from './events';
 
 export type ReconcileResult =
   /** Done; look again only when something changes. */
@@ -39,6 +40,11 @@ export interface ReconcileContext {
   signal: AbortSignal;
   /** Queue another object of any kind (e.g. a VM reconciler nudging its Network). */
   enqueue(kind: Kind, name: string): void;
+  /**
+   * Records Events about objects (Scheduled, StartFailed, ...); never fails, never blocks. The
+   * manager always gives one; a test's hand-made context may leave it out (nothing is recorded).
+   */
+  events?: EventRecorder;
 }
 
 export interface AuditContext {

@@ -19,7 +19,8 @@
 //    are dropped with a Warning header, or 400 with fieldValidation=Strict; schema violations 422.
 // It also serves coordination.k8s.io/v1 Leases (namespaced; get, create, update with an optional
 // resourceVersion precondition — unconditional without one, as for built-in kinds) for the
-// Lease-based leader election of the controllers.
+// Lease-based leader election of the controllers, and core/v1 Events (namespaced; list, get,
+// create, merge patch, delete; no watch, no TTL) for the controllers' event recorder.
 // Not modelled: namespaces of the CRDs, generateName, pagination (limit/continue), set-based selectors
 // (answered 400), watch label-selector transitions, field selectors, admission, server-side apply,
 // strategic merge patch, managedFields, RBAC (only an optional bearer token).
@@ -115,6 +116,7 @@ export class FakeApiServer {
   private readonly watchers = new Set<Watcher>();
   private readonly schemas = new Map<Kind, { schema: any; validate: ValidateFunction }>();
   private readonly leases = new Map<string, Obj>();
+  private readonly events = new Map<string, Obj>();
   private rev = 0;
   private compacted = 0;
   url = '';
@@ -181,6 +183,7 @@ export class FakeApiServer {
     const url = new URL(req.url ?? '/', 'http://fake');
     const parts = url.pathname.split('/').filter(Boolean);
     if (parts[0] === 'apis' && parts[1] === 'coordination.k8s.io') return this.lease(req, res, parts);
+    if (parts[0] === 'api' && parts[1] === 'v1' && parts[4] === 'events') return this.event(req, res, parts);
     const kind = KINDS.find((k) => PLURALS[k] === parts[3]);
     if (parts[0] !== 'apis' || parts[1] !== GROUP || parts[2] !== VERSION || !kind || parts.length > 6 || (parts.length === 6 && parts[5] !== 'status')) {
       throw new HttpError(404, 'NotFound', 'the server could not find the requested resource');
@@ -247,6 +250,58 @@ export class FakeApiServer {
       const updated = stored(obj, old);
       this.leases.set(key(name), updated);
       return this.send(res, 200, updated);
+    }
+    throw new HttpError(405, 'MethodNotAllowed', 'the server does not allow this method on the requested resource');
+  }
+
+  /** /api/v1/namespaces/{ns}/events[/{name}] */
+  private async event(req: http.IncomingMessage, res: http.ServerResponse, parts: string[]): Promise<void> {
+    const [, , namespaces, ns, , name, ...rest] = parts;
+    if (namespaces !== 'namespaces' || !ns || !DNS_SUBDOMAIN.test(ns) || rest.length) throw new HttpError(404, 'NotFound', 'the server could not find the requested resource');
+    const key = (n: string) => `${ns}/${n}`;
+    const notFound = (n: string) => new HttpError(404, 'NotFound', `events "${n}" not found`, { name: n, kind: 'events' });
+    const check = (obj: Obj) => {
+      const n = obj?.metadata?.name;
+      const invalid = (field: string, msg: string) => new HttpError(422, 'Invalid', `Event "${n}" is invalid: ${field}: ${msg}`, { name: n, kind: 'Event', causes: [{ reason: 'FieldValueInvalid', message: msg, field }] });
+      if (typeof n !== 'string' || !DNS_SUBDOMAIN.test(n) || n.length > 253) throw invalid('metadata.name', 'Invalid value: a lowercase RFC 1123 subdomain');
+      if (obj.metadata.namespace !== undefined && obj.metadata.namespace !== ns) throw invalid('metadata.namespace', 'does not match the namespace of the request');
+      const io = obj.involvedObject as Record<string, unknown> | undefined;
+      if (!io || typeof io.kind !== 'string' || typeof io.name !== 'string') throw invalid('involvedObject', 'Required value');
+      if (obj.type !== 'Normal' && obj.type !== 'Warning') throw invalid('type', 'Unsupported value: must be Normal or Warning');
+      if (typeof obj.reason !== 'string' || obj.reason.length > 128) throw invalid('reason', 'must be at most 128 characters');
+      if (obj.message !== undefined && (typeof obj.message !== 'string' || obj.message.length > 4096)) throw invalid('message', 'must be at most 4096 characters');
+    };
+    const method = req.method ?? 'GET';
+    if (method === 'GET' && !name) {
+      const items = [...this.events.entries()].filter(([k]) => k.startsWith(`${ns}/`)).map(([, v]) => v);
+      return this.send(res, 200, { apiVersion: 'v1', kind: 'EventList', metadata: { resourceVersion: String(this.rev) }, items });
+    }
+    if (method === 'GET' && name) {
+      const obj = this.events.get(key(name));
+      if (!obj) throw notFound(name);
+      return this.send(res, 200, obj);
+    }
+    if (method === 'POST' && !name) {
+      const obj = JSON.parse(await this.rawBody(req)) as Obj;
+      check(obj);
+      if (this.events.has(key(obj.metadata.name))) throw new HttpError(409, 'AlreadyExists', `events "${obj.metadata.name}" already exists`);
+      const created: Obj = { ...obj, apiVersion: 'v1', kind: 'Event', metadata: { ...obj.metadata, namespace: ns, uid: randomUUID(), creationTimestamp: now(), resourceVersion: String(++this.rev) } };
+      this.events.set(key(obj.metadata.name), created);
+      return this.send(res, 201, created);
+    }
+    if (method === 'PATCH' && name) {
+      const old = this.events.get(key(name));
+      if (!old) throw notFound(name);
+      if (!String(req.headers['content-type'] ?? '').startsWith('application/merge-patch+json')) throw new HttpError(415, 'UnsupportedMediaType', 'this stand-in takes only merge patches of events');
+      const patched = mergePatch(clone(old), JSON.parse(await this.rawBody(req))) as Obj;
+      check(patched);
+      const updated: Obj = { ...patched, metadata: { ...old.metadata, resourceVersion: String(++this.rev) } };
+      this.events.set(key(name), updated);
+      return this.send(res, 200, updated);
+    }
+    if (method === 'DELETE' && name) {
+      if (!this.events.delete(key(name))) throw notFound(name);
+      return this.send(res, 200, { kind: 'Status', apiVersion: 'v1', status: 'Success' });
     }
     throw new HttpError(405, 'MethodNotAllowed', 'the server does not allow this method on the requested resource');
   }
