@@ -375,7 +375,8 @@ export class VirtualMachineReconciler implements Reconciler<'VirtualMachine'> {
 
   /**
    * Writes `fields` and `condition` into the VM's status unless it already says so. `known` (the
-   * copy this reconcile read) settles the usual drift pass, where nothing changed, without a read.
+   * copy this reconcile read) settles the usual drift pass, where nothing changed, without a read,
+   * and fences the write: it lands only on that resourceVersion, else Conflict and a requeue.
    */
   private async setStatus(ctx: ReconcileContext, name: string, generation: number, fields: Partial<VirtualMachineStatus>, condition: ConditionInput, known?: VirtualMachine): Promise<void> {
     if (known && !withStatus(structuredClone(known), generation, fields, condition)) return;
@@ -383,7 +384,7 @@ export class VirtualMachineReconciler implements Reconciler<'VirtualMachine'> {
     const written = await mutate(ctx.store, 'VirtualMachine', name, (v) => {
       previous = v.status?.conditions?.find((c) => c.type === 'Ready')?.reason;
       return withStatus(v, generation, fields, condition);
-    }, { subresource: 'status' })
+    }, { subresource: 'status', resourceVersion: known?.metadata.resourceVersion })
       .catch((err) => { if (!isN0Error(err, 'NotFound')) throw err; });
     if (written) recordTransition(ctx.events, written, previous, condition, EVENTS);
   }

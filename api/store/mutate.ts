@@ -7,6 +7,12 @@ import type { Store } from './store';
 export interface MutateOptions {
   subresource?: 'status';
   attempts?: number;
+  /**
+   * Fencing: write only onto this resourceVersion (the one the change was computed from). A newer
+   * object is a ConflictError, not a re-application: a status computed from an old read must not
+   * overwrite what was written since (e.g. move observedGeneration backwards). The caller requeues.
+   */
+  resourceVersion?: string;
 }
 
 /**
@@ -23,6 +29,9 @@ export async function mutate<K extends Kind>(
   for (let attempt = 0; ; attempt++) {
     // A store's get returns an object of the caller's own: `change` may edit it in place.
     const current = await store.get(kind, name);
+    if (options.resourceVersion !== undefined && current.metadata.resourceVersion !== options.resourceVersion) {
+      throw new ConflictError(kind, name, `computed from resourceVersion ${options.resourceVersion}, now ${current.metadata.resourceVersion}`);
+    }
     if ((await change(current)) === false) return current;
     try {
       return await store.update(current, { subresource: options.subresource });
