@@ -1,0 +1,101 @@
+import { checkInvariants, generate, pools, prng, shrink, type Doc, type Snapshot } from './random-faults';
+import { bridgeName, tapName } from '../../agent/paths';
+
+const doc = (kind: string, name: string, spec: any = {}, status: any = {}, metadata: Partial<Doc['metadata']> = {}): Doc => ({ kind, metadata: { name, generation: 1, ...metadata }, spec, status });
+const host = (over: Partial<Snapshot['hosts'][number]> = {}) => ({ node: 'host-a', disks: [], qemu: [], links: [], ...over });
+
+describe('generate', () => {
+  test('is reproducible from its seed and spreads the kills', () => {
+    const p = pools();
+    const a = generate(42, p, { ops: 500, kills: 25 });
+    expect(generate(42, p, { ops: 500, kills: 25 })).toEqual(a);
+    expect(generate(43, p, { ops: 500, kills: 25 })).not.toEqual(a);
+    expect(a).toHaveLength(525);
+    const kills = a.map((op, i) => [op, i] as const).filter(([op]) => op.t === 'kill');
+    expect(kills).toHaveLength(25);
+    expect(kills.some(([op]) => op.t === 'kill' && op.what === 'agent')).toBe(true);
+    expect(kills.some(([op]) => op.t === 'kill' && op.what === 'controllers')).toBe(true);
+    // every entrance and every kind of operation shows up
+    const kinds = new Set(a.map((op) => op.t));
+    for (const t of ['net.apply', 'bs.create', 'img.generate', 'vm.create', 'vm.power', 'node.cordon']) expect(kinds).toContain(t);
+    expect(new Set(a.flatMap((op) => ('e' in op ? [op.e] : [])))).toEqual(new Set(['rpc', 'resource', 'store']));
+    expect(kinds).not.toContain('node.delete');
+    expect(new Set(generate(1, p, { ops: 500, kills: 0, nodeDeleteWeight: 2 }).map((op) => op.t))).toContain('node.delete');
+  });
+
+  test('prng is uniform enough', () => {
+    const r = prng(7);
+    const xs = Array.from({ length: 10_000 }, r);
+    const mean = xs.reduce((s, x) => s + x, 0) / xs.length;
+    expect(mean).toBeGreaterThan(0.48);
+    expect(mean).toBeLessThan(0.52);
+    expect(xs.every((x) => x >= 0 && x < 1)).toBe(true);
+  });
+});
+
+describe('checkInvariants', () => {
+  const node = (status: any) => doc('Node', 'host-a', {}, status);
+  const vm = (name: string, status: any = {}, spec: any = {}) => doc('VirtualMachine', name, { limit_cpu_milli_core: 1000, limit_memory_bytes: 64, nics: [{ network_name: 'n' }], block_storage_names: ['d'], ...spec }, status);
+  const by = { 'n0core/provisioning/virtual_machine/virtual_machine/reserved_by': 'v' };
+
+  test('a consistent snapshot has no violations', () => {
+    const s: Snapshot = {
+      docs: [
+        node({ reserved_computes: { v: { request_cpu_milli_core: 1000, limit_cpu_milli_core: 1000 } }, reserved_storages: { d: {}, o: {} } }),
+        doc('BlockStorage', 'o', { backing_block_storage: 'd' }, { node_name: 'host-a', state: 'AVAILABLE' }),
+        doc('Network', 'n', {}, { reserved_network_interfaces: { 'v.0': { annotations: by, ipv4_address: '10.0.0.2', hardware_address: '52:54:00:00:00:01' } } }),
+        doc('BlockStorage', 'd', {}, { node_name: 'host-a', state: 'IN_USE', in_use_by: 'v' }),
+        vm('v', { node_name: 'host-a', state: 'RUNNING', nics: [{ network_name: 'n', ipv4_address: '10.0.0.2', hardware_address: '52:54:00:00:00:01' }] }),
+      ],
+      hosts: [host({ disks: [{ name: 'd' }, { name: 'o', backingFile: '/data/disks/d.qcow2', backingExists: true }], qemu: ['v'], links: [tapName('v', 0), bridgeName('n'), 'lo', 'ul0'] })],
+    };
+    expect(checkInvariants(s)).toEqual([]);
+  });
+
+  test('finds leaks, doubles and orphans', () => {
+    const s: Snapshot = {
+      docs: [
+        node({ reserved_computes: { gone: {} }, reserved_storages: {} }),
+        doc('Network', 'n', {}, { reserved_network_interfaces: {
+          'v.0': { annotations: by, ipv4_address: '10.0.0.2', hardware_address: '52:54:00:00:00:01' },
+          'x.0': { annotations: { 'n0core/provisioning/virtual_machine/virtual_machine/reserved_by': 'x' }, ipv4_address: '10.0.0.2', hardware_address: '52:54:00:00:00:01' },
+        } }),
+        doc('BlockStorage', 'd', { backing_block_storage: 'base' }, { node_name: 'host-a', state: 'AVAILABLE' }),
+        doc('BlockStorage', 'stuck', {}, { conditions: [{ type: 'Ready', reason: 'Deleting' }] }, { deletionTimestamp: 'now', finalizers: ['f'] }),
+        doc('BlockStorage', 'held', {}, { conditions: [{ type: 'Ready', reason: 'WaitingForDependants' }] }, { deletionTimestamp: 'now', finalizers: ['f'] }),
+        vm('v', { node_name: 'host-a', state: 'RUNNING' }),
+      ],
+      hosts: [host({ disks: [{ name: 'd', backingFile: '/x/base.qcow2', backingExists: false }, { name: 'lost' }], qemu: ['ghost'], links: [tapName('ghost', 0), bridgeName('gone-net')] })],
+      actionExecutions: { a1: 1, a2: 2 },
+    };
+    const found = checkInvariants(s).map((x) => x.invariant);
+    for (const inv of ['deleted-is-gone', 'node-reservations', 'network-reservations', 'unique-addresses', 'backing-chain', 'no-orphans', 'actions-once']) expect(found).toContain(inv);
+    const details = checkInvariants(s).map((x) => x.detail).join('\n');
+    expect(details).toContain('stuck');
+    expect(details).not.toContain('BlockStorage/held');
+    expect(details).toContain('disk file lost');
+    expect(details).toContain('QEMU of ghost');
+    expect(details).toContain('overlay on base, whose BlockStorage is gone');
+    // after the teardown, even a held object is a violation
+    expect(checkInvariants(s, { final: true }).map((x) => x.detail).join('\n')).toContain('BlockStorage/held');
+  });
+});
+
+describe('shrink', () => {
+  test('finds the shortest failing subsequence of a synthetic bug', async () => {
+    // fails when 'a' comes before 'b' (both needed), anything else is noise
+    const ops = Array.from({ length: 200 }, (_, i) => (i === 37 ? 'a' : i === 150 ? 'b' : `n${i}`));
+    const fails = async (xs: string[]) => { const a = xs.indexOf('a'); const b = xs.indexOf('b'); return a >= 0 && b > a; };
+    const { ops: shortest, runs } = await shrink(ops, fails, 200);
+    expect(shortest).toEqual(['a', 'b']);
+    expect(runs).toBeLessThanOrEqual(200);
+  });
+
+  test('stops at its budget with a still-failing sequence', async () => {
+    const ops = Array.from({ length: 64 }, (_, i) => i);
+    const fails = async (xs: number[]) => xs.includes(40);
+    const { ops: shortest, runs } = await shrink(ops, fails, 5);
+    expect(runs).toBeLessThanOrEqual(5);
+    expect(await fails(shortest)).toBe(true);
+  });
+});
