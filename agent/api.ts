@@ -137,6 +137,8 @@ export interface AgentApi {
    * panicked, QEMU exited) until the signal aborts or the stream breaks; then resolves.
    */
   watchVms(signal: AbortSignal, onChange: (name: string) => void): Promise<void>;
+  /** This agent with its calls cancelled when `signal` aborts (remote clients; others ignore it). */
+  withSignal?(signal: AbortSignal): AgentApi;
   /** Probes the accelerator again (agents with real drivers). */
   reprobeAccelerator?(): Promise<AcceleratorProbe>;
   close(): void;

@@ -2,7 +2,7 @@
 // deadline, and failures come back as the typed errors of api/errors.ts (NotFound, InvalidArgument
 // with its field, FailedPrecondition, Unavailable, ...) so reconcilers can branch on them.
 import * as grpc from '@grpc/grpc-js';
-import { DeadlineExceededError } from '../api/errors';
+import { DeadlineExceededError, UnavailableError } from '../api/errors';
 import { isDnsName, peerNameMismatch } from '../api/pki';
 import type {
   AgentApi,
@@ -95,13 +95,26 @@ export class AgentClient implements AgentApi {
     this.vmDeadlineMs = options.vmDeadlineMs ?? 120_000;
   }
 
+  /** Set on the views withSignal() makes: their calls are cancelled when it aborts. */
+  private signal?: AbortSignal;
+
+  /** This client with every call cancelled when `signal` aborts (a reconcile that lost the lead). */
+  withSignal(signal: AbortSignal): AgentApi {
+    return Object.create(this, { signal: { value: signal } }) as AgentClient;
+  }
+
   private call<Res>(method: string, req: unknown, deadlineMs = this.deadlineMs): Promise<Res> {
     const fn = (this.client as unknown as Record<string, UnaryMethod>)[method];
+    const signal = this.signal;
     return new Promise((resolve, reject) => {
-      fn.call(this.client, req, new grpc.Metadata(), { deadline: Date.now() + deadlineMs }, (err, res) => {
+      if (signal?.aborted) { reject(new UnavailableError(`${method} not sent: ${String(signal.reason?.message ?? signal.reason ?? 'aborted')}`)); return; }
+      const onAbort = () => call.cancel();
+      const call = fn.call(this.client, req, new grpc.Metadata(), { deadline: Date.now() + deadlineMs }, (err, res) => {
+        signal?.removeEventListener('abort', onAbort);
         if (err) reject(fromGrpcError(err));
         else resolve(res as Res);
       });
+      signal?.addEventListener('abort', onAbort, { once: true });
     });
   }
 

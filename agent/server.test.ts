@@ -59,7 +59,11 @@ class RecordingAgent implements AgentApi {
     this.calls.push(['vmAction', { name, action, ...options }]);
     return { name, present: true, runState: action === 'PAUSE' ? 'paused' : 'running' };
   }
-  async deleteVm(name: string): Promise<void> { this.calls.push(['deleteVm', name]); }
+  async deleteVm(name: string): Promise<void> {
+    this.calls.push(['deleteVm', name]);
+    // An agent call that takes long (an ACPI shutdown): what a reconcile may be waiting on when it loses the lead.
+    if (name === 'slow') await new Promise((r) => setTimeout(r, 10_000).unref());
+  }
   async observe(): Promise<NodeObservation> {
     this.calls.push(['observe', undefined]);
     return {
@@ -163,6 +167,23 @@ test('WatchVms streams the agent\'s VM events until the caller stops listening',
   await watching;
   expect(seen).toEqual(['watched-vm']);
   expect(agent.calls.some(([m]) => m === 'watchVms')).toBe(true);
+});
+
+test('a call made through withSignal is cancelled when the signal aborts, and not sent once it has', async () => {
+  const lead = new AbortController();
+  const view = client.withSignal(lead.signal);
+  const started = Date.now();
+  const waiting = view.deleteVm('slow').catch((e) => e);
+  setTimeout(() => lead.abort(new Error('leadership lost')), 200);
+  const err = await waiting;
+  expect(err).toMatchObject({ code: 'Unavailable' });
+  expect(Date.now() - started).toBeLessThan(3_000);
+  const calls = agent.calls.length;
+  expect(await view.deleteVm('vm9').catch((e) => e)).toMatchObject({ code: 'Unavailable', message: 'DeleteVm not sent: leadership lost' });
+  expect(agent.calls.length).toBe(calls);
+  // The client itself is untouched.
+  await client.deleteVm('vm9');
+  expect(agent.calls.at(-1)).toEqual(['deleteVm', 'vm9']);
 });
 
 test('typed errors come back with their message and field', async () => {

@@ -84,7 +84,9 @@ export class BlockStorageReconciler implements Reconciler<'BlockStorage'> {
     }
 
     // 2. Make it on the node (idempotent; long fetches and copies report progress).
-    const agent = this.agents(nodeName);
+    // Calls cancelled when the reconcile is aborted (leadership lost): a deposed leader stops at once.
+    const resolved = this.agents(nodeName);
+    const agent = resolved.withSignal?.(ctx.signal) ?? resolved;
     let obs;
     try {
       obs = await agent.ensureBlockStorage({

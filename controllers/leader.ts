@@ -45,6 +45,7 @@ export function etcdLeaderElector(client: Etcd3, options: EtcdElectorOptions): C
     campaign: (signal) => election.campaign(options.identity, { signal }),
     onLost: (cb) => election.onLost(cb),
     isLeader: () => election.isLeader(),
+    stillLeading: () => election.stillLeading(),
     resign: () => election.resign(),
   };
 }

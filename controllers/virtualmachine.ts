@@ -315,7 +315,9 @@ export class VirtualMachineReconciler implements Reconciler<'VirtualMachine'> {
     }
 
     // 5. Networks on the node, with every other Ready node as an overlay peer.
-    const agent = this.agents(nodeName);
+    // Calls cancelled when the reconcile is aborted (leadership lost): a deposed leader stops at once.
+    const resolved = this.agents(nodeName);
+    const agent = resolved.withSignal?.(ctx.signal) ?? resolved;
     const peers = ctx.cache.list('Node').filter((n) => n.metadata.name !== nodeName && n.status?.state === 'Ready' && n.spec.address).map((n) => n.spec.address!);
     for (const net of networks) {
       await agent.ensureNetwork({ name: net.metadata.name, segmentId: segmentId(net), peers, gatewayCidr: net.spec.gateway_ipv4 && net.spec.ipv4_cidr ? `${net.spec.gateway_ipv4}/${prefixLength(net.spec.ipv4_cidr)}` : undefined });

@@ -95,6 +95,17 @@ export class LeaderElection {
     return this.leading;
   }
 
+  /**
+   * Whether etcd still holds this candidate's key (it goes with its lease: revoked, or expired
+   * under a stalled process), read now. isLeader() only says no keep-alive has failed yet.
+   */
+  async stillLeading(): Promise<boolean> {
+    const campaign = this.current;
+    if (!this.leading || !campaign) return false;
+    const key = await campaign.getCampaignKey();
+    return (await this.client.get(key).string()) !== null && this.current === campaign && this.leading;
+  }
+
   /** Called when leadership is lost without resign() (lease lost or revoked). */
   onLost(handler: (err: Error) => void): void {
     this.lostHandlers.push(handler);

@@ -7,6 +7,7 @@ import { InvalidArgumentError, isN0Error } from '../../api/errors';
 import { logger } from '../../api/log';
 import type { Store } from '../../api/store/store';
 import { KINDS, type Kind, type KindMap } from '../../api/types';
+import { fencedStore } from './fence';
 import { Informer } from './informer';
 import { sleep } from './sleep';
 import { TerminalError, type Cache, type ReconcileContext, type Reconciler } from './types';
@@ -24,6 +25,12 @@ export interface LeaderElector {
   campaign(signal: AbortSignal): Promise<void>;
   /** Called when leadership is lost: the workers must stop at once, another process may lead. */
   onLost(cb: (err?: Error) => void): void;
+  /**
+   * Asks the election's backend whether this process still leads. Called before every write of
+   * a reconcile: onLost comes only when a keep-alive fails, while a lease revoked (or expired
+   * under a stalled process) may already have a successor.
+   */
+  stillLeading?(): Promise<boolean>;
 }
 
 export interface ManagerOptions {
@@ -59,6 +66,7 @@ export class Manager {
   /** Aborted when this term of leading ends; the audit loops it runs. */
   private term: { stop: AbortController; audits: Promise<void>[] } | undefined;
   private started = false;
+  private elector: LeaderElector | undefined;
   private readonly internal = new AbortController();
   private stoppedPromise: Promise<void> = Promise.resolve();
 
@@ -182,6 +190,7 @@ export class Manager {
   }
 
   private async leaderLoop(elector: LeaderElector, signal: AbortSignal): Promise<void> {
+    this.elector = elector;
     let lost: (() => void) | undefined;
     elector.onLost((err) => {
       log.warn('leadership lost; stopping reconcilers', { error: err?.message });
@@ -316,7 +325,10 @@ export class Manager {
 
   private async reconcileOne(reconciler: Reconciler, name: string, signal: AbortSignal): Promise<Outcome> {
     const ctx: ReconcileContext = {
-      store: this.store,
+      // With an elector, a reconcile writes only while this process provably leads (its signal
+      // not aborted, the election's backend confirming): the old leader writes nothing after its
+      // lease ends, even from a reconcile that was in flight.
+      store: this.elector ? fencedStore(this.store, signal, this.elector.stillLeading?.bind(this.elector)) : this.store,
       cache: this.cache,
       signal,
       enqueue: (kind, key) => this.enqueue(kind, key),
