@@ -169,4 +169,27 @@ describe.each(['embedded', 'etcd'] as const)('protection and admission through e
     await call('BlockStorageService', 'DeleteBlockStorage', { name: 'vm-disk' });
     await call('BlockStorageService', 'DeleteBlockStorage', { name: 'other-disk' });
   });
+
+  // Last: it leaves the node in deletion (held by the disk) until the cloud stops.
+  it('DeleteNode is refused while a disk is placed on the node, naming it; a ResourceService delete waits on the protection finalizer', async () => {
+    await call('BlockStorageService', 'CreateBlockStorage', { name: 'node-disk', annotations: NODE, request_bytes: MiB, limit_bytes: 64 * MiB });
+    const refused = await failure(call('NodeService', 'DeleteNode', { name: 'vm-host1' }));
+    expect(refused).toMatchObject({ code: 'FAILED_PRECONDITION', message: expect.stringMatching(/Node "vm-host1" is in use by BlockStorage "node-disk" \(placed on it\)/) });
+    expect((await cloud.store.get('Node', 'vm-host1')).metadata.deletionTimestamp).toBeUndefined();
+
+    await call('ResourceService', 'Delete', { kind: 'Node', name: 'vm-host1' });
+    const deadline = Date.now() + 30_000;
+    let deleting: { message?: string } | undefined;
+    while (!deleting && Date.now() < deadline) {
+      deleting = (await cloud.store.get('Node', 'vm-host1')).status?.conditions?.find((c) => c.type === 'Deleting');
+      if (!deleting) await new Promise((r) => setTimeout(r, 200));
+    }
+    expect(deleting?.message).toBe('deletion waits for BlockStorage "node-disk" (placed on it)');
+    const node = await cloud.store.get('Node', 'vm-host1');
+    expect(node.metadata.deletionTimestamp).toBeDefined();
+    // The host keeps serving what is on it while the delete waits.
+    expect(node.status?.state).toBe('Ready');
+    expect((await call('BlockStorageService', 'GetBlockStorage', { name: 'node-disk' })).state).toBe('AVAILABLE');
+    expect(fs.existsSync(disk('node-disk'))).toBe(true);
+  });
 });
