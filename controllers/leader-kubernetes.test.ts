@@ -70,7 +70,10 @@ describe('Kubernetes Lease leader election', () => {
     const a = elector('a');
     await a.campaign(stop.signal);
     const lost = new Promise<Error | undefined>((resolve) => a.onLost(resolve));
+    expect(await a.stillLeading()).toBe(true);
     await putLease({ holderIdentity: 'intruder', leaseDurationSeconds: 2, renewTime: microNow(), acquireTime: microNow(), leaseTransitions: 1 });
+    // Asked at once, typically before the renew loop has noticed (what the controllers' write fence relies on).
+    expect(await a.stillLeading()).toBe(false);
     const err = await Promise.race([lost, new Promise<never>((_, reject) => setTimeout(() => reject(new Error('no loss reported within 2 s')), 2000))]);
     expect(err?.message).toMatch(/held by someone else/);
     expect(a.isLeader()).toBe(false);

@@ -71,6 +71,16 @@ export class KubernetesLeaseElector implements ControllerElector {
 
   isLeader(): boolean { return this.leading; }
 
+  /**
+   * Whether the Lease, read now, still names this process: another may have taken it (after our
+   * renewals stalled) before the renew loop notices. The fence asks this before every write.
+   */
+  async stillLeading(): Promise<boolean> {
+    if (!this.leading) return false;
+    const lease = await this.api.readNamespacedLease({ name: this.name, namespace: this.namespace }, this.opts());
+    return lease.spec?.holderIdentity === this.identity && this.leading;
+  }
+
   onLost(cb: (err?: Error) => void): void { this.lostHandlers.push(cb); }
 
   async campaign(signal: AbortSignal): Promise<void> {
