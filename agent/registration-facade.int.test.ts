@@ -9,6 +9,7 @@ import { startApi, type RunningApi } from '../cli/controlplane';
 import { ensureAgentIdentity, ensureCertBundle, readTlsMaterial, type TlsMaterial } from '../api/pki';
 import { FacadeNodeRegistrar } from './registration-facade';
 import { nodeDocument } from './registration';
+import { ANNOTATIONS } from '../api/types';
 
 jest.setTimeout(60_000);
 
@@ -45,7 +46,7 @@ test('register writes the Node spec and a Ready status; heartbeats move last_hea
     await registrar.register(nodeDocument(facts()));
     const node = await store.get('Node', 'host2');
     expect(node.spec).toMatchObject({ address: '10.0.0.2', agent_endpoint: '10.0.0.2:20181', cpu_milli_cores: 4000 });
-    expect(node.metadata.annotations?.['github.com/n0stack/n0stack/n0core/agent_version']).toBe('9.9.9');
+    expect(node.metadata.annotations?.[ANNOTATIONS.agentVersion]).toBe('9.9.9');
     expect(node.status).toMatchObject({ state: 'Ready', accelerator: 'tcg', agent_version: '9.9.9' });
     const first = node.status!.last_heartbeat_time!;
     await new Promise((r) => setTimeout(r, 1100));

@@ -71,10 +71,18 @@ export function isKind(value: unknown): value is Kind {
   return typeof value === 'string' && (KINDS as readonly string[]).includes(value);
 }
 
-/** The seed's annotation keys, which keep their meaning. */
+/**
+ * The annotation keys n0stack stores: valid Kubernetes qualified names, so a real API server
+ * accepts every document. They keep the meaning of the seed's keys (n0core/provisioning/...),
+ * which are translated at the edges (api/seed-annotations.ts).
+ */
 export const ANNOTATIONS = {
-  vmRequestNodeName: 'n0core/provisioning/virtual_machine/request_node_name',
-  blockStorageRequestNodeName: 'n0core/provisioning/block_storage/request_node_name',
-  vlanId: 'n0core/provisioning/virtual_machine/vlan_id',
-  agentVersion: 'github.com/n0stack/n0stack/n0core/agent_version',
+  /** The seed's n0core/provisioning/virtual_machine/request_node_name. */
+  vmRequestNodeName: 'provisioning.n0stack.io/request-node-name',
+  /** The seed's n0core/provisioning/block_storage/request_node_name. */
+  blockStorageRequestNodeName: 'provisioning.n0stack.io/request-node-name',
+  /** The seed's n0core/provisioning/virtual_machine/vlan_id. */
+  vlanId: 'provisioning.n0stack.io/vlan-id',
+  /** The seed's github.com/n0stack/n0stack/n0core/agent_version. */
+  agentVersion: 'n0stack.io/agent-version',
 } as const;

@@ -5,6 +5,7 @@ import * as path from 'node:path';
 import YAML from 'yaml';
 import { InvalidArgumentError, isN0Error } from '../api/errors';
 import { validateDocument } from '../api/schema';
+import { documentFromSeed } from '../api/seed-annotations';
 import { API_VERSION, KINDS, isKind, type Kind, type Resource } from '../api/types';
 
 export interface Manifest {
@@ -34,8 +35,9 @@ export function parseManifests(text: string, source: string): Manifest[] {
     items.forEach((item, j) => {
       const at = items.length > 1 || isList(value) ? `${where} items[${j}]` : where;
       const problem = checkEnvelope(item);
-      if (problem) problems.push(`${at}: ${problem}`);
-      else out.push({ doc: item as Resource, source: at });
+      if (problem) { problems.push(`${at}: ${problem}`); return; }
+      // A manifest may still use the seed's annotation keys: they are sent as the canonical keys.
+      try { out.push({ doc: documentFromSeed(item as Resource), source: at }); } catch (err) { problems.push(`${at}: ${(err as Error).message}`); }
     });
   });
   if (problems.length) throw new ManifestError(problems);

@@ -35,7 +35,7 @@ describe('network segment', () => {
       const f = failure(() => segmentOf(net('a', {}, { 'n0core/provisioning/virtual_machine/vlan_id': bad })));
       expect(f.code).toBe('InvalidArgument');
       expect(f.field).toBe(VLAN_ANNOTATION_FIELD);
-      expect(f.message).toContain('n0core/provisioning/virtual_machine/vlan_id');
+      expect(f.message).toContain('provisioning.n0stack.io/vlan-id');
     }
     expect(segmentOf(net('a', {}, { 'n0core/provisioning/virtual_machine/vlan_id': '4094' })).id).toBe(4094);
     expect(failure(() => segmentOf(net('a', { vxlan_id: 16_777_216 })))).toMatchObject({ code: 'InvalidArgument', field: 'vxlan_id' });

@@ -16,6 +16,7 @@ export interface Segment {
 }
 
 export const VLAN_ANNOTATION_FIELD = `metadata.annotations["${ANNOTATIONS.vlanId}"]`;
+const LEGACY_VLAN_KEY = 'n0core/provisioning/virtual_machine/vlan_id';
 
 /** Parses the seed's vlan_id annotation ("100"): decimal digits, 1..4094. */
 export function parseVlanAnnotation(value: string): number {
@@ -43,7 +44,8 @@ export function segmentOf(network: Pick<Network, 'metadata' | 'spec'>): Segment 
     }
     return { id: vxlan, source: 'spec' };
   }
-  const annotation = network.metadata.annotations?.[ANNOTATIONS.vlanId];
+  // A Network stored before the canonical key (api/seed-annotations.ts) keeps its segment.
+  const annotation = network.metadata.annotations?.[ANNOTATIONS.vlanId] ?? network.metadata.annotations?.[LEGACY_VLAN_KEY];
   if (annotation !== undefined) return { id: parseVlanAnnotation(annotation), source: 'annotation' };
   return { id: hashSegmentId(network.metadata.name), source: 'hash' };
 }

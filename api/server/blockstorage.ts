@@ -7,7 +7,7 @@ import { admitDelete } from '../admission';
 import { getCondition } from '../conditions';
 import { deleteChecked, mutate } from '../store/mutate';
 import { waitFor, type WaitVerdict } from './wait';
-import { blockStorageMessage, given, mapOrUndefined, num } from './convert';
+import { blockStorageMessage, given, mapOrUndefined, num, seedAnnotations } from './convert';
 import { admitted, compact, type CallInfo, type FacadeContext, type ServiceHandlers } from './context';
 
 const READY_STATES = new Set(['AVAILABLE', 'IN_USE', 'PROTECTED']);
@@ -37,7 +37,7 @@ export async function createBlockStorage(context: FacadeContext, call: CallInfo,
 
 export function blockStorageDocument(req: any, extra: Partial<BlockStorageSpec> = {}): BlockStorage {
   const name = validateName(req.name, 'name');
-  const annotations = mapOrUndefined(req.annotations);
+  const annotations = seedAnnotations(req.annotations);
   return {
     apiVersion: API_VERSION,
     kind: 'BlockStorage',
@@ -94,7 +94,7 @@ export function blockStorageService(context: FacadeContext): ServiceHandlers {
         if (limit !== undefined) bs.spec.limit_bytes = limit;
         const request = given(num(req.request_bytes));
         if (request !== undefined) bs.spec.request_bytes = request;
-        const annotations = mapOrUndefined(req.annotations);
+        const annotations = seedAnnotations(req.annotations);
         if (annotations) bs.metadata.annotations = { ...bs.metadata.annotations, ...annotations };
         const labels = mapOrUndefined(req.labels);
         if (labels) bs.metadata.labels = { ...bs.metadata.labels, ...labels };

@@ -1,14 +1,16 @@
 // Documents (the store's desired/observed state) rendered as the seed's proto messages.
-import type { BlockStorage, Condition, Image, Network, Node, VirtualMachine } from '../types';
+import type { BlockStorage, Condition, Image, Kind, Network, Node, VirtualMachine } from '../types';
+import { annotationsFromSeed, annotationsToSeed } from '../seed-annotations';
 
 type Msg = Record<string, unknown>;
 
 const conditions = (list: Condition[] | undefined): Msg[] =>
   (list ?? []).map((c) => ({ type: c.type, status: c.status, reason: c.reason ?? '', message: c.message ?? '', last_transition_time: c.lastTransitionTime }));
 
-const meta = (doc: { metadata: { name: string; annotations?: Record<string, string>; labels?: Record<string, string> } }): Msg => ({
+// The seed's messages show the seed's annotation keys (stored under the canonical ones).
+const meta = (doc: { kind: Kind; metadata: { name: string; annotations?: Record<string, string>; labels?: Record<string, string> } }): Msg => ({
   name: doc.metadata.name,
-  annotations: doc.metadata.annotations ?? {},
+  annotations: annotationsToSeed(doc.kind, doc.metadata.annotations),
   labels: doc.metadata.labels ?? {},
 });
 
@@ -123,4 +125,9 @@ export function mapOrUndefined(map: unknown): Record<string, string> | undefined
   if (!map || typeof map !== 'object') return undefined;
   const entries = Object.entries(map as Record<string, string>);
   return entries.length ? Object.fromEntries(entries) : undefined;
+}
+
+/** A seed request's annotations, with the seed's keys translated to the canonical ones (api/seed-annotations.ts). */
+export function seedAnnotations(map: unknown): Record<string, string> | undefined {
+  return annotationsFromSeed(mapOrUndefined(map));
 }

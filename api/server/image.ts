@@ -4,7 +4,7 @@ import { API_VERSION, ANNOTATIONS, type Image } from '../types';
 import { FailedPreconditionError, InvalidArgumentError, NotFoundError, isN0Error } from '../errors';
 import { validateName } from '../names';
 import { deleteChecked, mutate } from '../store/mutate';
-import { blockStorageMessage, given, imageMessage, mapOrUndefined } from './convert';
+import { blockStorageMessage, given, imageMessage, mapOrUndefined, seedAnnotations } from './convert';
 import { blockStorageDocument, blockStorageSettled, createBlockStorage } from './blockstorage';
 import { waitFor } from './wait';
 import { admitted, compact, type CallInfo, type FacadeContext, type ServiceHandlers } from './context';
@@ -39,7 +39,7 @@ export function imageService(context: FacadeContext): ServiceHandlers {
     },
     async ApplyImage(req) {
       const name = validateName(req.name, 'name');
-      const annotations = mapOrUndefined(req.annotations);
+      const annotations = seedAnnotations(req.annotations);
       const labels = mapOrUndefined(req.labels);
       try {
         return imageMessage(await store.create({ apiVersion: API_VERSION, kind: 'Image', metadata: compact({ name, annotations, labels }), spec: {} } as Image));

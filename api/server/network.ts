@@ -9,7 +9,7 @@ import { reserveInterface } from '../ipam';
 import { admitDelete } from '../admission';
 import { getCondition } from '../conditions';
 import { waitFor } from './wait';
-import { given, mapOrUndefined, networkMessage } from './convert';
+import { given, mapOrUndefined, networkMessage, seedAnnotations } from './convert';
 import { admitted, compact, type FacadeContext, type ServiceHandlers } from './context';
 
 export function networkService(context: FacadeContext): ServiceHandlers {
@@ -26,7 +26,7 @@ export function networkService(context: FacadeContext): ServiceHandlers {
     },
     async ApplyNetwork(req, call) {
       const name = validateName(req.name, 'name');
-      const annotations = mapOrUndefined(req.annotations);
+      const annotations = seedAnnotations(req.annotations);
       const labels = mapOrUndefined(req.labels);
       const spec = compact({ ipv4_cidr: given(req.ipv4_cidr), ipv6_cidr: given(req.ipv6_cidr), domain: given(req.domain), gateway_ipv4: given(req.gateway_ipv4) }) as NetworkSpec;
       let written: Network;

@@ -5,7 +5,7 @@ import { validateName } from '../names';
 import { deleteChecked, mutate } from '../store/mutate';
 import { admitDelete } from '../admission';
 import { KVM_CONDITION, setCondition } from '../conditions';
-import { given, mapOrUndefined, nodeMessage, num } from './convert';
+import { given, mapOrUndefined, nodeMessage, num, seedAnnotations } from './convert';
 import { compact, type FacadeContext, type ServiceHandlers } from './context';
 import type { ComputeRequest, StorageRequest } from '../scheduling';
 import { placeAndReserve, releaseOn, reserveOn } from '../placement';
@@ -63,7 +63,7 @@ export function nodeService(ctx: FacadeContext): ServiceHandlers {
         cpu_milli_cores: given(num(req.cpu_milli_cores)), memory_bytes: given(num(req.memory_bytes)), storage_bytes: given(num(req.storage_bytes)),
         unit: given(num(req.unit)), unschedulable: req.unschedulable || undefined,
       }) as NodeSpec;
-      const metadata = compact({ name, annotations: mapOrUndefined(req.annotations), labels: mapOrUndefined(req.labels) });
+      const metadata = compact({ name, annotations: seedAnnotations(req.annotations), labels: mapOrUndefined(req.labels) });
       try {
         return nodeMessage(await store.create({ apiVersion: API_VERSION, kind: 'Node', metadata, spec } as Node));
       } catch (err) {

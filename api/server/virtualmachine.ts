@@ -8,7 +8,7 @@ import { hashPassword, verifyPassword } from '../logic/password';
 import { validateName } from '../names';
 import { getCondition } from '../conditions';
 import { waitFor, type WaitVerdict } from './wait';
-import { given, mapOrUndefined, num, virtualMachineMessage } from './convert';
+import { given, mapOrUndefined, num, virtualMachineMessage, seedAnnotations } from './convert';
 import { admitted, compact, type CallInfo, type FacadeContext, type ServiceHandlers } from './context';
 
 type RunState = NonNullable<VirtualMachineSpec['run_state']>;
@@ -79,7 +79,7 @@ export function virtualMachineService(context: FacadeContext): ServiceHandlers {
   return {
     async CreateVirtualMachine(req, call) {
       const name = validateName(req.name, 'name');
-      const annotations = mapOrUndefined(req.annotations);
+      const annotations = seedAnnotations(req.annotations);
       const spec = compact({
         request_cpu_milli_core: given(num(req.request_cpu_milli_core)),
         limit_cpu_milli_core: num(req.limit_cpu_milli_core),
@@ -121,7 +121,7 @@ export function virtualMachineService(context: FacadeContext): ServiceHandlers {
         const value = given(num(req[field]));
         if (value !== undefined) next.spec[field] = value;
       }
-      const annotations = mapOrUndefined(req.annotations);
+      const annotations = seedAnnotations(req.annotations);
       if (annotations) next.metadata.annotations = { ...next.metadata.annotations, ...annotations };
       const labels = mapOrUndefined(req.labels);
       if (labels) next.metadata.labels = { ...next.metadata.labels, ...labels };

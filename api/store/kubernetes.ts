@@ -17,10 +17,10 @@
 // pruning/defaulting details are untested. In particular a real server refuses the CRDs while
 // they use `additionalProperties: false` next to `properties` (structuralProblems() in the fake
 // lists them), it refuses names with '_' (CR names must be DNS subdomains), which
-// api/names.ts allows for the seed's examples, and it refuses annotation keys with more than one
-// '/' (they are qualified names), such as the seed's n0core/provisioning/... keys: this backend
-// refuses the former and transcodes the latter reversibly (kubernetes-names.ts), and the fake
-// refuses both as a real server does. Run the conformance suite against a real cluster
+// api/names.ts allows for the seed's examples, and it refuses annotation keys that are not
+// qualified names, such as the seed's n0core/provisioning/... keys: documents carry canonical keys
+// (api/seed-annotations.ts translates the seed's at the edges), and this backend refuses both
+// kinds of problem itself with a clear error (kubernetes-names.ts), as the fake and a real server do. Run the conformance suite against a real cluster
 // (kind/k3s) before relying on this backend.
 import * as http from 'node:http';
 import * as https from 'node:https';
@@ -36,7 +36,7 @@ import {
 import { logger } from '../log';
 import { validateDocument } from '../schema';
 import { GROUP, VERSION, PLURALS, isKind, type AnyResource, type Kind, type KindMap } from '../types';
-import { decodeDocument, encodeDocument, encodePatchOps, kubernetesName } from './kubernetes-names';
+import { checkAnnotationKeys, kubernetesName } from './kubernetes-names';
 import { parseLabelSelector } from './labels';
 import { KubernetesEventStore } from './kubernetes-events';
 import { mergePatch } from './kv';
@@ -99,12 +99,12 @@ export function mapError(err: unknown, op: Op, kind: string, name: string): N0Er
   return new UnavailableError(`kubernetes API ${op} of ${kind} "${name}" failed: ${e?.message ?? String(err)}`);
 }
 
-/** Strips what only a real server adds and what Store callers never see; decodes annotation keys. */
+/** Strips what only a real server adds and what Store callers never see. */
 function clean<T extends AnyResource>(obj: T): T {
   const meta = obj.metadata as unknown as Record<string, unknown>;
   delete meta.managedFields;
   delete meta.selfLink;
-  return decodeDocument(obj);
+  return obj;
 }
 
 function isConnectionReset(err: unknown): boolean {
@@ -224,7 +224,7 @@ export class KubernetesStore implements Store {
     for (const f of ['uid', 'resourceVersion', 'generation', 'creationTimestamp', 'deletionTimestamp'] as const) delete body.metadata?.[f];
     validateDocument(body);
     kubernetesName(body.metadata.name);
-    encodeDocument(body);
+    checkAnnotationKeys(body);
     const kind = body.kind;
     const created = await this.call('create', kind, body.metadata.name, () =>
       this.api.createClusterCustomObject({ ...this.ref(kind), body, fieldValidation: 'Strict' }, this.opts()));
@@ -235,7 +235,7 @@ export class KubernetesStore implements Store {
     const body = structuredClone(doc);
     validateDocument(body);
     kubernetesName(body.metadata.name);
-    encodeDocument(body);
+    checkAnnotationKeys(body);
     const { kind, metadata: { name, resourceVersion } } = body;
     if (!resourceVersion) throw new InvalidArgumentError(`${kind} "${name}": metadata.resourceVersion is required for an update`, 'metadata.resourceVersion');
     const req = { ...this.ref(kind), name, body, fieldValidation: 'Strict' };
@@ -265,15 +265,15 @@ export class KubernetesStore implements Store {
         throw new InvalidArgumentError(`${kind} "${name}": JSON Patch does not apply: ${e.message.split('\n')[0]}`, 'patch');
       }
       // A resourceVersion in the patched object is the server's precondition (409 when stale).
-      body = encodePatchOps(options.resourceVersion !== undefined
+      body = options.resourceVersion !== undefined
         ? [...patch.ops, { op: 'replace', path: '/metadata/resourceVersion', value: options.resourceVersion } satisfies Operation]
-        : patch.ops);
+        : patch.ops;
     } else {
       if (!patch.value || typeof patch.value !== 'object' || Array.isArray(patch.value)) throw new InvalidArgumentError('merge patch must be an object', 'patch');
       patched = mergePatch(structuredClone(current), patch.value) as KindMap[K];
-      body = encodeDocument(structuredClone(options.resourceVersion !== undefined
+      body = structuredClone(options.resourceVersion !== undefined
         ? { ...patch.value, metadata: { ...(patch.value.metadata as object | undefined), resourceVersion: options.resourceVersion } }
-        : patch.value));
+        : patch.value);
     }
     if (patched?.metadata?.name !== name || patched.kind !== kind) {
       throw new InvalidArgumentError(`${kind} "${name}": a patch may not change metadata.name or kind`, 'metadata.name');
@@ -282,6 +282,7 @@ export class KubernetesStore implements Store {
     const effective = options.subresource === 'status' ? { ...current, status: patched.status } : { ...patched, status: current.status };
     if (effective.status === undefined) delete effective.status;
     validateDocument(effective);
+    checkAnnotationKeys(effective);
     const contentType = patch.type === 'json' ? PatchStrategy.JsonPatch : PatchStrategy.MergePatch;
     const req = { ...this.ref(kind), name, body, fieldValidation: 'Strict' };
     const result = await this.call('patch', kind, name, () => (options.subresource === 'status'
