@@ -329,12 +329,22 @@ function unique(values: string[]): string[] {
   return [...new Set(values)];
 }
 
+/** The command that makes `<name>.crt|key` of a pki dir (for error messages a user can act on). */
+export function issueCommandFor(name: string): string {
+  if (name === 'controllers') return 'n0stack pki issue-controllers --data-dir <data-dir> [--out <dir>]';
+  if (name === 'facade') return 'n0stack pki issue-facade --data-dir <data-dir> --name <dns-or-ip>...';
+  if (name === 'agent' || name.startsWith('agent-')) return 'n0stack pki issue-agent --data-dir <data-dir> --node-name <node> --address <ip> --out <dir>';
+  return 'n0stack up';
+}
+
 /** Reads ca.crt plus <name>.crt/<name>.key from a bundle dir for grpc credentials. */
 export function readTlsMaterial(dir: string, name: string): TlsMaterial {
   validateName(name, 'name');
   const file = (f: string) => {
     const p = path.join(dir, f);
-    if (!fs.existsSync(p)) throw new InvalidArgumentError(`${p} does not exist (run ensureCertBundle / n0stack up first)`, 'tls');
+    if (!fs.existsSync(p)) {
+      throw new InvalidArgumentError(`${p} does not exist: run \`${issueCommandFor(name)}\` on the machine that holds the cluster CA (<data-dir>/pki/ca.key; every n0stack pki command and n0stack up create it) and copy the bundle here, or point --pki-dir at it`, 'tls');
+    }
     return fs.readFileSync(p);
   };
   return { ca: file('ca.crt'), cert: file(`${name}.crt`), key: file(`${name}.key`) };
@@ -368,6 +378,20 @@ export function peerNameMismatch(expected: string, cert: { subject?: { CN?: stri
   const sans = (cert.subjectaltname ?? '').split(/,\s*/).filter((e) => e.startsWith('DNS:')).map((e) => e.slice(4));
   if (cn.includes(expected) || sans.includes(expected)) return undefined;
   return `CN ${JSON.stringify(cn.join(','))}${sans.length ? `, DNS ${sans.join(',')}` : ''}`;
+}
+
+/** The controllers' client certificate (`<pkiDir>/controllers.crt|key`, CN controllers), as n0stack up issues it. */
+export function ensureControllersIdentity(pkiDir: string): TlsMaterial {
+  ensureCertBundle(pkiDir, { clients: [{ name: 'controllers' }] });
+  return readTlsMaterial(pkiDir, 'controllers');
+}
+
+/** Copies the controllers' identity to `out` as `n0stack controllers --pki-dir` expects it: ca.crt, controllers.crt, controllers.key. */
+export function exportControllersBundle(pkiDir: string, out: string): void {
+  fs.mkdirSync(out, { recursive: true, mode: 0o700 });
+  writePublic(path.join(out, 'ca.crt'), fs.readFileSync(path.join(pkiDir, 'ca.crt'), 'utf8'));
+  writePublic(path.join(out, 'controllers.crt'), fs.readFileSync(path.join(pkiDir, 'controllers.crt'), 'utf8'));
+  writePrivate(path.join(out, 'controllers.key'), fs.readFileSync(path.join(pkiDir, 'controllers.key'), 'utf8'));
 }
 
 /** Copies a node's identity to `out` as the agent's --pki-dir expects it: ca.crt, agent.crt, agent.key. */

@@ -10,7 +10,7 @@ import { VERSION } from './version';
 import { createLogger, logger, setRootLogger } from '../api/log';
 import { openStore, type OpenStoreOptions } from '../api/store/index';
 import type { Store } from '../api/store/store';
-import { ensureAgentIdentity, ensureCertBundle, exportAgentBundle, isDnsName, readTlsMaterial } from '../api/pki';
+import { ensureAgentIdentity, ensureCertBundle, ensureControllersIdentity, exportAgentBundle, exportControllersBundle, isDnsName, readTlsMaterial } from '../api/pki';
 import { TOKEN_ROLES, TokenFile, type TokenRole } from '../api/server/auth';
 import type { FacadeTls } from '../api/server/server';
 import * as net from 'node:net';
@@ -339,6 +339,22 @@ pkiCommand.command('issue-facade')
     if (bad.length) throw new Error(`--name ${bad.map((n) => JSON.stringify(n)).join(', ')}: not a DNS name or IP address`);
     ensureCertBundle(pkiDir, { servers: [{ name: 'facade', commonName: 'n0stack facade', ...names }] });
     step(`facade certificate ${path.join(pkiDir, 'facade.crt')} names ${[...names.dnsNames, ...names.ipAddresses].join(', ')} (restart the facade to serve it)`);
+  });
+
+pkiCommand.command('issue-controllers')
+  .description('issue (or keep, while still good) the controllers\' client certificate <data-dir>/pki/controllers.crt, with which they reach the agents; --out copies it for a controllers machine')
+  .option('--data-dir <dir>', 'where the cluster CA lives (<data-dir>/pki)', '/var/lib/n0stack')
+  .option('--out <dir>', 'also write a bundle (ca.crt, controllers.crt, controllers.key) to copy to the machine that runs n0stack controllers')
+  .addHelpText('after', '\nExample (controllers on another machine than the CA):\n  n0stack pki issue-controllers --data-dir /var/lib/n0stack --out /tmp/controllers-pki\n  scp -r /tmp/controllers-pki ctl1:/etc/n0stack/pki\n  ssh ctl1 n0stack controllers --store etcd --etcd-endpoints http://10.0.0.1:2379 --leader-elect --pki-dir /etc/n0stack/pki')
+  .action((opts: { dataDir: string; out?: string }) => {
+    const pkiDir = path.join(path.resolve(opts.dataDir), 'pki');
+    ensureControllersIdentity(pkiDir);
+    step(`controllers certificate ${path.join(pkiDir, 'controllers.crt')}`);
+    if (opts.out) {
+      const out = path.resolve(opts.out);
+      exportControllersBundle(pkiDir, out);
+      step(`bundle in ${out} (ca.crt, controllers.crt, controllers.key): copy it to the controllers machine and pass --pki-dir`);
+    }
   });
 
 pkiCommand.command('issue-agent')
