@@ -66,6 +66,45 @@ describe('Kubernetes Lease leader election', () => {
     expect((await lease()).spec).toMatchObject({ holderIdentity: 'c', leaseTransitions: 4 });
   }, 15_000);
 
+  /** A leader that dies (kill -9: no more renewals, no release); how long after its last renewal a follower leads. */
+  async function takeover(leaseSeconds: number): Promise<number> {
+    const a = new KubernetesLeaseElector({ identity: `a${Math.random()}`, namespace: 'n0stack', leaseSeconds, server: fake.url, token: 't' });
+    const b = new KubernetesLeaseElector({ identity: `b${Math.random()}`, namespace: 'n0stack', leaseSeconds, server: fake.url, token: 't' });
+    electors.push(a, b);
+    await a.campaign(stop.signal);
+    const bLeads = b.campaign(stop.signal).then(() => Date.now());
+    // Killed at a random point of its renew period, after a few renewals the follower has seen.
+    await new Promise((r) => setTimeout(r, leaseSeconds * 1000 + Math.random() * (leaseSeconds * 1000) / 5));
+    (a as unknown as { renewing?: AbortController }).renewing?.abort();
+    await (a as unknown as { renewLoop: Promise<void> }).renewLoop;
+    const lastRenewal = Date.parse(String((await lease()).spec.renewTime));
+    const led = await bLeads;
+    expect(b.isLeader()).toBe(true);
+    return led - lastRenewal;
+  }
+
+  it('a follower leads no later than lease duration + retry period after the dead holder\'s last renewal (client-go\'s bound)', async () => {
+    const retryMs = (2 * 1000) / 5;
+    const took: number[] = [];
+    for (let i = 0; i < 5; i++) {
+      await fake.stop();
+      fake = await FakeApiServer.start({ token: 't' });
+      took.push(await takeover(2));
+    }
+    console.log(`Lease takeover after the holder's last renewal, 2 s lease, retry ${retryMs} ms: ${took.join(', ')} ms`);
+    for (const t of took) {
+      expect(t).toBeGreaterThanOrEqual(2000);
+      expect(t).toBeLessThanOrEqual(2000 + retryMs);
+    }
+  }, 60_000);
+
+  it('with the default 10 s lease too: a takeover within 12 s of the last renewal (was 12.1-13.1 s)', async () => {
+    const took = await takeover(10);
+    console.log(`Lease takeover after the holder's last renewal, 10 s lease, retry 2000 ms: ${took} ms`);
+    expect(took).toBeGreaterThanOrEqual(10_000);
+    expect(took).toBeLessThanOrEqual(12_000);
+  }, 60_000);
+
   it('reports the loss when another process holds the Lease, and stops leading', async () => {
     const a = elector('a');
     await a.campaign(stop.signal);
