@@ -118,8 +118,9 @@ export class BlockStorageReconciler implements Reconciler<'BlockStorage'> {
     const fresh = await ctx.store.get('BlockStorage', name);
     const user = fresh.status?.in_use_by || fresh.spec.claimed_by;
     const state = fresh.spec.protected ? 'PROTECTED' : user ? 'IN_USE' : 'AVAILABLE';
+    // Fenced on `fresh`: a VM claiming the disk meanwhile (IN_USE) must not be overwritten by AVAILABLE.
     await this.setStatus(ctx, name, generation, { state, actual_limit_bytes: obs.info?.virtualSize, progress: undefined },
-      { type: 'Ready', status: 'True', reason: state, message: `on node ${nodeName}` });
+      { type: 'Ready', status: 'True', reason: state, message: `on node ${nodeName}` }, fresh);
     return {};
   }
 
@@ -146,7 +147,8 @@ export class BlockStorageReconciler implements Reconciler<'BlockStorage'> {
     });
   }
 
-  private async setStatus(ctx: ReconcileContext, name: string, generation: number, fields: Partial<BlockStorageStatus>, condition: ConditionInput): Promise<void> {
+  /** `known`: the copy `fields` were computed from; the write lands only on its resourceVersion (else Conflict, requeue). */
+  private async setStatus(ctx: ReconcileContext, name: string, generation: number, fields: Partial<BlockStorageStatus>, condition: ConditionInput, known?: BlockStorage): Promise<void> {
     let previous: string | undefined;
     const written = await mutate(ctx.store, 'BlockStorage', name, (b) => {
       previous = b.status?.conditions?.find((c) => c.type === 'Ready')?.reason;
@@ -158,7 +160,7 @@ export class BlockStorageReconciler implements Reconciler<'BlockStorage'> {
       b.status.observedGeneration = generation;
       b.status.conditions = setCondition(b.status.conditions, condition, generation);
       return JSON.stringify(b.status) !== before;
-    }, { subresource: 'status' });
+    }, { subresource: 'status', resourceVersion: known?.metadata.resourceVersion });
     // AVAILABLE -> IN_USE is a claim, not a new disk.
     if (!(READY_REASONS.has(previous ?? '') && READY_REASONS.has(condition.reason ?? ''))) recordTransition(ctx.events, written, previous, condition, EVENTS);
   }

@@ -9,11 +9,12 @@ import type { Kind, KindMap, Node } from '../api/types';
 import { MemoryStore } from './runtime/testing/memory-store';
 import { NO_EVENTS } from './runtime/events';
 import type { Cache, ReconcileContext } from './runtime/types';
+import { BlockStorageReconciler } from './blockstorage';
 import { VirtualMachineReconciler } from './virtualmachine';
 
 const GiB = 2 ** 30;
 
-describe('a VM status computed from an old read', () => {
+describe('a status computed from an old read', () => {
   let store: MemoryStore;
   afterEach(async () => { await store.close(); });
 
@@ -46,5 +47,32 @@ describe('a VM status computed from an old read', () => {
     const after = await store.get('VirtualMachine', 'vm1');
     expect(after.metadata.generation).toBe(2);
     expect(after.status).toMatchObject({ state: 'SHUTDOWN', observedGeneration: 2 });
+  });
+
+  it('BlockStorage: a VM claiming the disk between the read and the write is not overwritten by AVAILABLE', async () => {
+    store = new MemoryStore();
+    const bs = await store.create({ apiVersion: 'n0stack.io/v1alpha1', kind: 'BlockStorage', metadata: { name: 'disk1', finalizers: ['n0stack.io/blockstorage'] }, spec: { request_bytes: GiB, limit_bytes: GiB } } as KindMap['BlockStorage']);
+    await store.update({ ...bs, status: { node_name: 'n1', state: 'PENDING' } }, { subresource: 'status' });
+    let made = false;
+    const agent = { ensureBlockStorage: async (req: { name: string; limitBytes: number }) => { made = true; return { name: req.name, present: true, info: { virtualSize: req.limitBytes } }; } } as unknown as AgentApi;
+    // The reconciler's read after the agent made the disk; the VM controller's claim lands right after it.
+    const claiming = new Proxy(store, {
+      get: (t, p, r) => p === 'get'
+        ? async (kind: Kind, name: string) => {
+          const got = await t.get(kind, name);
+          if (made && kind === 'BlockStorage') {
+            made = false;
+            await mutate(store, 'BlockStorage', 'disk1', (b) => { b.status = { ...b.status, in_use_by: 'vm1', state: 'IN_USE' }; }, { subresource: 'status' });
+          }
+          return got;
+        }
+        : Reflect.get(t, p, r),
+    });
+    const r = new BlockStorageReconciler(() => agent);
+    await expect(r.reconcile('disk1', { ...(await ctx()), store: claiming })).rejects.toMatchObject({ code: 'Conflict' });
+    expect((await store.get('BlockStorage', 'disk1')).status).toMatchObject({ in_use_by: 'vm1', state: 'IN_USE' });
+    // The requeued pass sees the claim.
+    await r.reconcile('disk1', await ctx());
+    expect((await store.get('BlockStorage', 'disk1')).status).toMatchObject({ in_use_by: 'vm1', state: 'IN_USE' });
   });
 });
