@@ -5,6 +5,7 @@ import type { Store } from '../api/store/store';
 import { startFacade, type Facade, type FacadeTls } from '../api/server/server';
 import type { TokenAuthority } from '../api/server/auth';
 import { ConsoleProxy } from '../api/server/console';
+import { Gateway } from '../api/gateway';
 import { AgentClient, type ClientTls } from '../agent/client';
 import type { AgentApi } from '../agent/api';
 import { endpointResolver, type AgentResolver } from '../controllers/agents';
@@ -101,14 +102,21 @@ function consoleSecret(token: string): Buffer {
   return createHmac('sha256', token).update('n0stack console tickets v1').digest();
 }
 
-export interface RunningApi { facade: Facade; consoles?: ConsoleProxy; stop(): Promise<void> }
+export interface RunningApi { facade: Facade; consoles?: ConsoleProxy; gateway?: Gateway; stop(): Promise<void> }
 
 export async function startApi(options: ApiOptions): Promise<RunningApi> {
   let consoles: ConsoleProxy | undefined;
   const agents = options.agents ?? (options.agentTls ? storeResolver(options.store, options.agentTls) : undefined);
+  // The REST gateway and web UI (api/gateway) are served by the console server: one HTTP side.
+  let gateway: Gateway | undefined;
   if (options.consoleListen && agents) {
     consoles = new ConsoleProxy(async (node, vm, kind) => (await agents(node)).openConsole(vm, kind), {
       listen: options.consoleListen, publicUrl: options.consolePublicUrl, secret: options.token !== undefined ? consoleSecret(options.token) : undefined, tls: options.tls ? { cert: options.tls.cert, key: options.tls.key } : undefined,
+      onRequest: (req, res) => (gateway ? gateway.handle(req, res) : res.writeHead(503).end()),
+    });
+    gateway = new Gateway({
+      store: options.store, defaultWaitMs: options.defaultWaitMs ?? 10 * 60_000, consoles,
+      token: options.token, tokens: options.tokens, secure: !!options.tls,
     });
     await consoles.start();
   }
@@ -117,7 +125,7 @@ export async function startApi(options: ApiOptions): Promise<RunningApi> {
     consoles, defaultWaitMs: options.defaultWaitMs ?? 10 * 60_000,
   });
   return {
-    facade, consoles,
-    async stop() { await facade.stop(); await consoles?.stop(); },
+    facade, consoles, gateway,
+    async stop() { await facade.stop(); await gateway?.close(); await consoles?.stop(); },
   };
 }

@@ -13,7 +13,8 @@ packages=(qemu-system-x86 qemu-utils genisoimage iproute2 etcd-server)
 # binutils: a unit test reassembles the accelerator probe's boot sector (hack/build-probe-guest.sh).
 # debootstrap, fdisk (sfdisk), e2fsprogs: the Debian guest image of the e2e tests
 # (hack/build-guest-image.sh, with dosfstools/mtools/syslinux); openssh-client logs into it.
-if [[ "${1:-}" == "--test" ]]; then packages+=(binutils linux-image-amd64 busybox-static cpio openssh-client python3-yaml dosfstools mtools syslinux syslinux-common curl debootstrap fdisk e2fsprogs); fi
+# chromium: the web UI test drives Debian's Chromium with playwright-core (e2e/web-ui.test.ts).
+if [[ "${1:-}" == "--test" ]]; then packages+=(binutils linux-image-amd64 busybox-static cpio openssh-client python3-yaml dosfstools mtools syslinux syslinux-common curl debootstrap fdisk e2fsprogs chromium); fi
 
 missing=()
 for p in "${packages[@]}"; do

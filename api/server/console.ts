@@ -37,6 +37,10 @@ export interface ConsoleProxyOptions {
   secret?: Buffer;
   /** With it the consoles are served over TLS (wss://), with the facade's certificate. */
   tls?: { cert: Buffer; key: Buffer };
+  /** Serves the plain HTTP requests (the REST gateway and web UI, api/gateway); without it they get 426. */
+  onRequest?: http.RequestListener;
+  /** Pings each console's client this often, so idle consoles survive proxies and NATs (default 20 s). */
+  pingIntervalMs?: number;
 }
 
 export class ConsoleProxy implements ConsoleIssuer {
@@ -61,7 +65,7 @@ export class ConsoleProxy implements ConsoleIssuer {
 
   async start(): Promise<number> {
     const [host, portText] = [this.options.listen.replace(/:\d+$/, ''), this.options.listen.split(':').pop()!];
-    const refuse = (_req: http.IncomingMessage, res: http.ServerResponse): void => { res.writeHead(426).end('websocket only\n'); };
+    const refuse = this.options.onRequest ?? ((_req: http.IncomingMessage, res: http.ServerResponse): void => { res.writeHead(426).end('websocket only\n'); });
     this.server = this.options.tls ? https.createServer({ cert: this.options.tls.cert, key: this.options.tls.key }, refuse) : http.createServer(refuse);
     const wss = new WebSocketServer({ server: this.server, path: '/console' });
     wss.on('connection', (ws, req) => this.serve(ws, req).catch((err) => ws.close(1011, String(err.message).slice(0, 120))));
@@ -109,7 +113,9 @@ export class ConsoleProxy implements ConsoleIssuer {
     stream.onData((chunk) => ws.send(chunk));
     stream.onEnd(() => ws.close(1000, 'console closed'));
     ws.on('message', (data: Buffer) => stream.write(Buffer.from(data)));
-    ws.on('close', () => stream.close());
+    // Browsers cannot send pings: the server's keep the connection busy while the console is idle.
+    const ping = setInterval(() => ws.ping(), this.options.pingIntervalMs ?? 20_000);
+    ws.on('close', () => { clearInterval(ping); stream.close(); });
   }
 
   async stop(): Promise<void> {
