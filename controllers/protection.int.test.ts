@@ -177,7 +177,8 @@ describe.each(['embedded', 'etcd'] as const)('protection and admission through e
     expect(refused).toMatchObject({ code: 'FAILED_PRECONDITION', message: expect.stringMatching(/Node "vm-host1" is in use by BlockStorage "node-disk" \(placed on it\)/) });
     expect((await cloud.store.get('Node', 'vm-host1')).metadata.deletionTimestamp).toBeUndefined();
 
-    await call('ResourceService', 'Delete', { kind: 'Node', name: 'vm-host1' });
+    const waiting = await failure(call('ResourceService', 'Delete', { kind: 'Node', name: 'vm-host1', wait: true }));
+    expect(waiting).toMatchObject({ code: 'FAILED_PRECONDITION', message: expect.stringMatching(/marked for deletion and waits: deletion waits for BlockStorage "node-disk" \(placed on it\)/) });
     const deadline = Date.now() + 30_000;
     let deleting: { message?: string } | undefined;
     while (!deleting && Date.now() < deadline) {

@@ -70,8 +70,10 @@ export function applySettled(written: AnyResource): (obj: AnyResource | undefine
 /** Why a deleted object is still there, from its controller's condition (undefined: no reason given yet). */
 export function deletionBlocked(obj: AnyResource | undefined): string | undefined {
   if (!obj?.metadata.deletionTimestamp) return undefined;
-  const ready = getCondition((obj.status as { conditions?: any[] } | undefined)?.conditions, 'Ready');
-  return ready?.reason === DELETION_BLOCKED ? ready.message : undefined;
+  const conditions = (obj.status as { conditions?: any[] } | undefined)?.conditions;
+  // A Node's Ready is its heartbeat's: its protection finalizer says why in a Deleting condition.
+  const why = getCondition(conditions, obj.kind === 'Node' ? 'Deleting' : 'Ready');
+  return why?.reason === DELETION_BLOCKED ? why.message : undefined;
 }
 
 export function resourceService(context: FacadeContext): { Apply: Handler; Get: Handler; List: Handler; Delete: Handler; Watch: (call: ServerWritableStream<any, any>) => void } {
