@@ -87,7 +87,7 @@ describe('charts/n0stack', () => {
     const controllers = find(objects, 'Deployment', 'rel-controllers');
     expect(controllers.spec.replicas).toBe(3);
     const c = controllers.spec.template.spec.containers[0];
-    expect(c.image).toBe('ghcr.io/n0stack/n0stack:9.9.9');
+    expect(c.image).toBe('localhost/n0stack:9.9.9'); // hack/build-image.sh's image
     expect(c.args.slice(0, 3)).toEqual(['controllers', '--store', 'kubernetes']);
     expect(c.args).toEqual(expect.arrayContaining(['--leader-elect', '--pki-dir', '/etc/n0stack/pki']));
     expect(c.args[c.args.indexOf('--leader-elect-lease-seconds') + 1]).toBe('7');
