@@ -46,6 +46,7 @@ export function etcdLeaderElector(client: Etcd3, options: EtcdElectorOptions): C
     onLost: (cb) => election.onLost(cb),
     isLeader: () => election.isLeader(),
     stillLeading: () => election.stillLeading(),
+    fenceKey: () => election.fenceKey(),
     resign: () => election.resign(),
   };
 }

@@ -15,6 +15,7 @@ import { Etcd3, isRecoverableError, Range, type IKeyValue, type IOptions, type I
 import { TooOldError, UnavailableError } from '../errors';
 import { logger } from '../log';
 import { EventQueue, type KvBackend, type KvEntry, type KvEvent } from './kv';
+import { FenceLostError, fenceLost, writeFence, type WriteFence } from './write-fence';
 
 const log = logger('store-etcd');
 
@@ -62,7 +63,7 @@ export function etcdClientOptions(options: EtcdOptions): IOptions {
 
 /** Failures another attempt (on another member, or after a Raft election) can fix. */
 export function isTransient(err: unknown): boolean {
-  if (!(err instanceof Error)) return false;
+  if (!(err instanceof Error) || err instanceof FenceLostError) return false;
   if (isRecoverableError(err)) return true;
   return /Unavailable|ECONNREFUSED|ECONNRESET|deadline|circuit breaker|request timed out|leader changed|no leader|connection|Cancelled/i.test(`${err.name} ${err.message}`);
 }
@@ -138,15 +139,21 @@ export class EtcdBackend implements KvBackend {
     }
   }
 
+  /** A failed compare: was it the fence (its key gone) rather than the object's revision? */
+  private async checkFence(fence: WriteFence | undefined, what: string): Promise<void> {
+    if (fence && (await this.retrying(() => this.client.get(fence.key).exec())).kvs.length === 0) throw fenceLost(fence, what);
+  }
+
   async put(key: string, value: string, expected: number): Promise<number | undefined> {
+    const fence = writeFence.getStore();
     for (let attempt = 0; ; attempt++) {
       let failure: unknown;
       try {
-        const res = await this.client
-          .if(key, expected === 0 ? 'Create' : 'Mod', '==', expected)
-          .then(this.client.put(key).value(value))
-          .commit();
+        let txn = this.client.if(key, expected === 0 ? 'Create' : 'Mod', '==', expected);
+        if (fence) txn = txn.and(fence.key, 'Create', '>', 0);
+        const res = await txn.then(this.client.put(key).value(value)).commit();
         if (res.succeeded) return Number(res.header.revision);
+        await this.checkFence(fence, `put of ${key}`);
         // Lost the CAS; after an earlier failed attempt that may be because that attempt committed.
         if (attempt === 0) return undefined;
         const mine = await this.ownWrite(key, value, expected);
@@ -178,9 +185,13 @@ export class EtcdBackend implements KvBackend {
 
   async delete(key: string, expected: number): Promise<number | undefined> {
     if (expected === 0) return undefined;
+    const fence = writeFence.getStore();
     for (let attempt = 0; ; attempt++) {
       try {
-        const res = await this.client.if(key, 'Mod', '==', expected).then(this.client.delete().key(key)).commit();
+        let txn = this.client.if(key, 'Mod', '==', expected);
+        if (fence) txn = txn.and(fence.key, 'Create', '>', 0);
+        const res = await txn.then(this.client.delete().key(key)).commit();
+        if (!res.succeeded) await this.checkFence(fence, `delete of ${key}`);
         return res.succeeded ? Number(res.header.revision) : undefined;
       } catch (err) {
         if (!isTransient(err)) throw err;

@@ -95,6 +95,12 @@ export class LeaderElection {
     return this.leading;
   }
 
+  /** The key that exists exactly while this candidate leads (it goes with the lease): the write fence's token. */
+  async fenceKey(): Promise<string | undefined> {
+    const campaign = this.current;
+    return this.leading && campaign ? campaign.getCampaignKey() : undefined;
+  }
+
   /**
    * Whether etcd still holds this candidate's key (it goes with its lease: revoked, or expired
    * under a stalled process), read now. isLeader() only says no keep-alive has failed yet.

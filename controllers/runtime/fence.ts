@@ -1,9 +1,9 @@
 // The store a reconcile writes through while this process leads (fencing, after client-go's
 // leaderelection and fencing tokens): every write first checks that the reconcile's signal is not
-// aborted (the manager aborts in-flight work when the lead is lost) and that the election's
-// backend still names this process the leader. What remains is the instant between that check
-// and the write itself; closing it needs the write to be conditional on the lease in one
-// transaction, which the stores do not offer.
+// aborted (the manager aborts in-flight work when the lead is lost) and, where the election offers
+// no fence key, that its backend still names this process the leader (that check leaves the
+// instant before the write open). On etcd the write itself is conditional on the election key
+// (api/store/write-fence.ts), so no check is needed there.
 import { UnavailableError } from '../../api/errors';
 import type { Store } from '../../api/store/store';
 

@@ -7,6 +7,7 @@ import { InvalidArgumentError, isN0Error } from '../../api/errors';
 import { logger } from '../../api/log';
 import type { Store } from '../../api/store/store';
 import { KINDS, type Kind, type KindMap } from '../../api/types';
+import { writeFence } from '../../api/store/write-fence';
 import { fencedStore } from './fence';
 import { Informer } from './informer';
 import { sleep } from './sleep';
@@ -31,6 +32,12 @@ export interface LeaderElector {
    * under a stalled process) may already have a successor.
    */
   stillLeading?(): Promise<boolean>;
+  /**
+   * A store key that exists exactly while this process leads (etcd: the election key). Writes of a
+   * reconcile are then made conditional on it in their own transaction (api/store/write-fence.ts),
+   * which closes the gap a check before the write leaves, and saves that check's round trip.
+   */
+  fenceKey?(): Promise<string | undefined>;
 }
 
 export interface ManagerOptions {
@@ -324,18 +331,19 @@ export class Manager {
   }
 
   private async reconcileOne(reconciler: Reconciler, name: string, signal: AbortSignal): Promise<Outcome> {
+    const fence = this.elector?.fenceKey ? await this.elector.fenceKey().catch(() => undefined) : undefined;
     const ctx: ReconcileContext = {
       // With an elector, a reconcile writes only while this process provably leads (its signal
       // not aborted, the election's backend confirming): the old leader writes nothing after its
       // lease ends, even from a reconcile that was in flight.
-      store: this.elector ? fencedStore(this.store, signal, this.elector.stillLeading?.bind(this.elector)) : this.store,
+      store: this.elector ? fencedStore(this.store, signal, fence ? undefined : this.elector.stillLeading?.bind(this.elector)) : this.store,
       cache: this.cache,
       signal,
       enqueue: (kind, key) => this.enqueue(kind, key),
       events: this.events,
     };
     try {
-      const result = await reconciler.reconcile(name, ctx);
+      const result = fence ? await writeFence.run({ key: fence }, () => reconciler.reconcile(name, ctx)) : await reconciler.reconcile(name, ctx);
       const after = result?.requeueAfterMs;
       if (after !== undefined && Number.isFinite(after) && after >= 0) return { result: 'requeue', afterMs: after };
       return { result: 'success' };
