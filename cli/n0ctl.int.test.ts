@@ -203,7 +203,12 @@ spec: {address: 10.1.0.1, cpu_milli_cores: 4000}
 
     const deleted = await n0ctl(['delete', '-f', manifests, '--no-wait']);
     expect(deleted.stdout).toBe('image/app-image deleted\nnode/app-node deleted\n');
-    expect((await n0ctl(['get', 'node', 'app-node'])).code).toBe(1);
+    expect((await n0ctl(['get', 'image', 'app-image'])).code).toBe(1);
+    // No controllers run here: the Node waits on its protection finalizer, which the Node
+    // controller drops once nothing is placed on it.
+    const pending = JSON.parse((await n0ctl(['get', 'node', 'app-node', '-o', 'json'])).stdout);
+    expect(pending.metadata.deletionTimestamp).toBeDefined();
+    expect(pending.metadata.finalizers).toContain('n0stack.io/node');
   });
 
   it('apply rejects an invalid manifest locally (exit 2), naming file and field', async () => {
