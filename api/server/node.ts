@@ -10,6 +10,9 @@ import { compact, type FacadeContext, type ServiceHandlers } from './context';
 import type { ComputeRequest, StorageRequest } from '../scheduling';
 import { placeAndReserve, releaseOn, reserveOn } from '../placement';
 
+/** At most `max` characters, never cutting one in half (a lone surrogate is not valid text). */
+const clip = (value: unknown, max: number): string => Array.from(String(value)).slice(0, max).join('');
+
 export function nodeService(ctx: FacadeContext): ServiceHandlers {
   const { store } = ctx;
 
@@ -92,14 +95,14 @@ export function nodeService(ctx: FacadeContext): ServiceHandlers {
           last_heartbeat_time: now.toISOString().replace(/\.\d{3}Z$/, 'Z'),
           ...(req.accelerator ? { accelerator: req.accelerator } : {}),
           ...(req.agent_version ? { agent_version: req.agent_version } : {}),
-          ...(req.accelerator_reason ? { accelerator_reason: String(req.accelerator_reason).slice(0, 4096) } : {}),
-          ...(req.cpu_model ? { cpu_model: String(req.cpu_model).slice(0, 64) } : {}),
+          ...(req.accelerator_reason ? { accelerator_reason: clip(req.accelerator_reason, 4096) } : {}),
+          ...(req.cpu_model ? { cpu_model: clip(req.cpu_model, 64) } : {}),
           conditions: setCondition(n.status?.conditions, { type: 'Ready', status: 'True', reason: 'AgentHeartbeat', message: 'the node agent is posting heartbeats' }, undefined, now),
         };
         if (req.accelerator_condition_reason) {
           n.status.conditions = setCondition(n.status.conditions, {
             type: KVM_CONDITION, status: req.kvm_usable ? 'True' : 'False',
-            reason: String(req.accelerator_condition_reason).slice(0, 64), message: String(req.accelerator_reason ?? '').slice(0, 4096),
+            reason: String(req.accelerator_condition_reason), message: clip(req.accelerator_reason ?? '', 4096),
           }, undefined, now);
         }
       }, { subresource: 'status' }));
