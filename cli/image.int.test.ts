@@ -5,7 +5,7 @@
 // Podman here needs runc (crun refuses this host's hybrid cgroup v1 setup) and explicit
 // --ulimit values (the default raises RLIMIT_NOFILE/NPROC past the hard limits, which this
 // sandbox may not do: "setrlimit RLIMIT_NOFILE: Operation not permitted").
-// Without buildah/podman (./hack/install-deps.sh --test does not install them yet) the root
+// Without buildah/podman (./hack/install-deps.sh --test installs them; a machine without root may lack them) the root
 // filesystem alone is tested, with its entrypoint in `unshare --fork --pid --mount-proc chroot`,
 // and the test says so.
 import { spawn, spawnSync } from 'node:child_process';

@@ -10,11 +10,12 @@ packages=(qemu-system-x86 qemu-utils genisoimage iproute2 etcd-server)
 # python3-yaml: the cloud-init tests parse seed files with PyYAML, the parser cloud-init uses.
 # dosfstools, mtools, syslinux: the BIOS-bootable test disk (agent/drivers/testing/bootdisk.ts).
 # curl: the download baseline of bench/disk.ts.
+# buildah, podman, runc: cli/image.int.test.ts builds the chart's image (hack/build-image.sh) and runs it.
 # binutils: a unit test reassembles the accelerator probe's boot sector (hack/build-probe-guest.sh).
 # debootstrap, fdisk (sfdisk), e2fsprogs: the Debian guest image of the e2e tests
 # (hack/build-guest-image.sh, with dosfstools/mtools/syslinux); openssh-client logs into it.
 # chromium: the web UI test drives Debian's Chromium with playwright-core (e2e/web-ui.test.ts).
-if [[ "${1:-}" == "--test" ]]; then packages+=(binutils linux-image-amd64 busybox-static cpio openssh-client python3-yaml dosfstools mtools syslinux syslinux-common curl debootstrap fdisk e2fsprogs chromium); fi
+if [[ "${1:-}" == "--test" ]]; then packages+=(binutils linux-image-amd64 busybox-static cpio openssh-client python3-yaml dosfstools mtools syslinux syslinux-common curl debootstrap fdisk e2fsprogs chromium buildah podman runc); fi
 
 missing=()
 for p in "${packages[@]}"; do
