@@ -35,7 +35,7 @@ export type Op =
   | { t: 'vm.delete'; e: Entrance; name: string }
   | { t: 'vm.power'; name: string; action: 'Boot' | 'Shutdown' | 'Reboot' | 'Save'; hard: boolean }
   | { t: 'node.cordon'; e: Entrance; node: string; unschedulable: boolean }
-  | { t: 'node.delete'; node: string }
+  | { t: 'node.delete'; e: Entrance; node: string }
   | { t: 'kill'; what: 'controllers' | 'agent'; delayMs: number };
 
 export interface Pools {
@@ -91,7 +91,7 @@ export function generate(seed: number, p: Pools, options: GenerateOptions): Op[]
     [3, () => ({ t: 'vm.delete', e: entrance(), name: pick(p.vms) })],
     [5, () => ({ t: 'vm.power', name: pick(p.vms), action: pick(['Boot', 'Shutdown', 'Reboot', 'Save'] as const), hard: rnd() < 0.5 })],
     [2, () => ({ t: 'node.cordon', e: pick(['resource', 'store'] as const), node: pick(p.nodes), unschedulable: rnd() < 0.4 })],
-    [options.nodeDeleteWeight ?? 0, () => ({ t: 'node.delete', node: pick(p.nodes) })],
+    [options.nodeDeleteWeight ?? 0, () => ({ t: 'node.delete', e: entrance(), node: pick(p.nodes) })],
   ];
   const total = makers.reduce((s, [w]) => s + w, 0);
   const one = (): Op => {
@@ -112,7 +112,7 @@ export function generate(seed: number, p: Pools, options: GenerateOptions): Op[]
 /** One line per operation, for the report of a failing sequence. */
 export function describeOp(op: Op): string {
   const { t, ...rest } = op;
-  return `${t} ${Object.entries(rest).map(([k, v]) => `${k}=${v}`).join(' ')}`;
+  return `${t} ${Object.entries(rest).filter(([, v]) => v !== undefined).map(([k, v]) => `${k}=${v}`).join(' ')}`;
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -167,7 +167,9 @@ export function checkInvariants(s: Snapshot, options: { final?: boolean } = {}):
   for (const d of s.docs) {
     if (!d.metadata.deletionTimestamp) continue;
     const ready = (d.status?.conditions ?? []).find((c: any) => c.type === 'Ready');
-    if (options.final || ready?.reason !== 'WaitingForDependants') {
+    // A Node says so in its Deleting condition (its Ready is the heartbeat's).
+    const held = (d.status?.conditions ?? []).some((c: any) => (c.type === 'Ready' || c.type === 'Deleting') && c.reason === 'WaitingForDependants');
+    if (options.final || !held) {
       v('deleted-is-gone', `${d.kind}/${d.metadata.name} is still there in deletion (finalizers ${JSON.stringify(d.metadata.finalizers ?? [])}, Ready ${ready?.reason ?? '-'}: ${ready?.message ?? ''})`);
     }
   }
