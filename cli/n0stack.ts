@@ -180,7 +180,7 @@ storeOptions(program.command('up'))
     // A wildcard listen address is no address to dial: the config points at loopback then.
     const endpoint = opts.listen.replace(/^(0\.0\.0\.0|\[::\]):/, '127.0.0.1:').replace(/:\d+$/, `:${api.facade.port}`);
     const consoleAt = opts.consoleListen.replace(/:\d+$/, `:${api.consoles?.listenPort ?? 0}`);
-    step(`facade: ${endpoint} (TLS, CA ${certs.caFile}; consoles on wss://${consoleAt})`);
+    step(`facade: ${endpoint} (TLS, CA ${certs.caFile}; consoles on wss://${consoleAt}; web UI and REST gateway on https://${consoleAt}/)`);
     const metrics = await startMetricsServer(opts.metricsListen);
     life.onStop(() => metrics.stop());
     writeClientConfig(opts.config, { endpoint, token, ca: certs.caFile });

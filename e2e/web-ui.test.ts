@@ -143,6 +143,8 @@ maybe('web UI in Chromium', () => {
   it('opens the serial console in the browser and talks to the guest', async () => {
     await row('virtual_machine', 'web-vm').getByRole('link', { name: 'web-vm' }).click();
     await until(page.getByTestId('vm-conditions').locator('tbody tr').first());
+    // The controllers' Events about the VM (issue [L]), live as well.
+    await until(page.getByTestId('vm-events').locator('tbody tr', { hasText: 'Started' }).first(), 60_000);
     await page.getByRole('button', { name: 'Open serial console' }).click();
     await until(page.getByTestId('console-status').getByText('connected'), 30_000);
     const terminal = page.getByTestId('terminal');

@@ -207,4 +207,23 @@ describe('REST gateway', () => {
     const unauth = await req('GET', '/api/v0/watch/network');
     expect(unauth.status).toBe(401);
   });
+
+  it('streams the controllers\' Events (Kubernetes-shaped) with the same auth', async () => {
+    const sync = await new Promise<any>((resolve, reject) => {
+      const r = https.request({ host: '127.0.0.1', port, path: '/api/v0/watch/event', ca: fs.readFileSync(cloud.caFile), servername: 'localhost', headers: { Authorization: `Bearer ${cloud.token}` } }, (res) => {
+        let text = '';
+        res.on('data', (chunk) => {
+          text += chunk;
+          const m = /event: sync\ndata: (.*)\n\n/.exec(text);
+          if (m) { r.destroy(); resolve(JSON.parse(m[1])); }
+        });
+      });
+      r.on('error', reject);
+      r.end();
+    });
+    // gw-vm of the test above was scheduled and started (Events outlive their object for an hour).
+    const reasons = sync.items.filter((e: any) => e.involvedObject.kind === 'VirtualMachine' && e.involvedObject.name === 'gw-vm').map((e: any) => e.reason);
+    expect(reasons).toEqual(expect.arrayContaining(['Started']));
+    expect((await req('GET', '/api/v0/watch/event')).status).toBe(401);
+  });
 });

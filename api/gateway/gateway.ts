@@ -132,6 +132,13 @@ export class Gateway {
     }
     if (pathname === '/api/v0/session') return this.serveSession(method, req, res);
     const watch = /^\/api\/v0\/watch\/(\w+)$/.exec(pathname);
+    if (watch && method === 'GET' && watch[1] === 'event') {
+      authorize(this.principal(req, method), 'ResourceService', 'Watch', { kind: 'Event' });
+      const events = this.store.events;
+      if (!events) throw new HttpError(grpc.status.FAILED_PRECONDITION, 'this store keeps no Events');
+      // Events are Kubernetes-shaped documents (api/store/events.ts), streamed as they are.
+      return this.stream(req, res, () => events.list(), (rv, signal) => events.watch({ resourceVersion: rv, signal }), (e) => e);
+    }
     if (watch && method === 'GET') {
       const kind = (WATCH_KINDS as Record<string, Kind>)[watch[1]];
       if (!kind) throw new HttpError(grpc.status.NOT_FOUND, `no kind ${JSON.stringify(watch[1])} to watch; one of ${Object.keys(WATCH_KINDS).join(', ')}`);
@@ -231,18 +238,27 @@ export class Gateway {
   }
 
   /** The list as one `sync` event, then every change, from the store's watch; pings keep proxies from closing it. */
-  private async serveWatch(kind: Kind, req: http.IncomingMessage, res: http.ServerResponse): Promise<void> {
+  private serveWatch(kind: Kind, req: http.IncomingMessage, res: http.ServerResponse): Promise<void> {
+    return this.stream(req, res, () => this.store.list(kind), (rv, signal) => this.store.watch(kind, { resourceVersion: rv, signal }), (d) => this.render(kind, d as AnyResource));
+  }
+
+  private async stream<T>(
+    req: http.IncomingMessage, res: http.ServerResponse,
+    list: () => Promise<{ items: T[]; resourceVersion: string }>,
+    watch: (resourceVersion: string, signal: AbortSignal) => AsyncIterable<{ type: string; object: T }>,
+    render: (item: T) => unknown,
+  ): Promise<void> {
     const controller = new AbortController();
     this.streams.add(controller);
     const ping = setInterval(() => res.write(': ping\n\n'), 15_000);
     const end = () => { clearInterval(ping); controller.abort(); this.streams.delete(controller); };
     req.on('close', end);
     try {
-      const list = await this.store.list(kind);
+      const listed = await list();
       res.writeHead(200, { ...SECURITY_HEADERS, 'Content-Type': 'text/event-stream', 'Cache-Control': 'no-store', 'X-Accel-Buffering': 'no' });
-      res.write(`retry: 2000\nevent: sync\ndata: ${JSON.stringify({ items: list.items.map((d) => this.render(kind, d)), resource_version: list.resourceVersion })}\n\n`);
-      for await (const event of this.store.watch(kind, { resourceVersion: list.resourceVersion, signal: controller.signal })) {
-        res.write(`data: ${JSON.stringify({ type: event.type, object: this.render(kind, event.object) })}\n\n`);
+      res.write(`retry: 2000\nevent: sync\ndata: ${JSON.stringify({ items: listed.items.map(render), resource_version: listed.resourceVersion })}\n\n`);
+      for await (const event of watch(listed.resourceVersion, controller.signal)) {
+        res.write(`data: ${JSON.stringify({ type: event.type, object: render(event.object) })}\n\n`);
       }
     } catch (err) {
       if (!controller.signal.aborted) {

@@ -94,8 +94,8 @@ export function openApiDocument(definition: PackageDefinition): Schema {
   paths[WATCH_PATH] = {
     get: {
       operationId: 'Watch',
-      summary: 'Server-Sent Events of one kind: a SYNC event with the list, then ADDED/MODIFIED/DELETED with the message',
-      parameters: [{ name: 'kind', in: 'path', required: true, schema: { type: 'string', enum: Object.keys(WATCH_KINDS) } }],
+      summary: 'Server-Sent Events of one kind: a `sync` event with the list, then ADDED/MODIFIED/DELETED with the message (for `event`: the Kubernetes-shaped Event documents)',
+      parameters: [{ name: 'kind', in: 'path', required: true, schema: { type: 'string', enum: [...Object.keys(WATCH_KINDS), 'event'] } }],
       responses: { 200: { description: 'text/event-stream', content: { 'text/event-stream': { schema: { type: 'string' } } } } },
     },
   };

@@ -39,9 +39,11 @@ export async function call<T = any>(method: 'GET' | 'POST' | 'PUT' | 'DELETE', u
   return parsed as T;
 }
 
-export type Kind = 'node' | 'network' | 'block_storage' | 'image' | 'virtual_machine';
-export const KINDS: Kind[] = ['node', 'network', 'block_storage', 'image', 'virtual_machine'];
+export type Kind = 'node' | 'network' | 'block_storage' | 'image' | 'virtual_machine' | 'event';
+export const KINDS: Kind[] = ['node', 'network', 'block_storage', 'image', 'virtual_machine', 'event'];
 export type Message = Record<string, any> & { name: string };
+/** Messages are keyed by name; Events (Kubernetes-shaped documents) by metadata.name. */
+const keyOf = (item: Record<string, any>): string => item.name ?? item.metadata?.name;
 
 /** One kind's objects, kept current by the gateway's watch (the browser reconnects by itself). */
 export class LiveList {
@@ -54,17 +56,19 @@ export class LiveList {
   open(): void {
     if (this.source) return;
     const source = new EventSource(`/api/v0/watch/${this.kind}`, { withCredentials: true });
+    // A stream the gateway refuses (a store without Events) closes for good: nothing to show.
     source.addEventListener('sync', (e) => {
       const { items } = JSON.parse((e as MessageEvent).data) as { items: Message[] };
       this.items.clear();
-      for (const item of items) this.items.set(item.name, item);
+      for (const item of items) this.items.set(keyOf(item), item);
       this.synced = true;
+      performance.mark(`n0stack:synced:${this.kind}`);
       this.changed();
     });
     source.onmessage = (e) => {
       const { type, object } = JSON.parse(e.data) as { type: string; object: Message };
-      if (type === 'DELETED') this.items.delete(object.name);
-      else this.items.set(object.name, object);
+      if (type === 'DELETED') this.items.delete(keyOf(object));
+      else this.items.set(keyOf(object), object);
       this.changed();
     };
     this.source = source;
@@ -77,6 +81,6 @@ export class LiveList {
   }
 
   sorted(): Message[] {
-    return [...this.items.values()].sort((a, b) => a.name.localeCompare(b.name));
+    return [...this.items.values()].sort((a, b) => keyOf(a).localeCompare(keyOf(b)));
   }
 }

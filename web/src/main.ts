@@ -10,7 +10,9 @@ const app = document.getElementById('app')!;
 const lists = Object.fromEntries(KINDS.map((k) => [k, new LiveList(k, () => schedule())])) as Record<Kind, LiveList>;
 const flash = el('div', { class: 'flash', role: 'status', 'data-testid': 'flash' });
 
-interface View { root: HTMLElement; update(): void; leave?(): void }
+/** `kinds`: the streams the view needs. HTTP/1.1 gives a page 6 connections per host and each
+ * open stream holds one, so route() closes the others (else fetches would queue behind them). */
+interface View { root: HTMLElement; kinds: Kind[]; update(): void; leave?(): void }
 let view: View | undefined;
 let pending = false;
 
@@ -83,6 +85,7 @@ function listView(spec: ListSpec): View {
   live.open();
   return {
     root,
+    kinds: [spec.kind],
     update() {
       count.textContent = live.synced ? `(${live.items.size})` : '(loading)';
       replace(t.body, live.sorted().map((item) => el('tr', { 'data-name': item.name }, spec.row(item).map((c) => el('td', {}, c)),
@@ -147,6 +150,8 @@ function vmView(name: string): View {
   live.open();
   const details = el('dl', { class: 'details', 'data-testid': 'vm-details' });
   const conditions = table(['type', 'status', 'reason', 'message', 'since'], 'vm-conditions');
+  const events = table(['type', 'reason', 'message', 'count', 'last seen'], 'vm-events');
+  lists.event.open();
   let serial: SerialConsole | undefined;
   const consoleRoot = el('div');
   const openConsole = async () => {
@@ -160,9 +165,10 @@ function vmView(name: string): View {
     el('div', { class: 'actions' }, powerButtons(name),
       button('Open serial console', () => void openConsole().catch((err) => say(String((err as Error).message), true)), { 'data-action': 'console' }),
       button('Delete', () => void act(`Delete virtual machine ${name}?`, () => call('DELETE', path('virtual_machine', name)), `${name} deleted`).then((ok) => { if (ok) location.hash = '#/vms'; }), { class: 'danger' })),
-    details, el('h3', {}, 'Conditions'), conditions.root, consoleRoot);
+    details, el('h3', {}, 'Conditions'), conditions.root, el('h3', {}, 'Events'), events.root, consoleRoot);
   return {
     root,
+    kinds: ['virtual_machine', 'event'],
     leave: () => serial?.close(),
     update() {
       const vm = live.items.get(name);
@@ -175,6 +181,9 @@ function vmView(name: string): View {
         ['nics', (vm.nics ?? []).map((n: any) => `${n.network_name} ${n.hardware_address} ${n.ipv4_address}`).join('; ')],
       ];
       replace(details, rows.flatMap(([k, v]) => [el('dt', {}, k), el('dd', {}, v ?? '')]));
+      const about = [...lists.event.items.values()].filter((e) => e.involvedObject?.kind === 'VirtualMachine' && e.involvedObject?.name === name);
+      about.sort((a, b) => String(b.lastTimestamp).localeCompare(String(a.lastTimestamp)));
+      replace(events.body, about.slice(0, 50).map((e) => el('tr', { class: e.type === 'Warning' ? 'warning' : '' }, [e.type, e.reason, e.message, e.count, e.lastTimestamp].map((x) => el('td', {}, String(x ?? ''))))));
       replace(conditions.body, (vm.conditions ?? []).map((c: any) => el('tr', {}, [c.type, c.status, c.reason, c.message, c.last_transition_time].map((x) => el('td', {}, String(x ?? ''))))));
     },
   };
@@ -188,6 +197,7 @@ function route(): void {
   const hash = location.hash.replace(/^#\/?/, '') || 'vms';
   const vm = /^vm\/(.+)$/.exec(hash);
   view = vm ? vmView(decodeURIComponent(vm[1])) : (views[hash] ?? views.vms)();
+  for (const [kind, list] of Object.entries(lists)) if (!view.kinds.includes(kind as Kind)) list.close();
   for (const a of document.querySelectorAll('nav a')) a.classList.toggle('active', a.getAttribute('href') === `#/${hash}` || (!!vm && a.getAttribute('href') === '#/vms'));
   replace(main, view.root);
   view.update();
@@ -223,4 +233,8 @@ function showLogin(message = ''): void {
   input.focus();
 }
 
+// The current list's stream opens while the session is checked (both ride on the cookie): one round
+// trip less before the first rows. Without a session it fails and showLogin closes it.
+const HASH_KINDS: Record<string, Kind> = { nodes: 'node', networks: 'network', block_storages: 'block_storage', images: 'image', vms: 'virtual_machine' };
+lists[HASH_KINDS[location.hash.replace(/^#\/?/, '')] ?? (location.hash.startsWith('#/vm/') || !location.hash ? 'virtual_machine' : 'node')].open();
 session.restore().then((ok) => (ok ? showApp() : showLogin()), () => showLogin());
