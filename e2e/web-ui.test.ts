@@ -1,7 +1,7 @@
 // The web UI in Debian's Chromium (playwright-core, headless) against a real control plane
 // (TestCloud: facade with its HTTP side, controllers, an agent with QEMU in a network namespace):
 // log in, see the Ready node, create a network and a disk, boot a VM from the busybox test disk,
-// type into its serial console and read the guest's answer, reboot and shut it down watching the
+// type into its serial console and read the guest's answer, see its screen over VNC (noVNC), reboot and shut it down watching the
 // state change live, and delete everything. A screenshot of each page goes to test-artifacts/web/.
 import * as fs from 'node:fs';
 import * as http from 'node:http';
@@ -160,6 +160,18 @@ maybe('web UI in Chromium', () => {
     }
     expect(text).toContain('N0WEB-42');
     await screenshot('vm-console');
+  });
+
+  it('opens the VNC console (noVNC) and draws the guest\'s screen', async () => {
+    await page.getByRole('button', { name: 'Open VNC console' }).click();
+    await until(page.getByTestId('vnc-status').getByText('connected'), 60_000);
+    // noVNC draws into a canvas the size of the guest's framebuffer.
+    const size = await page.getByTestId('vnc-screen').locator('canvas').evaluate((c: any) => [c.width, c.height] as number[]);
+    expect(size[0]).toBeGreaterThan(0);
+    expect(size[1]).toBeGreaterThan(0);
+    await page.waitForTimeout(1000);
+    await screenshot('vm-vnc');
+    await page.getByTestId('vnc-screen').locator('xpath=..').getByRole('button', { name: 'Close' }).click();
   });
 
   it('reboots and shuts down the VM and shows each state change live', async () => {

@@ -5,6 +5,7 @@ import './style.css';
 import { ApiError, call, KINDS, LiveList, session, type Kind, type Message } from './api';
 import { bytes, el, replace } from './dom';
 import type { SerialConsole } from './terminal';
+import type { VncConsole } from './vnc';
 
 const app = document.getElementById('app')!;
 const lists = Object.fromEntries(KINDS.map((k) => [k, new LiveList(k, () => schedule())])) as Record<Kind, LiveList>;
@@ -154,6 +155,14 @@ function vmView(name: string): View {
   lists.event.open();
   let serial: SerialConsole | undefined;
   const consoleRoot = el('div');
+  let vnc: VncConsole | undefined;
+  const vncRoot = el('div');
+  const openVnc = async () => {
+    const { VncConsole } = await import('./vnc');
+    vnc ??= new VncConsole(name);
+    replace(vncRoot, vnc.root);
+    await vnc.open();
+  };
   const openConsole = async () => {
     const { SerialConsole } = await import('./terminal');
     serial ??= new SerialConsole(name);
@@ -164,12 +173,13 @@ function vmView(name: string): View {
     el('h2', {}, el('a', { href: '#/vms' }, 'Virtual machines'), ' / ', name, ' ', el('span', { 'data-testid': 'vm-state' })),
     el('div', { class: 'actions' }, powerButtons(name),
       button('Open serial console', () => void openConsole().catch((err) => say(String((err as Error).message), true)), { 'data-action': 'console' }),
+      button('Open VNC console', () => void openVnc().catch((err) => say(String((err as Error).message), true)), { 'data-action': 'vnc' }),
       button('Delete', () => void act(`Delete virtual machine ${name}?`, () => call('DELETE', path('virtual_machine', name)), `${name} deleted`).then((ok) => { if (ok) location.hash = '#/vms'; }), { class: 'danger' })),
-    details, el('h3', {}, 'Conditions'), conditions.root, el('h3', {}, 'Events'), events.root, consoleRoot);
+    details, el('h3', {}, 'Conditions'), conditions.root, el('h3', {}, 'Events'), events.root, consoleRoot, vncRoot);
   return {
     root,
     kinds: ['virtual_machine', 'event'],
-    leave: () => serial?.close(),
+    leave: () => { serial?.close(); vnc?.close(); },
     update() {
       const vm = live.items.get(name);
       const stateEl = root.querySelector('[data-testid="vm-state"]')!;
