@@ -13,8 +13,10 @@
 // seed, N0STACK_FAULT_OPS / N0STACK_FAULT_KILLS set the counts, N0STACK_FAULT_SHRINK_RUNS bounds
 // the shrinking (default 8 runs; 0 skips it; the shortest sequence is also written as JSON),
 // N0STACK_FAULT_REPLAY=<file.json> runs such a sequence instead of a generated one, and
-// N0STACK_FAULT_NODE_DELETE sets the weight of node deletes (default 1; 0 leaves them out). The sequence is reproducible from its seed; the
-// interleaving of a batch's concurrent calls and of the kills with them is not (it is timing).
+// N0STACK_FAULT_NODE_DELETE sets the weight of node deletes (default 0.25, about 1 in 220
+// operations: a Node held in deletion takes no new placements until what it holds is gone).
+// The sequence is reproducible from its seed; the interleaving of a batch's concurrent calls and
+// of the kills with them is not (it is timing).
 import './quiet';
 import { execFile } from 'node:child_process';
 import * as fs from 'node:fs';
@@ -32,7 +34,7 @@ const SEED = Number(process.env.N0STACK_FAULT_SEED ?? (LONG ? Math.floor(Math.ra
 const OPS = Number(process.env.N0STACK_FAULT_OPS ?? (LONG ? 5000 : 1000));
 const KILLS = Number(process.env.N0STACK_FAULT_KILLS ?? (LONG ? 100 : 24));
 const SHRINK_RUNS = Number(process.env.N0STACK_FAULT_SHRINK_RUNS ?? 8);
-const NODE_DELETE_WEIGHT = Number(process.env.N0STACK_FAULT_NODE_DELETE ?? 1);
+const NODE_DELETE_WEIGHT = Number(process.env.N0STACK_FAULT_NODE_DELETE ?? 0.25);
 /** Operations in flight at once (the kills among them fire after their delay). */
 const BATCH = 16;
 const CALL_DEADLINE_MS = 20_000;
@@ -53,6 +55,8 @@ interface Stats {
   kills: Record<string, number>;
   ok: Record<string, number>;
   refusals: Record<string, number>;
+  /** What the converged snapshot held when the invariants were checked. */
+  checked?: string;
   /** The first message of each operation:code, to see what the refusals were. */
   samples: Record<string, string>;
   violations: Violation[];
@@ -75,7 +79,13 @@ async function runOnce(ops: Op[], log: (line: string) => void): Promise<Stats> {
     // Converged, the store and the host agree.
     const unconverged = await converge(cloud);
     for (const u of unconverged) stats.violations.push({ invariant: 'converges', detail: u });
-    stats.violations.push(...checkInvariants(await snapshot(cloud)));
+    const converged = await snapshot(cloud);
+    stats.violations.push(...checkInvariants(converged));
+    const [host] = converged.hosts;
+    const count = (kind: string) => converged.docs.filter((d) => d.kind === kind).length;
+    stats.checked = `${Object.keys(converged.actionExecutions ?? {}).length} action ids in the agent's journals, ${count('Network')} networks, ${count('BlockStorage')} disks, ${count('Image')} images, ${count('VirtualMachine')} VMs `
+      + `(${converged.docs.filter((d) => d.kind === 'VirtualMachine' && d.status?.state === 'RUNNING').length} RUNNING); on the host ${host.disks.length} disk files `
+      + `(${host.disks.filter((d) => d.backingFile).length} overlays), ${host.qemu.length} QEMU, ${host.links.filter((l) => l.startsWith('n0tp')).length} taps, ${host.links.filter((l) => l.startsWith('n0br')).length} bridges`;
     // Everything deleted, nothing is left: no object, no file, no process, no link.
     const left = await teardown(cloud);
     for (const u of left) stats.violations.push({ invariant: 'deleted-is-gone', detail: u });
@@ -331,9 +341,19 @@ async function snapshot(cloud: TestCloud): Promise<Snapshot> {
   const dup = host.qemu.filter((n, i) => host.qemu.indexOf(n) !== i);
   const docs = await allDocs(cloud);
   const s: Snapshot = { docs, hosts: [host] };
-  // The agent does not count executions per action id (yet): two QEMU processes for one VM is
-  // the "done twice" this test can see; a reboot done twice cannot be told from one here.
-  if (dup.length) s.actionExecutions = Object.fromEntries(dup.map((n) => [`start of ${n} (QEMU processes)`, 2]));
+  // "Done twice" as this test can see it: two QEMU processes for one VM, or an action id twice in
+  // the agent's journals (vms/<vm>/actions.json, written before each action with an id is begun).
+  // The agent counts no executions of its own, so a reboot done twice by the driver under one
+  // journal entry could not be told from one here.
+  const executions: Record<string, number> = {};
+  for (const n of dup) executions[`start of ${n} (QEMU processes)`] = 2;
+  const vmsDir = path.join(cloud.host(NODE).dataDir, 'vms');
+  for (const vm of fs.existsSync(vmsDir) ? fs.readdirSync(vmsDir) : []) {
+    let journal: { id: string }[] = [];
+    try { journal = JSON.parse(fs.readFileSync(path.join(vmsDir, vm, 'actions.json'), 'utf8')); } catch { continue; }
+    for (const r of journal) bump(executions, `${vm}/${r.id}`);
+  }
+  s.actionExecutions = executions;
   return s;
 }
 
@@ -343,6 +363,7 @@ function report(label: string, stats: Stats, ms: number): string {
     `[e2e fault-random] ${label}: seed ${SEED}, ${stats.ops} operations, ${Object.values(stats.kills).reduce((s, n) => s + n, 0)} kills (${sorted(stats.kills)}), ${Math.round(ms / 1000)} s`,
     `  succeeded: ${sorted(stats.ok)}`,
     `  refused by code: ${sorted(stats.refusals)}`,
+    `  checked after convergence: ${stats.checked ?? '-'}`,
     ...(process.env.N0STACK_FAULT_VERBOSE ? Object.entries(stats.samples).sort().map(([k, m]) => `    ${k}: ${m}`) : []),
     `  violations: ${stats.violations.length}`,
     ...stats.violations.slice(0, 40).map((v) => `    ${v.invariant}: ${v.detail}`),
