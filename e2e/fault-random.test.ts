@@ -71,16 +71,24 @@ async function runOnce(ops: Op[], log: (line: string) => void): Promise<Stats> {
   const cloud = await TestCloud.start({ store: 'etcd', etcdEndpoint: etcd?.endpoint, nodes: [NODE], agents: 'process', controllers: 'process' });
   try {
     const faults = new Faults(cloud, stats);
+    // Converged, the store and the host agree: checked halfway and at the end.
+    const check = async (when: string) => {
+      await faults.settled();
+      const unconverged = await converge(cloud);
+      for (const u of unconverged) stats.violations.push({ invariant: 'converges', detail: `${when}: ${u}` });
+      const s = await snapshot(cloud);
+      stats.violations.push(...checkInvariants(s).map((x) => ({ ...x, detail: `${when}: ${x.detail}` })));
+      return s;
+    };
+    const half = Math.floor(ops.length / BATCH / 2) * BATCH;
     for (let i = 0; i < ops.length; i += BATCH) {
+      if (i === half && i > 0) await check(`after ${i} ops`);
       await Promise.all(ops.slice(i, i + BATCH).map((op) => (op.t === 'kill' ? faults.inject(op) : perform(cloud, op, stats))));
       if ((i / BATCH) % 20 === 0) log(`  ${i}/${ops.length} ops, ${Object.values(stats.kills).reduce((s, n) => s + n, 0)} kills`);
     }
-    await faults.settled();
-    // Converged, the store and the host agree.
-    const unconverged = await converge(cloud);
-    for (const u of unconverged) stats.violations.push({ invariant: 'converges', detail: u });
-    const converged = await snapshot(cloud);
-    stats.violations.push(...checkInvariants(converged));
+    // Uncordoned first, so that what waited for a place gets one and the last check sees it.
+    await uncordon(cloud);
+    const converged = await check('at the end');
     const [host] = converged.hosts;
     const count = (kind: string) => converged.docs.filter((d) => d.kind === kind).length;
     stats.checked = `${Object.keys(converged.actionExecutions ?? {}).length} action ids in the agent's journals, ${count('Network')} networks, ${count('BlockStorage')} disks, ${count('Image')} images, ${count('VirtualMachine')} VMs `
@@ -289,10 +297,13 @@ async function converge(cloud: TestCloud): Promise<string[]> {
   return behind.length ? behind : [`the controllers' fields kept changing for ${CONVERGE_MS} ms`];
 }
 
+async function uncordon(cloud: TestCloud): Promise<void> {
+  await cloud.store.get('Node', NODE).then((n: any) => (n.spec.unschedulable ? cloud.store.update({ ...n, spec: { ...n.spec, unschedulable: false } }) : undefined)).catch(() => undefined);
+}
+
 /** Deletes every object through the store (the finalizers order it); what is still there after the bound. */
 async function teardown(cloud: TestCloud): Promise<string[]> {
-  // Uncordoned, so that nothing waits on scheduling while it goes.
-  await cloud.store.get('Node', NODE).then((n: any) => (n.spec.unschedulable ? cloud.store.update({ ...n, spec: { ...n.spec, unschedulable: false } }) : undefined)).catch(() => undefined);
+  await uncordon(cloud);
   const deadline = Date.now() + CONVERGE_MS;
   let left: Doc[] = [];
   while (Date.now() < deadline) {
