@@ -1,6 +1,7 @@
 // The one list of a kind's rules. The admission modules (this folder) throw by rule id, so every
 // message and field comes from here; where a rule can be said on one object and its old self, its
-// `cel` is the expression for the CRD's x-kubernetes-validations (wired in a later issue), written
+// `cel` is the expression for the CRD's x-kubernetes-validations (written into crds/*.yaml by
+// hack/gen-crd-validations.js, see crd-validations.ts), written
 // against the scope named by `celScope` ("spec": self is the spec; "object": self is the whole
 // document, for rules that need status). Rules without `cel` need other objects (references,
 // dependants) or arithmetic CEL lacks (CIDR parsing): they hold only where admission runs.

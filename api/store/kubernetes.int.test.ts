@@ -5,7 +5,7 @@ import { describeStoreConformance } from './conformance';
 import { KubernetesStore } from './kubernetes';
 import { FakeApiServer } from './testing/fake-apiserver';
 import { isN0Error } from '../errors';
-import { ANNOTATIONS, type Network } from '../types';
+import { ANNOTATIONS, type BlockStorage, type Network, type VirtualMachine } from '../types';
 
 describe('kubernetes store: conformance against the stand-in API server', () => {
   let fake: FakeApiServer | undefined;
@@ -110,6 +110,24 @@ describe('kubernetes store: what only this backend does', () => {
     expect(isN0Error(caught, 'InvalidArgument')).toBe(true);
     expect((caught as Error).message).toMatch(/metadata\.labels.*RFC 1123/);
     await expect(store.get('Network', 'lbl')).rejects.toMatchObject({ code: 'NotFound' });
+  });
+
+  it("the server's CEL rules (from the CRDs) refuse an update breaking a transition rule, naming the field; a valid update passes", async () => {
+    const bs: BlockStorage = { apiVersion: 'n0stack.io/v1alpha1', kind: 'BlockStorage', metadata: { name: 'disk1' }, spec: { request_bytes: 1024, limit_bytes: 2048 } };
+    const created = await store.create(bs);
+    await expect(store.update({ ...created, spec: { ...created.spec, limit_bytes: 1024 } })).rejects.toMatchObject({
+      code: 'InvalidArgument', field: 'spec.limit_bytes', message: expect.stringContaining('limit_bytes can only grow (a disk is never shrunk under its guest)'),
+    });
+    const grown = await store.update({ ...created, spec: { ...created.spec, limit_bytes: 4096 } });
+    expect(grown.spec.limit_bytes).toBe(4096);
+    const vm: VirtualMachine = { apiVersion: 'n0stack.io/v1alpha1', kind: 'VirtualMachine', metadata: { name: 'vm1' }, spec: { limit_cpu_milli_core: 1000, limit_memory_bytes: 1 << 20, block_storage_names: ['disk1'] } };
+    const v = await store.create(vm);
+    await expect(store.update({ ...v, spec: { ...v.spec, block_storage_names: ['disk1', 'disk2'] } })).rejects.toMatchObject({
+      code: 'InvalidArgument', field: 'spec.block_storage_names', message: expect.stringContaining('block_storage_names cannot change after creation'),
+    });
+    await expect(store.patch('VirtualMachine', 'vm1', { type: 'merge', value: { spec: { limit_cpu_milli_core: 1500 } } })).rejects.toMatchObject({ code: 'InvalidArgument', field: 'spec.limit_cpu_milli_core' });
+    const more = await store.update({ ...v, spec: { ...v.spec, limit_cpu_milli_core: 2000 } });
+    expect(more.spec.limit_cpu_milli_core).toBe(2000);
   });
 
   it("refuses names with '_' before the server sees them, for every call that takes a name", async () => {

@@ -143,6 +143,38 @@ describe('FakeApiServer', () => {
     expect((await call('GET', `${base}?labelSelector=${encodeURIComponent('a in (b)')}`)).code).toBe(400);
   });
 
+  it("evaluates the CRDs' CEL rules on create and update: 422 naming the field with the rule's message, transition rules on update only", async () => {
+    const bsBase = '/apis/n0stack.io/v1alpha1/blockstorages';
+    const bs = (spec: Record<string, unknown>) => ({ apiVersion: 'n0stack.io/v1alpha1', kind: 'BlockStorage', metadata: { name: 'd1' }, spec });
+    const bad = await call('POST', bsBase, bs({ request_bytes: 2048, limit_bytes: 1024 }));
+    expect(bad.code).toBe(422);
+    expect(bad.body.reason).toBe('Invalid');
+    expect(bad.body.message).toBe('BlockStorage.n0stack.io "d1" is invalid: spec.request_bytes: Invalid value: "object": request_bytes must be between 0 and limit_bytes');
+    expect(bad.body.details.causes).toEqual([{ reason: 'FieldValueInvalid', field: 'spec.request_bytes', message: 'Invalid value: "object": request_bytes must be between 0 and limit_bytes' }]);
+    const created = await call('POST', bsBase, bs({ request_bytes: 1024, limit_bytes: 2048 }));
+    expect(created.code).toBe(201);
+    const rv = created.body.metadata.resourceVersion;
+    const shrink = await call('PUT', `${bsBase}/d1`, { ...bs({ request_bytes: 1024, limit_bytes: 1024 }), metadata: { name: 'd1', resourceVersion: rv } });
+    expect(shrink.code).toBe(422);
+    expect(shrink.body.message).toMatch(/spec\.limit_bytes: Invalid value: "object": limit_bytes can only grow/);
+    // Two broken rules are both reported, as the API server aggregates them.
+    const both = await call('PUT', `${bsBase}/d1`, { ...bs({ request_bytes: 1, limit_bytes: 1024 }), metadata: { name: 'd1', resourceVersion: rv } });
+    expect(both.body.message).toMatch(/is invalid: \[spec\.limit_bytes: .*can only grow.*, spec\.request_bytes: .*can only grow.*\]$/);
+    const grow = await call('PUT', `${bsBase}/d1`, { ...bs({ request_bytes: 1024, limit_bytes: 4096 }), metadata: { name: 'd1', resourceVersion: rv } });
+    expect(grow.code).toBe(200);
+    // Forbidden-reason rules, and root rules that read the stored status (oldSelf.status).
+    const n = await call('POST', base, net('cel'));
+    const st = await call('PUT', `${base}/cel/status`, { ...n.body, status: { reserved_network_interfaces: { 'vm1.0': { ipv4_address: '10.0.0.1' } } } });
+    expect(st.code).toBe(200);
+    const moved = await call('PUT', `${base}/cel`, { ...st.body, spec: { ipv4_cidr: '10.1.0.0/24' } });
+    expect(moved.code).toBe(422);
+    expect(moved.body.message).toMatch(/spec\.ipv4_cidr: Forbidden: ipv4_cidr cannot change while network interfaces are reserved/);
+    expect(moved.body.details.causes[0].reason).toBe('FieldValueForbidden');
+    expect((await call('PUT', `${base}/cel`, { ...st.body, spec: { ipv4_cidr: '10.0.0.0/24', domain: 'd' } })).code).toBe(200);
+    // A spec rule on create: neither CIDR.
+    expect((await call('POST', base, { ...net('nocidr'), spec: {} })).body.message).toMatch(/spec\.ipv4_cidr: Invalid value: "object": ipv4_cidr \(or ipv6_cidr\) is required/);
+  });
+
   it('requires the bearer token when it has one', async () => {
     const guarded = await FakeApiServer.start({ token: 's3cret' });
     try {

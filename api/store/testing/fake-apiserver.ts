@@ -17,6 +17,16 @@
 //    with a 410 Expired Status for a compacted revision;
 //  - bodies are pruned/validated against a structural form of the CRD schema: unknown fields
 //    are dropped with a Warning header, or 400 with fieldValidation=Strict; schema violations 422.
+//  - the CRDs' x-kubernetes-validations (CEL, generated from api/admission/rules.ts) are evaluated
+//    with @marcbachmann/cel-js on create and update (main resource and /status), on the object
+//    properties of the schema where they sit (not on list items or map values): `self` is the value
+//    there (integers as CEL ints, by the schema's type; at the root, metadata holds only name and
+//    generateName), `oldSelf` the old value; a rule naming oldSelf is a transition rule, evaluated on
+//    update only and only where the old value exists. A false rule is 422 Invalid naming
+//    <path><fieldPath> with `Invalid value: "object": <message>` (reason FieldValueForbidden:
+//    `Forbidden: <message>`); a rule that fails to evaluate is 422 with the evaluation error. Not
+//    modelled: CEL cost limits, messageExpression, optionalOldSelf, ratcheting of unchanged values,
+//    the Kubernetes CEL libraries (quantity, url, ip/cidr, lists, regex extensions).
 // It also serves coordination.k8s.io/v1 Leases (namespaced; get, create, update with an optional
 // resourceVersion precondition — unconditional without one, as for built-in kinds) for the
 // Lease-based leader election of the controllers, and core/v1 Events (namespaced; list, get,
@@ -30,6 +40,7 @@ import { isDeepStrictEqual } from 'node:util';
 import Ajv, { type ValidateFunction } from 'ajv';
 import addFormats from 'ajv-formats';
 import { applyPatch, type Operation } from 'fast-json-patch';
+import { parse as parseCel } from '@marcbachmann/cel-js';
 import { loadCrds } from '../../schema';
 import { labelKeyProblem, labelValueProblem } from '../../names';
 import { GROUP, VERSION, KINDS, PLURALS, type Kind } from '../../types';
@@ -47,6 +58,34 @@ export interface FakeApiServerOptions {
   token?: string;
   /** How often a watch that asked for bookmarks gets one (a real server: about a minute). */
   bookmarkIntervalMs?: number;
+}
+
+interface CelCheck { path: string[]; type: string; rule: string; message: string; fieldPath?: string; reason?: string; transition: boolean; program: (ctx: Record<string, unknown>) => unknown }
+
+/** The x-kubernetes-validations of a schema's object properties (not of list items or map values). */
+function celChecks(schema: any, path: string[] = []): CelCheck[] {
+  if (!schema || typeof schema !== 'object') return [];
+  const out: CelCheck[] = [];
+  for (const v of schema['x-kubernetes-validations'] ?? []) {
+    out.push({ path, type: schema.type ?? 'object', rule: v.rule, message: v.message ?? `failed rule: ${v.rule}`, fieldPath: v.fieldPath, reason: v.reason,
+      transition: /\boldSelf\b/.test(v.rule), program: parseCel(v.rule) });
+  }
+  for (const [k, sub] of Object.entries(schema.properties ?? {})) out.push(...celChecks(sub, [...path, k]));
+  return out;
+}
+
+/** A JSON value as CEL sees it under a structural schema: integers are ints (bigint), numbers doubles. */
+function asCel(value: any, schema: any): unknown {
+  if (typeof value === 'number') return schema?.type === 'integer' || (schema?.type === undefined && Number.isInteger(value)) ? BigInt(value) : value;
+  if (Array.isArray(value)) return value.map((v) => asCel(v, schema?.items));
+  if (value && typeof value === 'object') {
+    return Object.fromEntries(Object.entries(value).map(([k, v]) => [k, asCel(v, schema?.properties?.[k] ?? (typeof schema?.additionalProperties === 'object' ? schema.additionalProperties : undefined))]));
+  }
+  return value;
+}
+
+function at(value: any, path: string[]): any {
+  return path.reduce((v, k) => (v && typeof v === 'object' ? v[k] : undefined), value);
 }
 
 class HttpError extends Error {
@@ -114,7 +153,7 @@ export class FakeApiServer {
   private readonly objects = new Map<Kind, Map<string, Obj>>(KINDS.map((k) => [k, new Map()]));
   private readonly history: HistoryEvent[] = [];
   private readonly watchers = new Set<Watcher>();
-  private readonly schemas = new Map<Kind, { schema: any; validate: ValidateFunction }>();
+  private readonly schemas = new Map<Kind, { schema: any; validate: ValidateFunction; cel: CelCheck[] }>();
   private readonly leases = new Map<string, Obj>();
   private readonly events = new Map<string, Obj>();
   private rev = 0;
@@ -124,10 +163,10 @@ export class FakeApiServer {
   private constructor(private readonly options: FakeApiServerOptions) {
     const ajv = new Ajv({ allErrors: false, strict: false, useDefaults: true });
     addFormats(ajv);
-    for (const kw of ['x-kubernetes-list-type', 'x-kubernetes-list-map-keys', 'x-kubernetes-preserve-unknown-fields', 'x-kubernetes-int-or-string', 'x-kubernetes-map-type']) ajv.addKeyword(kw);
+    for (const kw of ['x-kubernetes-list-type', 'x-kubernetes-list-map-keys', 'x-kubernetes-preserve-unknown-fields', 'x-kubernetes-int-or-string', 'x-kubernetes-map-type', 'x-kubernetes-validations']) ajv.addKeyword(kw);
     for (const [kind, crd] of loadCrds()) {
       const schema = structural(crd.schema);
-      this.schemas.set(kind, { schema, validate: ajv.compile(schema) });
+      this.schemas.set(kind, { schema, validate: ajv.compile(schema), cel: celChecks(schema) });
     }
     this.server = http.createServer((req, res) => { this.handle(req, res).catch((err) => this.fail(res, err)); });
     // Real API servers keep idle connections for minutes; Node's 5 s default made the client reuse a
@@ -378,6 +417,37 @@ export class FakeApiServer {
       const e = validate.errors![0];
       throw this.invalid(kind, name, e.instancePath.replace(/^\//, '').replace(/\//g, '.') || '<root>', `Invalid value: ${e.message}`);
     }
+    this.validateCel(kind, name, obj, old);
+  }
+
+  /** The CRD's CEL rules, all of them, reported together as the API server does. */
+  private validateCel(kind: Kind, name: string, obj: Obj, old?: Obj): void {
+    const { schema, cel } = this.schemas.get(kind)!;
+    const rootView = (o: Obj) => ({ ...o, metadata: Object.fromEntries(Object.entries(o.metadata).filter(([k]) => k === 'name' || k === 'generateName')) });
+    const causes: { reason: string; message: string; field: string }[] = [];
+    for (const c of cel) {
+      const self = at(rootView(obj), c.path);
+      if (self === undefined) continue;
+      const oldSelf = old ? at(rootView(old), c.path) : undefined;
+      if (c.transition && oldSelf === undefined) continue;
+      const sub = at({ properties: schema.properties }, c.path.flatMap((k) => ['properties', k]));
+      const base = c.path.join('.');
+      const field = `${base}${c.fieldPath ?? ''}`.replace(/^\./, '') || '<root>';
+      let ok: unknown;
+      try {
+        ok = c.program({ self: asCel(self, c.path.length ? sub : schema), ...(c.transition ? { oldSelf: asCel(oldSelf, c.path.length ? sub : schema) } : {}) });
+      } catch (err) {
+        causes.push({ reason: 'FieldValueInvalid', field: base || '<root>', message: `Invalid value: "${c.type}": ${c.rule}: evaluation error: ${(err as Error).message}` });
+        continue;
+      }
+      if (ok === true) continue;
+      causes.push(c.reason === 'FieldValueForbidden'
+        ? { reason: 'FieldValueForbidden', field, message: `Forbidden: ${c.message}` }
+        : { reason: c.reason ?? 'FieldValueInvalid', field, message: `Invalid value: "${c.type}": ${c.message}` });
+    }
+    if (!causes.length) return;
+    const each = causes.map((x) => `${x.field}: ${x.message}`);
+    throw new HttpError(422, 'Invalid', `${kind}.${GROUP} "${name}" is invalid: ${each.length === 1 ? each[0] : `[${each.join(', ')}]`}`, { name, group: GROUP, kind, causes });
   }
 
   private list(kind: Kind, labelSelector: string): { apiVersion: string; kind: string; metadata: { resourceVersion: string }; items: Obj[] } {
