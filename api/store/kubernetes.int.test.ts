@@ -91,13 +91,14 @@ describe('kubernetes store: what only this backend does', () => {
     const seen: string[] = [];
     const timer = setTimeout(() => void store.close(), 10_000);
     const done = (async () => {
-      for await (const e of store.watch('Network')) {
-        seen.push(`${e.type} ${e.object.metadata.name}`);
-        await store.close();
-      }
+      for await (const e of store.watch('Network')) seen.push(`${e.type} ${e.object.metadata.name}`);
     })();
     await new Promise((r) => setTimeout(r, 200));
     await store.create(net('after'));
+    await waitFor(() => seen.length > 0);
+    // Closed only once the create has its answer: the stand-in sends the watch event before the
+    // create's response, and closing then cut the create's socket ("socket hang up").
+    await store.close();
     await done; // would throw if close() surfaced as an error
     clearTimeout(timer);
     expect(seen).toEqual(['ADDED after']);
