@@ -28,5 +28,10 @@ export function getCondition(conditions: Condition[] | undefined, type: string):
   return conditions?.find((c) => c.type === type);
 }
 
+/** The condition that changed last: what an object says now, whatever its type. */
+export function latestCondition<C extends Pick<Condition, 'lastTransitionTime'>>(conditions: C[] | undefined): C | undefined {
+  return [...(conditions ?? [])].sort((a, b) => b.lastTransitionTime.localeCompare(a.lastTransitionTime))[0];
+}
+
 /** Node condition: whether VMs on the node get KVM, with the boot probe's reason (agent/drivers/accel-probe.ts). */
 export const KVM_CONDITION = 'KvmUsable';

@@ -5,7 +5,8 @@ import { Command, CommanderError, Option } from 'commander';
 import YAML from 'yaml';
 import { N0Error } from '../api/errors';
 import { loadCrds } from '../api/schema';
-import { KINDS, PLURALS, type Kind, type Resource } from '../api/types';
+import { KINDS, PLURALS, type Condition, type Kind, type Resource } from '../api/types';
+import { latestCondition } from '../api/conditions';
 import { CallError, FacadeClient, parseEndpoint } from './client';
 import { bashCompletion, completionModel, zshCompletion } from './completion';
 import { configPath, loadConfig, readTokenFile, redactedConfig, resolveConnection, useContext, type ConnectionFlags } from './config';
@@ -114,29 +115,38 @@ function taskSummary(t: Task): string {
   return `${t.type}.${t.action}${name !== undefined ? ` ${JSON.stringify(name)}` : ''}${t.ignore_error ? ' (ignore_error)' : ''}`;
 }
 
-/** Polls the block storage's status while a FetchBlockStorage runs, for phase, bytes, rate and ETA. */
-function fetchProgress(client: FacadeClient, task: Task, ctx: TaskContext): () => void {
-  let meter = new RateMeter();
-  let phase: string | undefined;
+/**
+ * Reads `kind/name` every second (first after `firstMs`) until stopped, handing each copy to
+ * `onDocument`; a read that fails (not created yet, a blip) is simply the next one's job.
+ */
+function pollDocument(client: FacadeClient, kind: Kind, name: string, signal: AbortSignal | undefined, firstMs: number, onDocument: (doc: Resource) => void): () => void {
   let stopped = false;
   let timer: NodeJS.Timeout | undefined;
   const poll = async (): Promise<void> => {
     try {
-      const doc = await client.getDocument('BlockStorage', String(task.args.name), { deadlineMs: 5000, signal: ctx.signal });
-      const p = (doc.status as { progress?: { bytes_done?: number; bytes_total?: number; phase?: string } } | undefined)?.progress;
-      if (p && !stopped) {
-        // Each phase counts its own bytes (download, then convert); a rate across them means nothing.
-        if (p.phase !== phase) { meter = new RateMeter(); phase = p.phase; }
-        const done = Number(p.bytes_done ?? 0);
-        const total = Number(p.bytes_total ?? 0);
-        const rate = meter.sample(Date.now(), done);
-        if (done > 0 || total > 0) ctx.progress({ done, total, rate, phase: p.phase || undefined });
-      }
+      const doc = await client.getDocument(kind, name, { deadlineMs: 5000, signal });
+      if (!stopped) onDocument(doc);
     } catch { /* not created yet, or a blip: the next poll will tell */ }
     if (!stopped) timer = setTimeout(() => void poll(), 1000);
   };
-  timer = setTimeout(() => void poll(), 500);
+  timer = setTimeout(() => void poll(), firstMs);
   return () => { stopped = true; if (timer) clearTimeout(timer); };
+}
+
+/** Follows the block storage's status while a FetchBlockStorage runs, for phase, bytes, rate and ETA. */
+function fetchProgress(client: FacadeClient, task: Task, ctx: TaskContext): () => void {
+  let meter = new RateMeter();
+  let phase: string | undefined;
+  return pollDocument(client, 'BlockStorage', String(task.args.name), ctx.signal, 500, (doc) => {
+    const p = (doc.status as { progress?: { bytes_done?: number; bytes_total?: number; phase?: string } } | undefined)?.progress;
+    if (!p) return;
+    // Each phase counts its own bytes (download, then convert); a rate across them means nothing.
+    if (p.phase !== phase) { meter = new RateMeter(); phase = p.phase; }
+    const done = Number(p.bytes_done ?? 0);
+    const total = Number(p.bytes_total ?? 0);
+    const rate = meter.sample(Date.now(), done);
+    if (done > 0 || total > 0) ctx.progress({ done, total, rate, phase: p.phase || undefined });
+  });
 }
 
 const KIND_OF_TYPE = new Map<string, Kind>(KINDS.map((k) => [k.toLowerCase(), k]));
@@ -155,20 +165,10 @@ function taskTarget(task: Task): { kind: Kind; name: string } | undefined {
  */
 function conditionStatus(client: FacadeClient, target: { kind: Kind; name: string } | undefined, signal: AbortSignal | undefined, onMessage: (message: string) => void): () => void {
   if (!target) return () => undefined;
-  const { kind, name } = target;
-  let stopped = false;
-  let timer: NodeJS.Timeout | undefined;
-  const poll = async (): Promise<void> => {
-    try {
-      const doc = await client.getDocument(kind, name, { deadlineMs: 5000, signal });
-      const conditions = (doc.status as { conditions?: { type: string; reason?: string; message?: string; lastTransitionTime: string }[] } | undefined)?.conditions ?? [];
-      const latest = [...conditions].sort((a, b) => b.lastTransitionTime.localeCompare(a.lastTransitionTime))[0];
-      if (latest && !stopped) onMessage(`${latest.reason ?? latest.type}${latest.message ? `: ${latest.message}` : ''}`);
-    } catch { /* not created yet, or a blip: the next poll will tell */ }
-    if (!stopped) timer = setTimeout(() => void poll(), 1000);
-  };
-  timer = setTimeout(() => void poll(), 1000);
-  return () => { stopped = true; if (timer) clearTimeout(timer); };
+  return pollDocument(client, target.kind, target.name, signal, 1000, (doc) => {
+    const latest = latestCondition((doc.status as { conditions?: Condition[] } | undefined)?.conditions);
+    if (latest) onMessage(`${latest.reason ?? latest.type}${latest.message ? `: ${latest.message}` : ''}`);
+  });
 }
 
 /** On a TTY, one self-overwriting stderr line with what the awaited object says; cleared at the end. */

@@ -289,7 +289,7 @@ export class QemuDriver implements VmDriver {
     if (this.probe) return this.probe;
     // One probe per host and settings in a process: several drivers (tests, one agent per netns)
     // need not each wait for a KVM that hangs to time out.
-    const key = JSON.stringify([this.choice, this.binary, this.kvmDevice, this.kvmProbeTimeoutMs, process.env.PATH]);
+    const key = this.probeKey();
     let probing = HOST_PROBES.get(key);
     if (!probing) {
       probing = chooseAccelerator({ choice: this.choice, binary: this.binary, kvmDevice: this.kvmDevice, timeoutMs: this.kvmProbeTimeoutMs }).then((result) => {
@@ -305,9 +305,14 @@ export class QemuDriver implements VmDriver {
     return this.probe;
   }
 
+  /** What a probe's outcome depends on (PATH: which qemu-system-x86_64 runs). */
+  private probeKey(): string {
+    return JSON.stringify([this.choice, this.binary, this.kvmDevice, this.kvmProbeTimeoutMs, process.env.PATH]);
+  }
+
   /** Probes again (the host may have changed: a module loaded, nested virtualization enabled); VMs already running keep theirs. */
   reprobe(): Promise<AcceleratorProbe> {
-    HOST_PROBES.delete(JSON.stringify([this.choice, this.binary, this.kvmDevice, this.kvmProbeTimeoutMs, process.env.PATH]));
+    HOST_PROBES.delete(this.probeKey());
     this.probe = undefined;
     return this.probeAccelerator();
   }

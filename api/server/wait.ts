@@ -1,5 +1,6 @@
 // Waits, bounded by the caller's deadline, until an object's status shows the outcome of an intent.
 import { DeadlineExceededError, isN0Error } from '../errors';
+import { latestCondition } from '../conditions';
 import type { Condition, Kind, KindMap } from '../types';
 import type { Store } from '../store/store';
 
@@ -13,8 +14,7 @@ export interface WaitOptions {
 }
 
 function lastCondition(obj: { status?: unknown } | undefined): string {
-  const conditions = (obj?.status as { conditions?: Condition[] } | undefined)?.conditions ?? [];
-  const latest = [...conditions].sort((a, b) => b.lastTransitionTime.localeCompare(a.lastTransitionTime))[0];
+  const latest = latestCondition((obj?.status as { conditions?: Condition[] } | undefined)?.conditions);
   return latest ? `; last condition: ${latest.type}=${latest.status} ${latest.reason ?? ''}: ${latest.message ?? ''}` : '';
 }
 

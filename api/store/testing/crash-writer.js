@@ -1,19 +1,9 @@
 // Child process of the embedded store's crash test: creates Networks through the embedded store
 // as fast as it can (8 in flight) and prints each name once its create was acknowledged. The
-// test kill -9s it mid-burst. TypeScript sources are compiled on require with @swc/core (a dev
-// dependency already used by jest), so the child runs exactly the code under test.
+// test kill -9s it mid-burst.
 'use strict';
-const fs = require('node:fs');
-const swc = require('@swc/core');
-
-require.extensions['.ts'] = (module, filename) => {
-  const { code } = swc.transformSync(fs.readFileSync(filename, 'utf8'), {
-    filename,
-    jsc: { target: 'es2022', parser: { syntax: 'typescript' } },
-    module: { type: 'commonjs' },
-  });
-  module._compile(code, filename);
-};
+// TypeScript sources compile on require (hack/swc-register.js), so the child runs the code under test.
+require('../../../hack/swc-register.js');
 
 const { openStore } = require('../index.ts');
 
