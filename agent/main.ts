@@ -76,7 +76,7 @@ export function createHostDrivers(options: { dataDir: string; address?: string; 
     fetch: new HttpFetchDriver({ disk }),
     network: new IprouteNetworkDriver({ netns: options.netns, underlayAddress: options.address, underlayDevice: options.underlayDevice }),
     cloudInit: new NoCloudDriver(),
-    vm: new QemuDriver({ paths, netns: options.netns, accelerator: options.accelerator }),
+    vm: new QemuDriver({ paths, netns: options.netns, accelerator: options.accelerator, probeCacheFile: `${paths.dataDir}/accel-probe.json` }),
   };
 }
 

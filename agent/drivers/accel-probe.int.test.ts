@@ -58,3 +58,44 @@ describe.each<[StandInKvm, RegExp, string]>([
     await expect(driver.accelerator()).rejects.toThrow(new RegExp(`accelerator kvm was requested but the KVM probe failed .*${said.source}`));
   });
 });
+
+describe('a restarted agent on a host whose KVM hangs', () => {
+  const savedPath = process.env.PATH;
+  let standIn: StandInQemu;
+  beforeAll(() => { standIn = installStandInQemu({ kvm: 'hang' }); process.env.PATH = standIn.path; });
+  afterAll(() => { process.env.PATH = savedPath; standIn?.remove(); });
+
+  /** A QemuDriver from a fresh copy of the module: nothing remembered in memory, as after a restart. */
+  function restartedDriver(cacheFile: string): QemuDriver {
+    let Fresh: typeof QemuDriver | undefined;
+    jest.isolateModules(() => { Fresh = (jest.requireActual('./qemu') as typeof import('./qemu')).QemuDriver; });
+    return new Fresh!({ paths: new AgentPaths(path.join(tmp, 'restarted')), kvmDevice: '/dev/null', kvmProbeTimeoutMs: 3_000, probeCacheFile: cacheFile });
+  }
+
+  it('reuses this boot\'s verdict instead of waiting out the probe again; SIGHUP\'s reprobe and a new QEMU binary probe afresh', async () => {
+    const cacheFile = path.join(tmp, 'restarted', 'accel-probe.json');
+    const first = await restartedDriver(cacheFile).probeAccelerator();
+    expect(first).toMatchObject({ accelerator: 'tcg', kvm: 'broken', conditionReason: 'KvmTimeout' });
+    expect(first.probeMs).toBeGreaterThanOrEqual(3_000);
+    expect(fs.existsSync(cacheFile)).toBe(true);
+
+    const started = Date.now();
+    const again = await restartedDriver(cacheFile).probeAccelerator();
+    const tookMs = Date.now() - started;
+    console.log(`restarted agent: verdict in ${tookMs} ms (first probe ${first.probeMs} ms): ${describeProbe(again)}`);
+    expect(again).toMatchObject({ accelerator: 'tcg', cpuModel: first.cpuModel, kvm: 'broken', conditionReason: 'KvmTimeout', probeMs: 0 });
+    expect(again.reason).toMatch(/this boot's probe of .*; SIGHUP probes again/);
+    expect(tookMs).toBeLessThan(1_000);
+
+    const reprobed = await restartedDriver(cacheFile).reprobe();
+    expect(reprobed.probeMs).toBeGreaterThanOrEqual(3_000);
+    expect(reprobed.reason).not.toMatch(/this boot's probe/);
+
+    // Another QEMU (an upgrade replaces the binary): the remembered verdict does not apply to it.
+    const binary = path.join(standIn.dir, 'qemu-system-x86_64');
+    const later = new Date(Date.now() + 5_000);
+    fs.utimesSync(binary, later, later);
+    const upgraded = await restartedDriver(cacheFile).probeAccelerator();
+    expect(upgraded.probeMs).toBeGreaterThanOrEqual(3_000);
+  });
+});

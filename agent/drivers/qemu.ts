@@ -15,6 +15,7 @@ import { validateName } from '../../api/names';
 import type { AgentPaths } from '../paths';
 import { QmpClient, withQmp } from './qmp';
 import { chooseAccelerator, describeProbe, type AcceleratorChoice, type AcceleratorProbe } from './accel-probe';
+import { probeCacheKey, readProbeCache, writeProbeCache } from './probe-cache';
 import { VmStartFailedError, type Accelerator, type NicSpec, type VmDriver, type VmFailure, type VmLaunchSpec, type VmRunState, type VmState } from './types';
 
 const log = logger('qemu');
@@ -248,6 +249,8 @@ export interface QemuDriverOptions {
   startTimeoutMs?: number;
   /** Where /dev/kvm is looked for (tests). */
   kvmDevice?: string;
+  /** Remember the probe's verdict here for the rest of this boot (the agent's data dir); none: probe every time. */
+  probeCacheFile?: string;
   /**
    * Start QEMU inside this network namespace (`ip netns exec <netns> qemu-system-x86_64 ...`) so
    * it can open taps the network driver made there (its `netns` option); tests use it.
@@ -266,6 +269,7 @@ export class QemuDriver implements VmDriver {
   private readonly kvmDevice: string;
   private readonly netns?: string;
   private readonly choice: AcceleratorChoice;
+  private readonly probeCacheFile?: string;
   private probe?: Promise<AcceleratorProbe>;
   private readonly monitors = new Map<string, QmpClient | 'connecting'>();
   private readonly listeners = new Set<(name: string) => void>();
@@ -278,6 +282,7 @@ export class QemuDriver implements VmDriver {
     this.startTimeoutMs = options.startTimeoutMs ?? 30_000;
     this.kvmDevice = options.kvmDevice ?? '/dev/kvm';
     this.choice = options.accelerator ?? 'auto';
+    this.probeCacheFile = options.probeCacheFile;
     if (options.netns !== undefined) {
       if (!NETNS.test(options.netns) || options.netns.includes('..')) throw new InvalidArgumentError(`netns ${JSON.stringify(options.netns)} is not a valid network namespace name`, 'netns');
       this.netns = options.netns;
@@ -285,15 +290,21 @@ export class QemuDriver implements VmDriver {
   }
 
   /** The probe's outcome with its reason and duration (probed once per driver instance, again on reprobe()). */
-  probeAccelerator(): Promise<AcceleratorProbe> {
+  probeAccelerator(fresh = false): Promise<AcceleratorProbe> {
     if (this.probe) return this.probe;
     // One probe per host and settings in a process: several drivers (tests, one agent per netns)
     // need not each wait for a KVM that hangs to time out.
     const key = this.probeKey();
     let probing = HOST_PROBES.get(key);
     if (!probing) {
-      probing = chooseAccelerator({ choice: this.choice, binary: this.binary, kvmDevice: this.kvmDevice, timeoutMs: this.kvmProbeTimeoutMs }).then((result) => {
-        log.info(describeProbe(result), { accelerator: result.accelerator, cpuModel: result.cpuModel, kvm: result.kvm, probeMs: result.probeMs });
+      const inputs = { choice: this.choice, binary: this.binary, kvmDevice: this.kvmDevice, timeoutMs: this.kvmProbeTimeoutMs };
+      const cacheKey = this.probeCacheFile ? probeCacheKey(inputs) : undefined;
+      const cached = cacheKey && !fresh ? readProbeCache(this.probeCacheFile!, cacheKey) : undefined;
+      probing = (cached ? Promise.resolve(cached) : chooseAccelerator(inputs)).then((result) => {
+        log.info(describeProbe(result), { accelerator: result.accelerator, cpuModel: result.cpuModel, kvm: result.kvm, probeMs: result.probeMs, cached: Boolean(cached) });
+        if (cacheKey && !cached) {
+          try { writeProbeCache(this.probeCacheFile!, cacheKey, result); } catch (err) { log.warn(`accelerator probe: cannot remember the verdict in ${this.probeCacheFile}: ${(err as Error).message}`); }
+        }
         return result;
       }, (err: Error) => {
         HOST_PROBES.delete(key);
@@ -314,7 +325,7 @@ export class QemuDriver implements VmDriver {
   reprobe(): Promise<AcceleratorProbe> {
     HOST_PROBES.delete(this.probeKey());
     this.probe = undefined;
-    return this.probeAccelerator();
+    return this.probeAccelerator(true);
   }
 
   async accelerator(): Promise<Accelerator> {
