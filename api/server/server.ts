@@ -14,6 +14,7 @@ import { imageService } from './image';
 import { virtualMachineService } from './virtualmachine';
 import { resourceService } from './resource';
 import { rpcDuration } from './metrics';
+import { replyDeadline } from './wait';
 import { anyOf, authenticate, authorize, singleToken, type TokenAuthority } from './auth';
 
 export interface FacadeTls {
@@ -67,7 +68,7 @@ function unary(service: string, method: string, handler: Handler, options: Facad
     call.on('cancelled', () => controller.abort());
     const deadline = call.getDeadline();
     const deadlineMs = deadline instanceof Date ? deadline.getTime() : Number.isFinite(deadline) ? Number(deadline) : Date.now() + options.defaultWaitMs;
-    const info: CallInfo = { deadline: deadlineMs, signal: controller.signal };
+    const info: CallInfo = { deadline: replyDeadline(deadlineMs), signal: controller.signal };
     Promise.resolve()
       .then(() => admit(call, service, method, call.request, tokens))
       .then(() => handler(call.request, info))

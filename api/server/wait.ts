@@ -4,6 +4,16 @@ import { latestCondition } from '../conditions';
 import type { Condition, Kind, KindMap } from '../types';
 import type { Store } from '../store/store';
 
+/**
+ * When a waiting RPC gives up: a little before the caller's deadline, so the caller hears the
+ * facade's DEADLINE_EXCEEDED naming what it waited for and the last condition, not only its own
+ * client's bare "deadline exceeded" (the two clocks would otherwise race to the same instant).
+ */
+export function replyDeadline(callerDeadlineMs: number, now = Date.now()): number {
+  const remaining = callerDeadlineMs - now;
+  return callerDeadlineMs - Math.min(1_000, Math.max(0, remaining) * 0.1);
+}
+
 export type WaitVerdict<T> = { done: T } | { fail: Error } | undefined;
 
 export interface WaitOptions {
