@@ -65,11 +65,14 @@ export class NetworkReconciler implements Reconciler<'Network'> {
     if (!waiting) ctx.events?.normal(net, 'Deleting', `deleting network ${net.metadata.name}`);
     if (dependants.length) {
       const message = `deletion waits for ${describeDependants(dependants)}`;
+      // The spec may have changed since the delete; deletion wins, and saying so is observing it.
+      const generation = net.metadata.generation ?? 1;
       await mutate(ctx.store, 'Network', net.metadata.name, (n) => {
         n.status ??= {};
-        const before = JSON.stringify(n.status.conditions);
-        n.status.conditions = setCondition(n.status.conditions, { type: 'Ready', status: 'False', reason: DELETION_BLOCKED, message });
-        return JSON.stringify(n.status.conditions) !== before;
+        const before = JSON.stringify([n.status.conditions, n.status.observedGeneration]);
+        n.status.observedGeneration = generation;
+        n.status.conditions = setCondition(n.status.conditions, { type: 'Ready', status: 'False', reason: DELETION_BLOCKED, message }, generation);
+        return JSON.stringify([n.status.conditions, n.status.observedGeneration]) !== before;
       }, { subresource: 'status' });
       if (!waiting) ctx.events?.normal(net, DELETION_BLOCKED, message);
       return { requeueAfterMs: 5000 };

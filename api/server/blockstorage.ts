@@ -105,7 +105,7 @@ export function blockStorageService(context: FacadeContext): ServiceHandlers {
       // Up front: protected, in use, or another disk or a VM still needs it (the controller's
       // finalizer holds such a disk anyway, whichever entrance deleted it).
       await deleteChecked(store, 'BlockStorage', name, (bs) => admitDelete(store, bs));
-      await waitFor(store, 'BlockStorage', name, (obj) => (obj ? undefined : { done: true }), { deadline: call.deadline, signal: call.signal, what: 'be deleted' });
+      await waitFor(store, 'BlockStorage', name, (obj) => (obj ? undefined : { done: true }), { deadline: call.deadline, signal: call.signal, what: 'be deleted', untilDeleted: true });
       return {};
     },
     async SetAvailableBlockStorage(req, call) {

@@ -54,7 +54,7 @@ export function networkService(context: FacadeContext): ServiceHandlers {
       const name = validateName(req.name, 'name');
       // The controller may still be writing status (just after the last VM released its interface).
       await deleteChecked(store, 'Network', name, (net) => admitDelete(store, net));
-      await waitFor(store, 'Network', name, (obj) => (obj ? undefined : { done: true }), { deadline: call.deadline, signal: call.signal, what: 'be deleted' });
+      await waitFor(store, 'Network', name, (obj) => (obj ? undefined : { done: true }), { deadline: call.deadline, signal: call.signal, what: 'be deleted', untilDeleted: true });
       return {};
     },
     async ReserveNetworkInterface(req) {

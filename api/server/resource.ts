@@ -138,7 +138,7 @@ export function resourceService(context: FacadeContext): { Apply: Handler; Get: 
         if (!obj) return { done: true };
         const blocked = deletionBlocked(obj);
         return blocked ? { fail: new FailedPreconditionError(`${kind} "${name}" is marked for deletion and waits: ${blocked}`) } : undefined;
-      }, { deadline: call.deadline, signal: call.signal, what: 'be deleted' });
+      }, { deadline: call.deadline, signal: call.signal, what: 'be deleted', untilDeleted: true });
       return {};
     },
     Watch(call) {

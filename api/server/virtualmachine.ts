@@ -46,7 +46,7 @@ export function loginPasswordHash(password: unknown, field: string, previous?: s
 }
 
 /** Reasons a waiting client should hear about at once rather than at its deadline. */
-const TERMINAL_REASONS = new Set(['Unschedulable', 'InvalidSpec', 'AddressConflict', 'NetworkFull', 'BlockStorageInUse', 'BlockStorageNotFound', 'NetworkNotFound']);
+const TERMINAL_REASONS = new Set(['Unschedulable', 'InvalidSpec', 'AddressConflict', 'NetworkFull', 'BlockStorageInUse', 'BlockStorageNotFound', 'BlockStorageBeingDeleted', 'NetworkNotFound']);
 
 export function virtualMachineService(context: FacadeContext): ServiceHandlers {
   // The kind's rules (the seed's spec rules, disks and networks it may use, nics and disks fixed
@@ -131,7 +131,7 @@ export function virtualMachineService(context: FacadeContext): ServiceHandlers {
     async DeleteVirtualMachine(req, call) {
       const name = validateName(req.name, 'name');
       await store.delete('VirtualMachine', name);
-      await waitFor(store, 'VirtualMachine', name, (obj) => (obj ? undefined : { done: true }), { deadline: call.deadline, signal: call.signal, what: 'be deleted' });
+      await waitFor(store, 'VirtualMachine', name, (obj) => (obj ? undefined : { done: true }), { deadline: call.deadline, signal: call.signal, what: 'be deleted', untilDeleted: true });
       return {};
     },
     BootVirtualMachine: (req, call) => intent(req, call, 'RUNNING'),

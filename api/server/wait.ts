@@ -1,5 +1,5 @@
 // Waits, bounded by the caller's deadline, until an object's status shows the outcome of an intent.
-import { DeadlineExceededError, isN0Error } from '../errors';
+import { DeadlineExceededError, FailedPreconditionError, isN0Error } from '../errors';
 import { latestCondition } from '../conditions';
 import type { Condition, Kind, KindMap } from '../types';
 import type { Store } from '../store/store';
@@ -21,6 +21,11 @@ export interface WaitOptions {
   signal?: AbortSignal;
   /** Describes what is awaited, for the DEADLINE_EXCEEDED message. */
   what: string;
+  /**
+   * The object's deletion is what is awaited. Otherwise an object that is (or comes to be) in
+   * deletion ends the wait at once with FAILED_PRECONDITION: it will not reach any other outcome.
+   */
+  untilDeleted?: boolean;
 }
 
 function lastCondition(obj: { status?: unknown } | undefined): string {
@@ -52,14 +57,20 @@ export async function waitFor<K extends Kind, T>(
       if (!isN0Error(err, 'NotFound')) throw err;
       resourceVersion = (await store.list(kind)).resourceVersion;
     }
-    const first = judge(last);
+    const verdict = (obj: KindMap[K] | undefined): WaitVerdict<T> => {
+      if (obj?.metadata.deletionTimestamp && !options.untilDeleted) {
+        return { fail: new FailedPreconditionError(`${kind} "${name}" is being deleted; it cannot ${options.what}${lastCondition(obj)}`) };
+      }
+      return judge(obj);
+    };
+    const first = verdict(last);
     if (first) return settle(first);
     try {
       for await (const event of store.watch(kind, { resourceVersion, signal: controller.signal })) {
         if (event.object.metadata.name !== name) continue;
         last = event.type === 'DELETED' ? undefined : event.object;
-        const verdict = judge(last);
-        if (verdict) return settle(verdict);
+        const outcome = verdict(last);
+        if (outcome) return settle(outcome);
       }
     } catch (err) {
       if (!controller.signal.aborted) throw err;
