@@ -14,7 +14,9 @@
 // the shrinking (default 8 runs; 0 skips it; the shortest sequence is also written as JSON),
 // N0STACK_FAULT_REPLAY=<file.json> runs such a sequence instead of a generated one, and
 // N0STACK_FAULT_NODE_DELETE sets the weight of node deletes (default 0.25, about 1 in 220
-// operations: a Node held in deletion takes no new placements until what it holds is gone).
+// operations: a Node held in deletion takes no new placements until what it holds is gone), and
+// N0STACK_FAULT_TIMING=1 prints the slowest operations. Sixteen operations are in flight at once,
+// each slot taking the next as it frees, so one that waits out its deadline holds up one slot.
 // The sequence is reproducible from its seed; the interleaving of a batch's concurrent calls and
 // of the kills with them is not (it is timing).
 import './quiet';
@@ -35,8 +37,8 @@ const OPS = Number(process.env.N0STACK_FAULT_OPS ?? (LONG ? 5000 : 1000));
 const KILLS = Number(process.env.N0STACK_FAULT_KILLS ?? (LONG ? 100 : 24));
 const SHRINK_RUNS = Number(process.env.N0STACK_FAULT_SHRINK_RUNS ?? 8);
 const NODE_DELETE_WEIGHT = Number(process.env.N0STACK_FAULT_NODE_DELETE ?? 0.25);
-/** Operations in flight at once (the kills among them fire after their delay). */
-const BATCH = 16;
+/** Operations in flight at once (the kills among them fire after their delay and hold a slot until the restart). */
+const IN_FLIGHT = 16;
 const CALL_DEADLINE_MS = 20_000;
 const CONVERGE_MS = 150_000;
 const NODE = 'host-a';
@@ -80,12 +82,20 @@ async function runOnce(ops: Op[], log: (line: string) => void): Promise<Stats> {
       stats.violations.push(...checkInvariants(s).map((x) => ({ ...x, detail: `${when}: ${x.detail}` })));
       return s;
     };
-    const half = Math.floor(ops.length / BATCH / 2) * BATCH;
-    for (let i = 0; i < ops.length; i += BATCH) {
-      if (i === half && i > 0) await check(`after ${i} ops`);
-      await Promise.all(ops.slice(i, i + BATCH).map((op) => (op.t === 'kill' ? faults.inject(op) : perform(cloud, op, stats))));
-      if ((i / BATCH) % 20 === 0) log(`  ${i}/${ops.length} ops, ${Object.values(stats.kills).reduce((s, n) => s + n, 0)} kills`);
-    }
+    // IN_FLIGHT operations in flight at once: one that waits out its deadline holds one slot, not a batch.
+    let done = 0;
+    const slowest: [number, string][] = [];
+    const runOne = async (op: Op) => {
+      const t0 = Date.now();
+      await (op.t === 'kill' ? faults.inject(op) : perform(cloud, op, stats));
+      slowest.push([Date.now() - t0, describeOp(op)]);
+      if (++done % 200 === 0) log(`  ${done}/${ops.length} ops, ${Object.values(stats.kills).reduce((s, n) => s + n, 0)} kills`);
+    };
+    const half = Math.floor(ops.length / 2);
+    await inFlight(ops.slice(0, half), IN_FLIGHT, runOne);
+    if (half > 0) await check(`after ${half} ops`);
+    await inFlight(ops.slice(half), IN_FLIGHT, runOne);
+    if (process.env.N0STACK_FAULT_TIMING) log(`  slowest: ${slowest.sort((a, b) => b[0] - a[0]).slice(0, 20).map(([ms, d]) => `${ms} ms ${d}`).join('; ')}`);
     // Uncordoned first, so that what waited for a place gets one and the last check sees it.
     await uncordon(cloud);
     const converged = await check('at the end');
@@ -102,6 +112,14 @@ async function runOnce(ops: Op[], log: (line: string) => void): Promise<Stats> {
     await cloud.stop();
   }
   return stats;
+}
+
+/** Runs `fn` over `items` with at most `limit` calls under way, each slot taking the next item as it frees. */
+async function inFlight<T>(items: T[], limit: number, fn: (item: T) => Promise<void>): Promise<void> {
+  let next = 0;
+  await Promise.all(Array.from({ length: Math.min(limit, items.length) }, async () => {
+    while (next < items.length) await fn(items[next++]);
+  }));
 }
 
 /** kill -9 of the controllers or the agent after the op's delay, then a restart; one at a time per target. */
