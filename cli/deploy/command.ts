@@ -22,7 +22,7 @@ export interface DeployDeps {
 }
 
 interface DeployFlags {
-  filename: string; identity?: string; user?: string; host?: string; port?: string; sshOption: string[];
+  filename: string; identity?: string; user?: string; host?: string; port?: string; sshOption?: string[];
   sudo?: boolean; name?: string; forceBootstrap?: boolean; wait: string; dryRun?: boolean;
 }
 
@@ -73,7 +73,7 @@ async function deployAction(deps: DeployDeps, kind: string, vmName: string, flag
   if (flags.dryRun) { printPlan(plan, deps.out); return; }
 
   const vm = flags.host && flags.user ? undefined : await deps.getVm(vmName);
-  const target: SshTarget = { ...sshTarget(vmName, vm, flags), port, identity: flags.identity, options: flags.sshOption };
+  const target: SshTarget = { ...sshTarget(vmName, vm, flags), port, identity: flags.identity, options: flags.sshOption ?? [] };
   const session = new SshSession(target);
   const started = Date.now();
   try {
@@ -102,7 +102,7 @@ export function deployCommand(deps: DeployDeps): Command {
     .option('--user <name>', 'login user (default: the VM\'s login_username)')
     .option('--host <address>', 'address to connect to (default: the VM\'s first NIC ipv4_address); with --user the facade is not asked')
     .option('--port <port>', 'SSH port (default 22 or ~/.ssh/config)')
-    .option('-o, --ssh-option <option>', 'an ssh -o option, e.g. StrictHostKeyChecking=accept-new or ProxyJump=node1 (repeatable)', (v: string, all: string[]) => [...all, v], [] as string[])
+    .option('-o, --ssh-option <option>', 'an ssh -o option, e.g. StrictHostKeyChecking=accept-new or ProxyJump=node1 (repeatable)', (v: string, all: string[] = []) => [...all, v])
     .option('--sudo', 'run RUN and COPY as root with sudo -n (the record stays in the login user\'s home)')
     .option('--name <record>', `name of the bootstrap record ~/${RECORD_DIR}/NAME.bootstrap on the VM (default: the file's name)`)
     .option('--force-bootstrap', 'run BOOTSTRAP even if the VM\'s record says this section already ran')
