@@ -64,8 +64,9 @@ async function copy(session: SshSession, step: PlannedCopy, sudo: boolean, stder
     tar.once('close', (code, signal) => resolve(exitCodeOf(code, signal)));
   });
   const [remote, local] = await Promise.all([session.exec(remoteCommand(COPY_FOLDER, [step.destination], sudo), { stderr, input: tar.stdout }), tarDone]);
-  if (local !== 0) return { code: local, stdout: '', stderr: `tar here failed (exit ${local}): ${tarErr.trim()}` };
-  return remote;
+  // A remote side that failed first leaves the local tar writing into a closed pipe: its code is the story.
+  if (remote.code !== 0 || local === 0) return remote;
+  return { code: local, stdout: '', stderr: `tar here failed (exit ${local}): ${tarErr.trim()}` };
 }
 
 async function runStep(session: SshSession, step: PlannedStep, options: DeployOptions): Promise<ExecResult> {
