@@ -68,7 +68,10 @@ async function deployAction(deps: DeployDeps, kind: string, vmName: string, flag
   if (!RECORD_NAME.test(name)) throw new InvalidArgumentError(`--name ${JSON.stringify(name)}: letters, digits, ".", "_" and "-", starting with a letter or digit`, '--name');
   const port = flags.port === undefined ? undefined : Number(flags.port);
   if (port !== undefined && !(Number.isInteger(port) && port > 0 && port < 65536)) throw new InvalidArgumentError(`--port ${flags.port}: a TCP port (1-65535)`, '--port');
-  const waitMs = deps.parseDuration(flags.wait);
+  let waitMs: number;
+  try { waitMs = deps.parseDuration(flags.wait); } catch {
+    throw new InvalidArgumentError(`--wait ${JSON.stringify(flags.wait)}: use a duration such as 30s or 5m`, '--wait');
+  }
   const plan = loadDeployPlan(flags.filename);
   if (flags.dryRun) { printPlan(plan, deps.out); return; }
 
