@@ -11,6 +11,7 @@ import { CallError, FacadeClient, parseEndpoint } from './client';
 import { bashCompletion, completionModel, zshCompletion } from './completion';
 import { configPath, loadConfig, readTokenFile, redactedConfig, resolveConnection, useContext, type ConnectionFlags } from './config';
 import { attachConsole } from './console';
+import { deployCommand } from './deploy/command';
 import { DagValidationError, dagToYaml, findCycles, levels, mergeDagFiles, parseDagYaml, reverseDag, validateDag, type Dag, type Task } from './do/dag';
 import { LiveRenderer, PlainRenderer, RateMeter, formatDuration, type Renderer } from './do/render';
 import { runDag, type TaskContext } from './do/run';
@@ -64,7 +65,8 @@ Examples:
   n0ctl --api-endpoint=192.168.122.10:20180 get node
   n0ctl do boot-vm-from-image.yaml
   n0ctl apply -f stack.yaml
-  n0ctl console vm test-vm`);
+  n0ctl console vm test-vm
+  n0ctl deploy -f n0deploy -i ~/.ssh/id_ed25519 vm test-vm`);
 
 function globals(): ConnectionFlags & { timeoutMs: number } {
   const o = program.opts<{ apiEndpoint?: string; tokenFile?: string; context?: string; ca?: string; timeout: string }>();
@@ -507,6 +509,11 @@ Examples:
     if (opts.vnc || opts.url) { out(res.console_url); if (res.expires_at) err(`valid until ${res.expires_at}`); return; }
     await attachConsole(res.console_url, { stdin: process.stdin, stdout: process.stdout, stderr: process.stderr }, { ca: client.connection.ca ? fs.readFileSync(client.connection.ca) : undefined });
   }));
+
+program.addCommand(deployCommand({
+  getVm: (name) => withClient((client, timeoutMs) => client.call('VirtualMachineService', 'GetVirtualMachine', { name }, { deadlineMs: timeoutMs })),
+  parseDuration, out, err, fail: (code) => new ReportedFailure(code),
+}));
 
 // ---------------------------------------------------------------------------------------------
 // config / completion

@@ -14,8 +14,11 @@ packages=(qemu-system-x86 qemu-utils genisoimage iproute2 etcd-server)
 # binutils: a unit test reassembles the accelerator probe's boot sector (hack/build-probe-guest.sh).
 # debootstrap, fdisk (sfdisk), e2fsprogs: the Debian guest image of the e2e tests
 # (hack/build-guest-image.sh, with dosfstools/mtools/syslinux); openssh-client logs into it.
+# openssh-server: cli/deploy/deploy.int.test.ts runs its own sshd binary on a loopback port; the
+# test never uses the package's service (here policy-rc.d keeps it from starting; on a machine whose
+# init starts services it runs as Debian sets it up, and is left alone: it may be how you log in).
 # chromium: the web UI test drives Debian's Chromium with playwright-core (e2e/web-ui.test.ts).
-if [[ "${1:-}" == "--test" ]]; then packages+=(binutils linux-image-amd64 busybox-static cpio openssh-client python3-yaml dosfstools mtools syslinux syslinux-common curl debootstrap fdisk e2fsprogs chromium buildah podman runc); fi
+if [[ "${1:-}" == "--test" ]]; then packages+=(binutils linux-image-amd64 busybox-static cpio openssh-client python3-yaml dosfstools mtools syslinux syslinux-common curl debootstrap fdisk e2fsprogs openssh-server chromium buildah podman runc); fi
 
 missing=()
 for p in "${packages[@]}"; do
