@@ -79,6 +79,8 @@ export interface ApiOptions {
   agents?: AgentResolver;
   agentTls?: ClientTls;
   defaultWaitMs?: number;
+  /** Kubernetes users whose writes the admission webhook lets through (the facade's and controllers' service accounts). */
+  admissionTrustedUsers?: readonly string[];
 }
 
 /** Reaches a node's agent by reading its Node document (the facade keeps no cache). */
@@ -116,7 +118,7 @@ export async function startApi(options: ApiOptions): Promise<RunningApi> {
     });
     gateway = new Gateway({
       store: options.store, defaultWaitMs: options.defaultWaitMs ?? 10 * 60_000, consoles,
-      token: options.token, tokens: options.tokens, secure: !!options.tls,
+      token: options.token, tokens: options.tokens, secure: !!options.tls, admissionTrustedUsers: options.admissionTrustedUsers,
     });
     await consoles.start();
   }

@@ -201,6 +201,7 @@ storeOptions(program.command('api'))
   .option('--tls-key <file>', 'its private key (default <pki-dir>/facade.key)')
   .option('--client-ca <file>', 'CA of node client certificates (default <pki-dir>/ca.crt when present)')
   .option('--insecure-plaintext', 'serve plaintext gRPC and ws:// consoles instead of TLS (loopback --listen only; logged loudly)')
+  .option('--admission-trusted-users <users>', 'with --store kubernetes: comma-separated user names whose writes the admission webhook (POST /admission/validate on the console listener) lets through unjudged, e.g. the facade\'s and controllers\' service accounts')
   .addHelpText('after', '\nExample:\n  n0stack api --store etcd --etcd-endpoints https://10.0.0.1:2379 --listen 0.0.0.0:20180 --tls-cert /etc/n0stack/pki/facade.crt --tls-key /etc/n0stack/pki/facade.key')
   .action(async (opts) => {
     const life = lifecycle();
@@ -215,6 +216,7 @@ storeOptions(program.command('api'))
     const api = await startApi({
       store, listen: opts.listen, token, tokens: new TokenFile(tokensFile(dataDir)), tls,
       consoleListen: agentTls ? opts.consoleListen : undefined, consolePublicUrl: opts.consolePublicUrl, agentTls,
+      admissionTrustedUsers: opts.admissionTrustedUsers ? String(opts.admissionTrustedUsers).split(',').map((u) => u.trim()).filter(Boolean) : undefined,
     });
     life.onStop(() => api.stop());
     step(`facade: ${opts.listen.replace(/:\d+$/, `:${api.facade.port}`)} (${tls ? 'TLS' : 'PLAINTEXT'}, store: ${store.backend})`);

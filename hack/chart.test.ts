@@ -81,7 +81,7 @@ describe('charts/n0stack', () => {
       'ServiceAccount/rel-agent', 'ServiceAccount/rel-api', 'ServiceAccount/rel-controllers',
     ]);
     for (const o of objects) {
-      expect(o.apiVersion).toMatch(/^(v1|apps\/v1|rbac\.authorization\.k8s\.io\/v1|networking\.k8s\.io\/v1)$/);
+      expect(o.apiVersion).toMatch(/^(v1|apps\/v1|rbac\.authorization\.k8s\.io\/v1|networking\.k8s\.io\/v1|admissionregistration\.k8s\.io\/v1)$/);
       if (!o.kind.startsWith('Cluster')) expect(o.metadata.namespace).toBe('n0-system');
     }
     const controllers = find(objects, 'Deployment', 'rel-controllers');
@@ -193,6 +193,18 @@ describe('charts/n0stack', () => {
         }
       }
     }
+  });
+
+  it('renders the admission webhook when enabled: every kind, not status, to the facade\'s /admission/validate, failing closed', () => {
+    expect(renderAll().objects.some((o) => o.kind === 'ValidatingWebhookConfiguration')).toBe(false);
+    const { objects } = renderAll({ admissionWebhook: { enabled: true, caBundle: 'Q0E=' } });
+    const [hook] = (find(objects, 'ValidatingWebhookConfiguration', 'rel-validate') as any).webhooks;
+    expect(hook).toMatchObject({ name: 'validate.n0stack.io', failurePolicy: 'Fail', sideEffects: 'None', admissionReviewVersions: ['v1'], timeoutSeconds: 5 });
+    expect(hook.clientConfig).toEqual({ service: { name: 'rel-api', namespace: 'n0-system', port: 20182, path: '/admission/validate' }, caBundle: 'Q0E=' });
+    expect(hook.rules).toEqual([{ apiGroups: ['n0stack.io'], apiVersions: ['v1alpha1'], operations: ['CREATE', 'UPDATE', 'DELETE'], resources: KINDS.map((k) => PLURALS[k]), scope: 'Cluster' }]);
+    // The facade's and controllers' own writes pass unjudged: the facade's args name their service accounts.
+    const a = find(objects, 'Deployment', 'rel-api').spec.template.spec.containers[0];
+    expect(a.args[a.args.indexOf('--admission-trusted-users') + 1]).toBe('system:serviceaccount:n0-system:rel-api,system:serviceaccount:n0-system:rel-controllers');
   });
 
   it('the mini renderer refuses template constructs it does not implement', () => {

@@ -7,3 +7,4 @@ export { RULES, celRules, violation, type Rule, type RuleId } from './rules';
 export { describeDependants, type Dependant, type World } from './types';
 export { checkBlockStorageSpec } from './blockstorage';
 export { checkVirtualMachineSpec } from './virtualmachine';
+export { ADMISSION_GROUP, AdmissionReviewError, reviewAdmission, type AdmissionReview, type AdmissionReviewResponse } from './review';

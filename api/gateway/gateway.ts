@@ -26,6 +26,7 @@ import { blockStorageMessage, imageMessage, networkMessage, nodeMessage, virtual
 import { match, requestOf, ROUTES, WATCH_KINDS, type Route } from './routes';
 import { openApiDocument } from './openapi';
 import { SessionStore, SESSION_COOKIE } from './session';
+import { AdmissionReviewError, reviewAdmission, type AdmissionReview } from '../admission';
 
 /** grpc-gateway's runtime.HTTPStatusFromCode. */
 export const HTTP_STATUS: Record<number, number> = {
@@ -47,6 +48,11 @@ export interface GatewayOptions {
   secure: boolean;
   /** The built UI (default: dist/web next to this module or the repository's). */
   webRoot?: string;
+  /**
+   * Users (AdmissionReview userInfo.username) whose writes the admission webhook lets through:
+   * the facade's and controllers' service accounts, whose writes are admitted already.
+   */
+  admissionTrustedUsers?: readonly string[];
 }
 
 class HttpError extends Error {
@@ -72,6 +78,8 @@ const SECURITY_HEADERS = {
   'Content-Security-Policy': "default-src 'self'; script-src 'self'; style-src 'self' 'unsafe-inline'; connect-src 'self' ws: wss:; img-src 'self' data:; frame-ancestors 'none'; base-uri 'none'; form-action 'self'",
 };
 const MAX_BODY = 1024 * 1024;
+/** Where the chart's ValidatingWebhookConfiguration sends the API server's AdmissionReviews. */
+export const ADMISSION_PATH = '/admission/validate';
 
 export function defaultWebRoot(): string {
   for (const candidate of [path.resolve(__dirname, '..', '..', 'web'), path.resolve(__dirname, '..', '..', 'dist', 'web')]) {
@@ -95,6 +103,7 @@ export class Gateway {
   private readonly streams = new Set<AbortController>();
   private openapi?: string;
   private readonly webRoot: string;
+  private readonly trustedUsers: ReadonlySet<string>;
 
   constructor(private readonly options: GatewayOptions) {
     this.store = new WatchCacheStore(options.store);
@@ -108,6 +117,7 @@ export class Gateway {
     this.tokens = options.token === undefined && options.tokens === undefined
       ? undefined : anyOf(options.token !== undefined ? singleToken(options.token) : undefined, options.tokens);
     this.webRoot = options.webRoot ?? defaultWebRoot();
+    this.trustedUsers = new Set(options.admissionTrustedUsers ?? []);
     for (const route of ROUTES) if (!this.services[route.service][route.rpc]) throw new Error(`gateway route ${route.method} ${route.path}: no handler ${route.service}.${route.rpc}`);
   }
 
@@ -125,6 +135,7 @@ export class Gateway {
     const url = new URL(req.url ?? '/', 'http://gateway');
     const method = req.method ?? 'GET';
     const pathname = url.pathname;
+    if (pathname === ADMISSION_PATH && method === 'POST') return this.serveAdmission(req, res);
     if (!pathname.startsWith('/api/')) return this.serveStatic(method, pathname, res);
     if (pathname === '/api/v0/openapi.json' && method === 'GET') {
       this.openapi ??= JSON.stringify(openApiDocument(this.facadeProto), null, 2);
@@ -290,6 +301,20 @@ export class Gateway {
       'Cache-Control': relative.startsWith('assets/') ? 'public, max-age=31536000, immutable' : 'no-cache',
     });
     res.end(method === 'HEAD' ? undefined : data);
+  }
+
+  /** The Kubernetes API server's call for a kubectl write (api/admission/review.ts); it authenticates by TLS, not tokens. */
+  private async serveAdmission(req: http.IncomingMessage, res: http.ServerResponse): Promise<void> {
+    const review = await readJson(req);
+    let answer;
+    try {
+      answer = await reviewAdmission(this.store, review as AdmissionReview, this.trustedUsers);
+    } catch (err) {
+      if (err instanceof AdmissionReviewError) throw new HttpError(grpc.status.INVALID_ARGUMENT, err.message);
+      throw err;
+    }
+    if (!answer.response.allowed) this.log.info(`admission webhook refused a write: ${answer.response.status?.message}`);
+    this.send(res, 200, JSON.stringify(answer), 'application/json');
   }
 
   private send(res: http.ServerResponse, status: number, body: string, type: string): void {

@@ -35,6 +35,7 @@
 // (answered 400), watch label-selector transitions, field selectors, admission, server-side apply,
 // strategic merge patch, managedFields, RBAC (only an optional bearer token).
 import * as http from 'node:http';
+import * as https from 'node:https';
 import { randomUUID } from 'node:crypto';
 import { isDeepStrictEqual } from 'node:util';
 import Ajv, { type ValidateFunction } from 'ajv';
@@ -58,6 +59,15 @@ export interface FakeApiServerOptions {
   token?: string;
   /** How often a watch that asked for bookmarks gets one (a real server: about a minute). */
   bookmarkIntervalMs?: number;
+  /** More bearer tokens, by the user name each authenticates as (the `token` is "kubernetes-admin"). */
+  users?: Record<string, string>;
+  /**
+   * A validating admission webhook (as a ValidatingWebhookConfiguration with failurePolicy Fail
+   * matching CREATE/UPDATE/DELETE of the n0stack.io resources, not their status): an HTTPS URL
+   * and the CA that signed its certificate. Called for POST, PUT and DELETE; not for PATCH (this
+   * stand-in does not compute a patch's result before storing it).
+   */
+  admissionWebhook?: { url: string; ca: string; timeoutMs?: number };
 }
 
 interface CelCheck { path: string[]; type: string; rule: string; message: string; fieldPath?: string; reason?: string; transition: boolean; program: (ctx: Record<string, unknown>) => unknown }
@@ -217,8 +227,49 @@ export class FakeApiServer {
     res.end(JSON.stringify(body));
   }
 
+  /** Who the request authenticates as (401 when it does not). */
+  private user(req: http.IncomingMessage): string {
+    const bearer = /^Bearer (.+)$/.exec(String(req.headers.authorization ?? ''))?.[1];
+    if (this.options.token === undefined && !this.options.users) return 'kubernetes-admin';
+    if (bearer !== undefined && bearer === this.options.token) return 'kubernetes-admin';
+    if (bearer !== undefined && this.options.users && Object.hasOwn(this.options.users, bearer)) return this.options.users[bearer];
+    throw new HttpError(401, 'Unauthorized', 'Unauthorized');
+  }
+
+  /** Sends the write to the validating webhook; its refusal is the writer's answer (failurePolicy Fail: so is its failure). */
+  private async admitByWebhook(operation: 'CREATE' | 'UPDATE' | 'DELETE', kind: Kind, username: string, object: Obj | null, oldObject: Obj | null): Promise<void> {
+    const hook = this.options.admissionWebhook;
+    if (!hook) return;
+    const review = {
+      apiVersion: 'admission.k8s.io/v1', kind: 'AdmissionReview',
+      request: {
+        uid: randomUUID(), kind: { group: GROUP, version: VERSION, kind }, resource: { group: GROUP, version: VERSION, resource: PLURALS[kind] },
+        name: (object ?? oldObject)?.metadata?.name, operation, userInfo: { username }, object, oldObject, dryRun: false,
+      },
+    };
+    const body = JSON.stringify(review);
+    const answer = await new Promise<any>((resolve, reject) => {
+      const call = https.request(hook.url, { method: 'POST', ca: hook.ca, headers: { 'Content-Type': 'application/json', 'Content-Length': Buffer.byteLength(body) }, timeout: hook.timeoutMs ?? 10_000 }, (res) => {
+        let text = '';
+        res.setEncoding('utf8').on('data', (d: string) => { text += d; }).on('end', () => {
+          try { resolve(res.statusCode === 200 ? JSON.parse(text) : { error: `HTTP ${res.statusCode}: ${text.slice(0, 200)}` }); } catch (err) { reject(err); }
+        });
+      });
+      call.on('timeout', () => call.destroy(new Error('context deadline exceeded')));
+      call.on('error', reject);
+      call.end(body);
+    }).catch((err: Error) => ({ error: err.message }));
+    if (answer.error || answer.response?.uid !== review.request.uid) {
+      throw new HttpError(500, 'InternalError', `Internal error occurred: failed calling webhook "validate.n0stack.io": ${answer.error ?? 'the response does not answer the request'}`);
+    }
+    if (!answer.response.allowed) {
+      const status = answer.response.status ?? {};
+      throw new HttpError(status.code ?? 403, status.reason ?? 'Forbidden', `admission webhook "validate.n0stack.io" denied the request: ${status.message ?? ''}`);
+    }
+  }
+
   private async handle(req: http.IncomingMessage, res: http.ServerResponse): Promise<void> {
-    if (this.options.token !== undefined && req.headers.authorization !== `Bearer ${this.options.token}`) throw new HttpError(401, 'Unauthorized', 'Unauthorized');
+    const username = this.user(req);
     const url = new URL(req.url ?? '/', 'http://fake');
     const parts = url.pathname.split('/').filter(Boolean);
     if (parts[0] === 'apis' && parts[1] === 'coordination.k8s.io') return this.lease(req, res, parts);
@@ -234,12 +285,24 @@ export class FakeApiServer {
     if (name === undefined) {
       if (method === 'GET' && (q.get('watch') === 'true' || q.get('watch') === '1')) return this.watch(kind, q, res);
       if (method === 'GET') return this.send(res, 200, this.list(kind, q.get('labelSelector') ?? ''));
-      if (method === 'POST') return this.send(res, 201, this.create(kind, await this.body(req, q, true, res)));
+      if (method === 'POST') {
+        const body = await this.body(req, q, true, res);
+        await this.admitByWebhook('CREATE', kind, username, body, null);
+        return this.send(res, 201, this.create(kind, body));
+      }
     } else {
       if (method === 'GET') return this.send(res, 200, this.existing(kind, name));
-      if (method === 'PUT') return this.send(res, 200, this.update(kind, name, await this.body(req, q, true, res), sub));
+      if (method === 'PUT') {
+        const body = await this.body(req, q, true, res);
+        if (!sub) await this.admitByWebhook('UPDATE', kind, username, body, clone(this.existing(kind, name)));
+        return this.send(res, 200, this.update(kind, name, body, sub));
+      }
       if (method === 'PATCH') return this.send(res, 200, this.patch(kind, name, String(req.headers['content-type'] ?? ''), await this.body(req, q, false), sub, q, res));
-      if (method === 'DELETE' && !sub) return this.send(res, 200, this.delete(kind, name, await this.rawBody(req)));
+      if (method === 'DELETE' && !sub) {
+        const raw = await this.rawBody(req);
+        await this.admitByWebhook('DELETE', kind, username, null, clone(this.existing(kind, name)));
+        return this.send(res, 200, this.delete(kind, name, raw));
+      }
     }
     throw new HttpError(405, 'MethodNotAllowed', `the server does not allow this method on the requested resource`);
   }
