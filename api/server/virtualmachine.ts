@@ -3,7 +3,7 @@
 // one-shot reboots. A second action while one is under way is refused, never done twice.
 import { randomUUID } from 'node:crypto';
 import { API_VERSION, ANNOTATIONS, type VirtualMachine, type VirtualMachineSpec } from '../types';
-import { FailedPreconditionError, InvalidArgumentError } from '../errors';
+import { ConflictError, FailedPreconditionError, InvalidArgumentError, isN0Error } from '../errors';
 import { hashPassword, verifyPassword } from '../logic/password';
 import { validateName } from '../names';
 import { getCondition } from '../conditions';
@@ -57,7 +57,33 @@ export function virtualMachineService(context: FacadeContext): ServiceHandlers {
   async function intent(req: any, call: CallInfo, state: RunState, action?: NonNullable<VirtualMachineSpec['action_request']>['action']) {
     const name = validateName(req.name, 'name');
     const actionId = action ? randomUUID() : undefined;
-    const current = await store.get('VirtualMachine', name);
+    const written = await writeIntent(name, state, action, actionId);
+    return virtualMachineMessage(await waitFor(store, 'VirtualMachine', name, vmSettled(written.metadata.generation ?? 1, state, actionId), {
+      deadline: call.deadline, signal: call.signal, what: `become ${state}${action ? ` after ${action}` : ''}`,
+    }));
+  }
+
+  /**
+   * Writes the intent at the resourceVersion it was judged on. A conflict with a write that left
+   * the spec as it was (the controller's status, a finalizer) is judged and written again; one with
+   * another spec change (a concurrent action) stays ABORTED.
+   */
+  async function writeIntent(name: string, state: RunState, action: NonNullable<VirtualMachineSpec['action_request']>['action'] | undefined, actionId: string | undefined): Promise<VirtualMachine> {
+    let generation: number | undefined;
+    for (let attempt = 0; ; attempt++) {
+      const current = await store.get('VirtualMachine', name);
+      if (generation !== undefined && current.metadata.generation !== generation) throw new ConflictError('VirtualMachine', name);
+      generation = current.metadata.generation;
+      try {
+        return await store.update(judgedIntent(current, state, action, actionId));
+      } catch (err) {
+        if (!isN0Error(err, 'Conflict') || attempt >= 4) throw err;
+      }
+    }
+  }
+
+  function judgedIntent(current: VirtualMachine, state: RunState, action: NonNullable<VirtualMachineSpec['action_request']>['action'] | undefined, actionId: string | undefined): VirtualMachine {
+    const name = current.metadata.name;
     if (current.metadata.deletionTimestamp) throw new FailedPreconditionError(`VirtualMachine "${name}" is being deleted`);
     const pending = current.spec.action_request;
     if (pending && pending.id !== current.status?.last_action_id) {
@@ -69,11 +95,7 @@ export function virtualMachineService(context: FacadeContext): ServiceHandlers {
     const next = structuredClone(current);
     next.spec.run_state = state;
     if (actionId && action) next.spec.action_request = { id: actionId, action };
-    // The update carries current's resourceVersion: a concurrent action makes this one ABORTED.
-    const written = await store.update(next);
-    return virtualMachineMessage(await waitFor(store, 'VirtualMachine', name, vmSettled(written.metadata.generation ?? 1, state, actionId), {
-      deadline: call.deadline, signal: call.signal, what: `become ${state}${action ? ` after ${action}` : ''}`,
-    }));
+    return next;
   }
 
   return {
