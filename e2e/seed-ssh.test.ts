@@ -10,6 +10,7 @@ import { CliRunner, ensureBuilt } from '../cli/testing/n0ctl';
 import { TestCloud, type TestHost } from './cloud';
 import { ensureGuestImage, GUEST_IMAGE_BUILD_TIMEOUT_MS } from './guest-image';
 import { serveImages, timing, type ImageServer } from './images';
+import { runDeployCases } from './deploy-cases';
 
 jest.setTimeout(GUEST_IMAGE_BUILD_TIMEOUT_MS + 15 * 60_000);
 
@@ -90,7 +91,14 @@ test('the seed files boot the Debian guest and the seed key logs in over SSH', a
   expect(login.stderr).toBe('');
   expect(login.stdout.trim().split('\n')).toEqual(['test-vm', 'n0user']);
   timing('seed ssh', 'boot -> ssh login', Date.now() - bootStarted);
+}, 30 * 60_000);
 
+// Issue [K]'s n0deploy, on the guest the test above booted (the e2e tier boots it once).
+test('n0ctl deploy on the Debian guest: bootstrap once, deploy every time, a changed bootstrap again, a failing RUN\'s exit code', async () => {
+  await runDeployCases({ cli, dir, netns: cloud.host('vm-host1').netns, key: path.join(dir, 'n0user_ecdsa') });
+}, 20 * 60_000);
+
+test('the seed\'s inverse file deletes the VM and what it used', async () => {
   const inverse = await cli.run(['do', 'boot-vm-from-image-inverse.yaml'], { timeoutMs: 5 * 60_000 });
   expect(inverse.code).toBe(0);
   const observed = await (cloud.hosts.get('vm-host1') as TestHost).agent.agent.observe();

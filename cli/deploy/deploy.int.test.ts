@@ -1,7 +1,7 @@
 // `n0ctl deploy` (the built CLI) against a real OpenSSH server on loopback: Debian's sshd with its
 // own host key, an authorized key made here, and HOME pointed at a folder of the test (SetEnv),
 // so the bootstrap record and what the steps write stay inside it. --host and --user are given,
-// so no facade is involved; e2e/deploy.test.ts runs the same against a VM found through one.
+// so no facade is involved; e2e/deploy-cases.ts (run by e2e/seed-ssh.test.ts) runs the same against a VM found through one.
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as os from 'node:os';
