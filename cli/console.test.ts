@@ -9,13 +9,15 @@ describe('console', () => {
   const received: Buffer[] = [];
   let pings = 0;
   let serverSide: WebSocket | undefined;
+  const authorizations: (string | undefined)[] = [];
 
   beforeAll(async () => {
     wss = new WebSocketServer({ host: '127.0.0.1', port: 0, path: '/console' });
     await new Promise((r) => wss.once('listening', r));
-    url = `ws://127.0.0.1:${(wss.address() as { port: number }).port}/console?token=t`;
+    url = `ws://127.0.0.1:${(wss.address() as { port: number }).port}/console?ticket=t`;
     wss.on('connection', (ws, req) => {
-      if (!req.url?.includes('token=t')) { ws.close(4001, 'bad token'); return; }
+      if (!req.url?.includes('ticket=t')) { ws.close(4001, 'bad ticket'); return; }
+      authorizations.push(req.headers.authorization);
       serverSide = ws;
       ws.on('ping', () => pings++);
       ws.on('message', (d: Buffer) => { received.push(d); ws.send(Buffer.concat([Buffer.from('echo:'), d])); });
@@ -34,7 +36,7 @@ describe('console', () => {
     const stderr = new PassThrough();
     let shown = '';
     stdout.on('data', (d) => { shown += d; });
-    const done = attachConsole(url, { stdin, stdout, stderr }, { pingMs: 50 });
+    const done = attachConsole(url, { stdin, stdout, stderr }, { pingMs: 50, token: 'tok' });
     const until = async (pred: () => boolean) => { const end = Date.now() + 5000; while (!pred()) { if (Date.now() > end) throw new Error('timeout'); await new Promise((r) => setTimeout(r, 10)); } };
     await until(() => serverSide !== undefined);
     stdin.write('ls\r');
@@ -43,11 +45,13 @@ describe('console', () => {
     stdin.write('x\x1dignored');
     await done;
     expect(Buffer.concat(received).toString()).toBe('ls\rx');
+    // The token goes in the upgrade's header, never the URL.
+    expect(authorizations).toEqual(['Bearer tok']);
   });
 
   it('fails with the server\'s reason when it closes abnormally', async () => {
     const stdin = new PassThrough();
-    await expect(attachConsole(url.replace('token=t', 'token=bad'), { stdin, stdout: new PassThrough(), stderr: new PassThrough() }))
-      .rejects.toThrow('console closed: 4001 bad token');
+    await expect(attachConsole(url.replace('ticket=t', 'ticket=bad'), { stdin, stdout: new PassThrough(), stderr: new PassThrough() }))
+      .rejects.toThrow('console closed: 4001 bad ticket');
   });
 });

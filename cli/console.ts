@@ -17,10 +17,17 @@ export function splitAtEscape(chunk: Buffer, escape = ESCAPE_BYTE): { send: Buff
   return i < 0 ? { send: chunk, leave: false } : { send: chunk.subarray(0, i), leave: true };
 }
 
-/** `ca`: the CA of the facade's certificate, for wss:// URLs (n0ctl passes the context's). */
-export function attachConsole(url: string, io: ConsoleIO, options: { pingMs?: number; connectTimeoutMs?: number; ca?: Buffer } = {}): Promise<void> {
+/**
+ * `ca`: the CA of the facade's certificate, for wss:// URLs (n0ctl passes the context's). `token`:
+ * sent in the upgrade's Authorization header (never the URL), so the relay checks the ticket is
+ * this user's.
+ */
+export function attachConsole(url: string, io: ConsoleIO, options: { pingMs?: number; connectTimeoutMs?: number; ca?: Buffer; token?: string } = {}): Promise<void> {
   return new Promise((resolve, reject) => {
-    const ws = new WebSocket(url, { handshakeTimeout: options.connectTimeoutMs ?? 15_000, ...(options.ca ? { ca: options.ca } : {}) });
+    const ws = new WebSocket(url, {
+      handshakeTimeout: options.connectTimeoutMs ?? 15_000, ...(options.ca ? { ca: options.ca } : {}),
+      ...(options.token ? { headers: { authorization: `Bearer ${options.token}` } } : {}),
+    });
     let ping: NodeJS.Timeout | undefined;
     let raw = false;
     let settled = false;

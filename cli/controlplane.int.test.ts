@@ -171,7 +171,7 @@ describe.each(['embedded', 'etcd'] as const)('control plane on the %s store', (s
     // The console streams the guest's serial port; cloud-init applied the static address.
     const consoleInfo = await call('VirtualMachineService', 'OpenConsole', { name: 'test-vm' });
     // The facade serves TLS, so its consoles are wss:// with the same certificate.
-    expect(consoleInfo.console_url).toMatch(/^wss:\/\/127\.0\.0\.1:\d+\/console\?token=/);
+    expect(consoleInfo.console_url).toMatch(/^wss:\/\/127\.0\.0\.1:\d+\/console\?ticket=/);
     const text = await readConsole(consoleInfo.console_url, CLOUDINIT_DONE_MARKER, 180_000, cloud.caFile);
     expect(text).toContain(CLOUDINIT_DONE_MARKER);
     const ping = await cloud.lab.exec(host.netns, 'busybox', ['ping', '-c', '1', '-W', '3', '192.168.0.1']).catch((e) => e);

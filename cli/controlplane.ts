@@ -1,6 +1,5 @@
 // The composition root of the server side: wires a store, the controllers, the facade and the
 // console proxy together. `n0stack up|api|controllers` and the integration tests all use it.
-import { createHmac } from 'node:crypto';
 import type { Store } from '../api/store/store';
 import { startFacade, type Facade, type FacadeTls } from '../api/server/server';
 import type { TokenAuthority } from '../api/server/auth';
@@ -95,15 +94,6 @@ function storeResolver(store: Store, tls: ClientTls): (nodeName: string) => Prom
   };
 }
 
-/**
- * The console ticket key, derived from the admin token every facade replica already shares (one
- * secret in the chart), so any replica verifies a URL another issued; a one-way derivation, so a
- * ticket reveals nothing of the token.
- */
-function consoleSecret(token: string): Buffer {
-  return createHmac('sha256', token).update('n0stack console tickets v1').digest();
-}
-
 export interface RunningApi { facade: Facade; consoles?: ConsoleProxy; gateway?: Gateway; stop(): Promise<void> }
 
 export async function startApi(options: ApiOptions): Promise<RunningApi> {
@@ -113,8 +103,10 @@ export async function startApi(options: ApiOptions): Promise<RunningApi> {
   let gateway: Gateway | undefined;
   if (options.consoleListen && agents) {
     consoles = new ConsoleProxy(async (node, vm, kind) => (await agents(node)).openConsole(vm, kind), {
-      listen: options.consoleListen, publicUrl: options.consolePublicUrl, secret: options.token !== undefined ? consoleSecret(options.token) : undefined, tls: options.tls ? { cert: options.tls.cert, key: options.tls.key } : undefined,
+      listen: options.consoleListen, publicUrl: options.consolePublicUrl, secrets: options.store.secrets,
+      tls: options.tls ? { cert: options.tls.cert, key: options.tls.key } : undefined,
       onRequest: (req, res) => (gateway ? gateway.handle(req, res) : res.writeHead(503).end()),
+      identify: (req) => gateway?.identify(req),
     });
     gateway = new Gateway({
       store: options.store, defaultWaitMs: options.defaultWaitMs ?? 10 * 60_000, consoles,

@@ -507,7 +507,7 @@ Examples:
     vmKind(kind, 'console');
     const res = await client.call<{ console_url: string; expires_at: string }>('VirtualMachineService', 'OpenConsole', { name, vnc: !!opts.vnc }, { deadlineMs: timeoutMs });
     if (opts.vnc || opts.url) { out(res.console_url); if (res.expires_at) err(`valid until ${res.expires_at}`); return; }
-    await attachConsole(res.console_url, { stdin: process.stdin, stdout: process.stdout, stderr: process.stderr }, { ca: client.connection.ca ? fs.readFileSync(client.connection.ca) : undefined });
+    await attachConsole(res.console_url, { stdin: process.stdin, stdout: process.stdout, stderr: process.stderr }, { ca: client.connection.ca ? fs.readFileSync(client.connection.ca) : undefined, token: client.connection.token });
   }));
 
 program.addCommand(deployCommand({

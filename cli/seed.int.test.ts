@@ -328,7 +328,7 @@ describe('the seed use-case files through the built n0ctl on a real control plan
     expectOk(r);
     expect(okTasks(r)).toEqual(['ApplyNetwork', 'CreateVirtualMachine', 'FetchISO', 'OpenConsole']);
     // The facade serves TLS, so its console URLs are wss://.
-    expect(r.stdout).toMatch(/^OpenConsole: console wss:\/\/127\.0\.0\.1:\d+\/console\?token=\S+$/m);
+    expect(r.stdout).toMatch(/^OpenConsole: console wss:\/\/127\.0\.0\.1:\d+\/console\?ticket=\S+$/m);
     expect(images.requests).toBe(2);
     const vm = await rpc('VirtualMachineService', 'GetVirtualMachine', { name: 'test-vm' });
     expect(vm.state).toBe('RUNNING');

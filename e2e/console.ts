@@ -23,7 +23,7 @@ export class SerialConsole {
   static open(url: string, timeoutMs = 15_000, ca?: Buffer): Promise<SerialConsole> {
     return new Promise((resolve, reject) => {
       const ws = new WebSocket(url, ca ? { ca } : {});
-      const timer = setTimeout(() => { ws.terminate(); reject(new Error(`console ${url.replace(/token=.*/, 'token=…')} did not open within ${timeoutMs} ms`)); }, timeoutMs);
+      const timer = setTimeout(() => { ws.terminate(); reject(new Error(`console ${url.replace(/ticket=.*/, 'ticket=…')} did not open within ${timeoutMs} ms`)); }, timeoutMs);
       ws.once('open', () => { clearTimeout(timer); resolve(new SerialConsole(ws)); });
       ws.once('error', (err) => { clearTimeout(timer); reject(err); });
     });

@@ -15,6 +15,7 @@ export class AdmittingStore implements Store {
 
   get backend() { return this.inner.backend; }
   get events() { return this.inner.events; }
+  get secrets() { return this.inner.secrets; }
   get<K extends Kind>(kind: K, name: string) { return this.inner.get(kind, name); }
   list<K extends Kind>(kind: K, options?: ListOptions) { return this.inner.list(kind, options); }
   watch<K extends Kind>(kind: K, options?: WatchOptions) { return this.inner.watch(kind, options); }

@@ -120,7 +120,7 @@ describe('REST gateway', () => {
 
     const console = await req('POST', '/api/v0/virtual_machine/gw-vm:open_console', { token });
     expect(console.status).toBe(200);
-    expect(console.body.console_url).toMatch(new RegExp(`^wss://127\\.0\\.0\\.1:${port}/console\\?token=`));
+    expect(console.body.console_url).toMatch(new RegExp(`^wss://127\\.0\\.0\\.1:${port}/console\\?ticket=`));
 
     // The disk is attached: its delete is a failed precondition (400, as grpc-gateway maps it).
     const busy = await req('DELETE', '/api/v0/block_storage/gw-disk', { token });

@@ -178,7 +178,7 @@ export class Gateway {
     const controller = new AbortController();
     res.on('close', () => { if (!res.writableFinished) controller.abort(); });
     const handler: Handler = this.services[route.service][route.rpc];
-    const response = await handler(request, { deadline: Date.now() + this.options.defaultWaitMs, signal: controller.signal });
+    const response = await handler(request, { deadline: Date.now() + this.options.defaultWaitMs, signal: controller.signal, principal });
     const json = (this.jsonProto[`n0stack.${route.service}`] as unknown as Record<string, { responseDeserialize(b: Buffer): unknown }>)[route.rpc]
       .responseDeserialize(codec.responseSerialize(response ?? {}));
     this.send(res, 200, JSON.stringify(json), 'application/json');
@@ -216,6 +216,15 @@ export class Gateway {
       return authenticate(metadata, undefined, { tokens: this.tokens });
     }
     return authenticate(metadata, undefined, { tokens: this.tokens });
+  }
+
+  /**
+   * Who a console's WebSocket upgrade comes from, when it says (a bearer header, or the browser's
+   * session cookie); undefined when it carries only its ticket. A wrong token still throws.
+   */
+  identify(req: http.IncomingMessage): Principal | undefined {
+    if (!req.headers.authorization && !this.sessions.fromCookie(req.headers.cookie)) return undefined;
+    return this.principal(req, 'GET');
   }
 
   private async serveSession(method: string, req: http.IncomingMessage, res: http.ServerResponse): Promise<void> {

@@ -20,7 +20,7 @@ describe('authenticate', () => {
   const tokens = anyOf(singleToken('admin-secret'), singleToken('viewer-secret', 'viewer'));
 
   it('maps tokens to their role and refuses a wrong or missing one', () => {
-    expect(authenticate(bearer('admin-secret'), undefined, { tokens })).toEqual({ role: 'admin', name: 'admin token' });
+    expect(authenticate(bearer('admin-secret'), undefined, { tokens })).toEqual({ role: 'admin', name: 'token admin' });
     expect(authenticate(bearer('viewer-secret'), undefined, { tokens }).role).toBe('viewer');
     expect(codeOf(() => authenticate(bearer('nope'), undefined, { tokens }))).toBe(grpc.status.UNAUTHENTICATED);
     expect(() => authenticate(bearer(), undefined, { tokens })).toThrow('missing bearer token or node client certificate');
@@ -78,8 +78,8 @@ describe('TokenFile', () => {
       expect(text).not.toContain(admin.token);
       expect(fs.statSync(file).mode & 0o777).toBe(0o600);
       await new Promise((r) => setTimeout(r, 1100));
-      expect(reader.lookup(viewer.token)).toBe('viewer');
-      expect(reader.lookup(admin.token)).toBe('admin');
+      expect(reader.lookup(viewer.token)).toEqual({ role: 'viewer', id: viewer.id });
+      expect(reader.lookup(admin.token)).toEqual({ role: 'admin', id: admin.id });
       expect(reader.lookup(`${viewer.token}x`)).toBeUndefined();
       expect(() => TokenFile.create(file, 'root' as never)).toThrow('role "root" must be one of admin, viewer');
       // A broken file is UNAVAILABLE naming it, never a way in.

@@ -15,13 +15,21 @@ export type TokenRole = typeof TOKEN_ROLES[number];
 
 export interface Principal {
   role: Role;
-  /** For the node role: the Node it is; otherwise a label for logs. */
+  /** For the node role: the Node it is; for a token: `token <id>` (the bootstrap one: `token admin`). */
   name: string;
 }
 
+/** Who a token is: its role and the id `n0stack token create` printed (the bootstrap token's: admin). */
+export interface TokenIdentity { role: TokenRole; id: string }
+
 /** Looks a presented bearer token up; undefined when it is not one of ours. */
 export interface TokenAuthority {
-  lookup(token: string): TokenRole | undefined;
+  lookup(token: string): TokenIdentity | undefined;
+}
+
+/** One string per caller, as console tickets record it: `admin:token 3fa2b1c0`, `node:host-1`. */
+export function principalId(p: Principal): string {
+  return `${p.role}:${p.name}`;
 }
 
 function denied(message: string): Error {
@@ -37,9 +45,9 @@ function sha256(text: string): Buffer {
 }
 
 /** The one admin token of `<data-dir>/token` (or `--token-file`), compared in constant time. */
-export function singleToken(token: string, role: TokenRole = 'admin'): TokenAuthority {
+export function singleToken(token: string, role: TokenRole = 'admin', id: string = role): TokenAuthority {
   const expected = sha256(token);
-  return { lookup: (presented) => (timingSafeEqual(sha256(presented), expected) ? role : undefined) };
+  return { lookup: (presented) => (timingSafeEqual(sha256(presented), expected) ? { role, id } : undefined) };
 }
 
 export function anyOf(...authorities: (TokenAuthority | undefined)[]): TokenAuthority {
@@ -55,7 +63,7 @@ interface StoredToken { id: string; role: TokenRole; sha256: string; created: st
  * up a new token without a restart.
  */
 export class TokenFile implements TokenAuthority {
-  private cache: { mtimeMs: number; size: number; byHash: Map<string, TokenRole> } | undefined;
+  private cache: { mtimeMs: number; size: number; byHash: Map<string, TokenIdentity> } | undefined;
   private checkedAt = 0;
 
   constructor(readonly file: string) {}
@@ -84,7 +92,7 @@ export class TokenFile implements TokenAuthority {
     return parsed.filter((e): e is StoredToken => !!e && TOKEN_ROLES.includes(e.role) && typeof e.sha256 === 'string');
   }
 
-  lookup(token: string): TokenRole | undefined {
+  lookup(token: string): TokenIdentity | undefined {
     const now = Date.now();
     if (!this.cache || now - this.checkedAt > 1000) {
       this.checkedAt = now;
@@ -96,7 +104,7 @@ export class TokenFile implements TokenAuthority {
           // A broken file must not let anyone in, nor turn every call into INTERNAL.
           throw Object.assign(new Error(`the facade cannot read its token file ${this.file}: ${(err as Error).message}`), { grpcCode: grpc.status.UNAVAILABLE });
         }
-        this.cache = { mtimeMs: stat.mtimeMs, size: stat.size, byHash: new Map(entries.map((e) => [e.sha256, e.role])) };
+        this.cache = { mtimeMs: stat.mtimeMs, size: stat.size, byHash: new Map(entries.map((e) => [e.sha256, { role: e.role, id: e.id }])) };
       }
     }
     // A hash lookup is not a timing oracle for the token: the attacker does not control the hash.
@@ -124,9 +132,9 @@ export function authenticate(metadata: grpc.Metadata, peer: PeerCertificateLike 
   const header = String(metadata.get('authorization')[0] ?? '');
   if (header) {
     if (!options.tokens) return { role: 'admin', name: 'anonymous' };
-    const role = options.tokens.lookup(header.replace(/^Bearer\s+/i, ''));
-    if (!role) throw unauthenticated('wrong bearer token (n0ctl reads it from ~/.n0stack/config)');
-    return { role, name: `${role} token` };
+    const identity = options.tokens.lookup(header.replace(/^Bearer\s+/i, ''));
+    if (!identity) throw unauthenticated('wrong bearer token (n0ctl reads it from ~/.n0stack/config)');
+    return { role: identity.role, name: `token ${identity.id}` };
   }
   if (peer && first(peer.subject?.O) === NODE_ORGANIZATION && first(peer.subject?.CN)) {
     return { role: 'node', name: first(peer.subject!.CN)! };

@@ -45,12 +45,12 @@ describe('ConsoleProxy', () => {
     proxies.push(proxy);
     await proxy.start();
     const { console_url } = await proxy.issue(vm, 'serial');
-    expect(console_url).toMatch(new RegExp(`^ws://127\\.0\\.0\\.1:${proxy.listenPort}/console\\?token=`));
+    expect(console_url).toMatch(new RegExp(`^ws://127\\.0\\.0\\.1:${proxy.listenPort}/console\\?ticket=`));
     expect(await roundTrip(console_url)).toEqual({ reply: 'echo:hi' });
-    expect(await roundTrip(console_url)).toEqual({ closed: 'token already used; call OpenConsole again' });
-    const [payload] = new URL(console_url).searchParams.get('token')!.split('.');
+    expect(await roundTrip(console_url)).toEqual({ closed: 'ticket already used; call OpenConsole again' });
+    const [payload] = new URL(console_url).searchParams.get('ticket')!.split('.');
     const forged = Buffer.from(JSON.stringify({ ...JSON.parse(Buffer.from(payload, 'base64url').toString()), vm: 'other-vm', id: 'x' })).toString('base64url');
-    expect(await roundTrip(console_url.replace(payload, forged))).toEqual({ closed: 'bad token' });
+    expect(await roundTrip(console_url.replace(payload, forged))).toEqual({ closed: 'bad ticket' });
     expect(opened).toEqual(['host-a/vm1']);
   });
 
@@ -61,7 +61,7 @@ describe('ConsoleProxy', () => {
     for (const p of [a, b, stranger]) await p.start();
     const url = (await a.issue(vm, 'serial')).console_url;
     const at = (p: ConsoleProxy): string => url.replace(`:${a.listenPort}/`, `:${p.listenPort}/`);
-    expect(await roundTrip(at(stranger))).toEqual({ closed: 'bad token' });
+    expect(await roundTrip(at(stranger))).toEqual({ closed: 'bad ticket' });
     expect(await roundTrip(at(b))).toEqual({ reply: 'echo:hi' });
   });
 
@@ -71,7 +71,7 @@ describe('ConsoleProxy', () => {
     await proxy.start();
     const { console_url } = await proxy.issue(vm, 'serial');
     await new Promise((r) => setTimeout(r, 20));
-    expect(await roundTrip(console_url)).toEqual({ closed: 'token expired; call OpenConsole again' });
+    expect(await roundTrip(console_url)).toEqual({ closed: 'ticket expired; call OpenConsole again' });
   });
 
   it('with TLS serves wss://, and a public URL replaces scheme, host and port', async () => {
@@ -83,10 +83,12 @@ describe('ConsoleProxy', () => {
       proxies.push(proxy);
       await proxy.start();
       const { console_url } = await proxy.issue(vm, 'serial');
-      expect(console_url).toMatch(/^wss:\/\/127\.0\.0\.1:\d+\/console\?token=/);
+      expect(console_url).toMatch(/^wss:\/\/127\.0\.0\.1:\d+\/console\?ticket=/);
       expect(await roundTrip(console_url, tls.ca)).toEqual({ reply: 'echo:hi' });
       const behindProxy = new ConsoleProxy(echo([]), { listen: '127.0.0.1:0', publicUrl: 'wss://console.example:443' });
-      expect((await behindProxy.issue(vm, 'vnc')).console_url).toMatch(/^wss:\/\/console\.example:443\/console\?token=/);
+      proxies.push(behindProxy);
+      await behindProxy.start();
+      expect((await behindProxy.issue(vm, 'vnc')).console_url).toMatch(/^wss:\/\/console\.example:443\/console\?ticket=/);
       expect(() => new ConsoleProxy(echo([]), { listen: '127.0.0.1:0', publicUrl: 'https://x/y' })).toThrow('must be ws://host[:port] or wss://host[:port]');
     } finally {
       fs.rmSync(dir, { recursive: true, force: true });

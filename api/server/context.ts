@@ -1,6 +1,7 @@
 // What every facade handler gets: the store and the bounds of the call it serves.
 import type { Store } from '../store/store';
 import { AdmittingStore } from '../admission/store';
+import type { Principal } from './auth';
 
 export interface FacadeContext {
   store: Store;
@@ -11,7 +12,8 @@ export interface FacadeContext {
 }
 
 export interface ConsoleIssuer {
-  issue(vm: import('../types').VirtualMachine, kind: 'serial' | 'vnc'): Promise<{ console_url: string; expires_at: string }>;
+  /** A ticket for `vm`'s console, bound to the caller who asked for it. */
+  issue(vm: import('../types').VirtualMachine, kind: 'serial' | 'vnc', user: Principal | undefined): Promise<{ console_url: string; expires_at: string }>;
 }
 
 export interface CallInfo {
@@ -19,6 +21,8 @@ export interface CallInfo {
   deadline: number;
   /** Aborted when the client cancels. */
   signal: AbortSignal;
+  /** Who calls; undefined on a facade without authentication (tests). */
+  principal?: Principal;
 }
 
 export type Handler = (request: any, call: CallInfo) => Promise<unknown>;

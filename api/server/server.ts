@@ -15,7 +15,7 @@ import { virtualMachineService } from './virtualmachine';
 import { resourceService } from './resource';
 import { rpcDuration } from './metrics';
 import { replyDeadline } from './wait';
-import { anyOf, authenticate, authorize, singleToken, type TokenAuthority } from './auth';
+import { anyOf, authenticate, authorize, singleToken, type Principal, type TokenAuthority } from './auth';
 
 export interface FacadeTls {
   cert: Buffer;
@@ -55,9 +55,11 @@ function authorityOf(options: FacadeOptions): TokenAuthority | undefined {
   return anyOf(options.token !== undefined ? singleToken(options.token) : undefined, options.tokens);
 }
 
-function admit(call: AuthenticatedCall, service: string, method: string, request: unknown, tokens: TokenAuthority | undefined): void {
+function admit(call: AuthenticatedCall, service: string, method: string, request: unknown, tokens: TokenAuthority | undefined): Principal {
   const peer = call.getAuthContext?.()?.sslPeerCertificate as Parameters<typeof authenticate>[1];
-  authorize(authenticate(call.metadata, peer, { tokens }), service, method, request);
+  const principal = authenticate(call.metadata, peer, { tokens });
+  authorize(principal, service, method, request);
+  return principal;
 }
 
 function unary(service: string, method: string, handler: Handler, options: FacadeOptions, tokens: TokenAuthority | undefined): grpc.handleUnaryCall<any, any> {
@@ -68,10 +70,9 @@ function unary(service: string, method: string, handler: Handler, options: Facad
     call.on('cancelled', () => controller.abort());
     const deadline = call.getDeadline();
     const deadlineMs = deadline instanceof Date ? deadline.getTime() : Number.isFinite(deadline) ? Number(deadline) : Date.now() + options.defaultWaitMs;
-    const info: CallInfo = { deadline: replyDeadline(deadlineMs), signal: controller.signal };
     Promise.resolve()
       .then(() => admit(call, service, method, call.request, tokens))
-      .then(() => handler(call.request, info))
+      .then((principal) => handler(call.request, { deadline: replyDeadline(deadlineMs), signal: controller.signal, principal } satisfies CallInfo))
       .then((response) => {
         rpcDuration.observe({ method: `${service}/${method}`, code: 'OK' }, Number(process.hrtime.bigint() - started) / 1e9);
         callback(null, response);

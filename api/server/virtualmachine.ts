@@ -160,11 +160,11 @@ export function virtualMachineService(context: FacadeContext): ServiceHandlers {
     RebootVirtualMachine: (req, call) => intent(req, call, 'RUNNING', req.hard ? 'HARD_REBOOT' : 'REBOOT'),
     ShutdownVirtualMachine: (req, call) => intent(req, call, 'SHUTDOWN', req.hard ? 'HARD_SHUTDOWN' : undefined),
     SaveVirtualMachine: (req, call) => intent(req, call, 'PAUSED'),
-    async OpenConsole(req) {
+    async OpenConsole(req, call) {
       const name = validateName(req.name, 'name');
       const vm = await store.get('VirtualMachine', name);
       if (!ctx.consoles) throw new FailedPreconditionError('this facade serves no consoles (start it with a console listener)');
-      return ctx.consoles.issue(vm, req.vnc ? 'vnc' : 'serial');
+      return ctx.consoles.issue(vm, req.vnc ? 'vnc' : 'serial', call.principal);
     },
   };
 }

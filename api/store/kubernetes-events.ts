@@ -21,6 +21,16 @@ export function defaultEventNamespace(): string {
   try { return fs.readFileSync(SERVICE_ACCOUNT_NAMESPACE, 'utf8').trim() || 'default'; } catch { return 'default'; }
 }
 
+/** Per-request options of the core/v1 clients: a deadline on the HTTP request itself. */
+export function requestOptions(timeoutMs: number, contentType?: string): ConfigurationOptions {
+  const deadline: ObservableMiddleware = {
+    pre: (ctx) => { ctx.setSignal(AbortSignal.timeout(timeoutMs)); return new Observable(Promise.resolve(ctx)); },
+    post: (res) => new Observable(Promise.resolve(res)),
+  };
+  const base: ConfigurationOptions = { middleware: [deadline], middlewareMergeStrategy: 'append' };
+  return contentType ? setHeaderOptions('Content-Type', contentType, base) : base;
+}
+
 function mapError(err: unknown, op: string, name: string): Error {
   if (err instanceof ApiException) {
     if (err.code === 404) return new NotFoundError('Event', name);
@@ -57,12 +67,7 @@ export class KubernetesEventStore implements EventStore {
   }
 
   private opts(contentType?: string): ConfigurationOptions {
-    const deadline: ObservableMiddleware = {
-      pre: (ctx) => { ctx.setSignal(AbortSignal.timeout(this.timeoutMs)); return new Observable(Promise.resolve(ctx)); },
-      post: (res) => new Observable(Promise.resolve(res)),
-    };
-    const base: ConfigurationOptions = { middleware: [deadline], middlewareMergeStrategy: 'append' };
-    return contentType ? setHeaderOptions('Content-Type', contentType, base) : base;
+    return requestOptions(this.timeoutMs, contentType);
   }
 
   async create(event: Event): Promise<Event> {

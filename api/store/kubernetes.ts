@@ -39,6 +39,7 @@ import { GROUP, VERSION, PLURALS, isKind, type AnyResource, type Kind, type Kind
 import { checkAnnotationKeys, kubernetesName } from './kubernetes-names';
 import { parseLabelSelector } from './labels';
 import { KubernetesEventStore } from './kubernetes-events';
+import { KubernetesSecretStore } from './kubernetes-secrets';
 import { mergePatch } from './kv';
 import type { DeleteOptions, ListOptions, ListResult, Patch, PatchOptions, Store, UpdateOptions, WatchEvent, WatchOptions } from './store';
 
@@ -123,6 +124,8 @@ export class KubernetesStore implements Store {
   private agent: http.Agent | undefined;
   /** core/v1 Events (kubernetes-events.ts). */
   readonly events: KubernetesEventStore;
+  /** core/v1 Secrets beside the Events (kubernetes-secrets.ts). */
+  readonly secrets: KubernetesSecretStore;
 
   constructor(options: KubernetesStoreOptions = {}) {
     if (options.kubeConfig) {
@@ -145,6 +148,7 @@ export class KubernetesStore implements Store {
     this.api = this.kc.makeApiClient(CustomObjectsApi);
     this.timeoutMs = options.requestTimeoutMs ?? 30_000;
     this.events = new KubernetesEventStore(this.kc, options.eventNamespace, this.timeoutMs);
+    this.secrets = new KubernetesSecretStore(this.kc, options.eventNamespace, this.timeoutMs);
     this.watchTimeoutSeconds = options.watchTimeoutSeconds ?? 300;
   }
 

@@ -9,6 +9,7 @@ import { validateDocument } from '../schema';
 import { isKind, type AnyResource, type Kind, type KindMap, type Resource } from '../types';
 import { matchesLabels, parseLabelSelector } from './labels';
 import { KvEventStore, type EventStore } from './events';
+import { KvSecretStore, type SecretStore } from './secrets';
 import type { DeleteOptions, ListOptions, ListResult, Patch, PatchOptions, Store, UpdateOptions, WatchEvent, WatchOptions } from './store';
 
 export interface KvEntry {
@@ -141,8 +142,10 @@ class RecentValues {
 export class KvStore implements Store {
   private readonly recent = new RecentValues();
   readonly events: EventStore;
+  readonly secrets: SecretStore;
   constructor(readonly backend: 'embedded' | 'etcd', private readonly kv: KvBackend, private readonly prefix: string) {
     this.events = new KvEventStore(kv, prefix);
+    this.secrets = new KvSecretStore(kv, prefix);
   }
 
   private kindPrefix(kind: Kind): string { return `${this.prefix}/${kind}/`; }

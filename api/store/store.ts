@@ -75,5 +75,7 @@ export interface Store {
   watch<K extends Kind>(kind: K, options?: WatchOptions): AsyncIterable<WatchEvent<KindMap[K]>>;
   /** Where Events are kept (api/store/events.ts); absent on stores that keep none (test doubles). */
   readonly events?: import('./events').EventStore;
+  /** Keys and one-time claims the facade replicas share, never served by an RPC (api/store/secrets.ts). */
+  readonly secrets?: import('./secrets').SecretStore;
   close(): Promise<void>;
 }

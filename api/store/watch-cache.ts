@@ -98,6 +98,7 @@ export class WatchCacheStore implements Store {
 
   get backend() { return this.inner.backend; }
   get events() { return this.inner.events; }
+  get secrets() { return this.inner.secrets; }
   get<K extends Kind>(kind: K, name: string) { return this.inner.get(kind, name); }
   list<K extends Kind>(kind: K, options?: ListOptions) { return this.inner.list(kind, options); }
   create<T extends AnyResource>(doc: T) { return this.inner.create(doc); }

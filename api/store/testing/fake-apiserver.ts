@@ -166,6 +166,7 @@ export class FakeApiServer {
   private readonly schemas = new Map<Kind, { schema: any; validate: ValidateFunction; cel: CelCheck[] }>();
   private readonly leases = new Map<string, Obj>();
   private readonly events = new Map<string, Obj>();
+  private readonly secrets = new Map<string, Obj>();
   private rev = 0;
   private compacted = 0;
   url = '';
@@ -274,6 +275,7 @@ export class FakeApiServer {
     const parts = url.pathname.split('/').filter(Boolean);
     if (parts[0] === 'apis' && parts[1] === 'coordination.k8s.io') return this.lease(req, res, parts);
     if (parts[0] === 'api' && parts[1] === 'v1' && parts[4] === 'events') return this.event(req, res, parts);
+    if (parts[0] === 'api' && parts[1] === 'v1' && parts[4] === 'secrets') return this.secret(req, res, parts, url.searchParams);
     const kind = KINDS.find((k) => PLURALS[k] === parts[3]);
     if (parts[0] !== 'apis' || parts[1] !== GROUP || parts[2] !== VERSION || !kind || parts.length > 6 || (parts.length === 6 && parts[5] !== 'status')) {
       throw new HttpError(404, 'NotFound', 'the server could not find the requested resource');
@@ -403,6 +405,42 @@ export class FakeApiServer {
     }
     if (method === 'DELETE' && name) {
       if (!this.events.delete(key(name))) throw notFound(name);
+      return this.send(res, 200, { kind: 'Status', apiVersion: 'v1', status: 'Success' });
+    }
+    throw new HttpError(405, 'MethodNotAllowed', 'the server does not allow this method on the requested resource');
+  }
+
+  /** /api/v1/namespaces/{ns}/secrets[/{name}]: create, get, list (label selector), delete. */
+  private async secret(req: http.IncomingMessage, res: http.ServerResponse, parts: string[], q: URLSearchParams): Promise<void> {
+    const [, , namespaces, ns, , name, ...rest] = parts;
+    if (namespaces !== 'namespaces' || !ns || !DNS_SUBDOMAIN.test(ns) || rest.length) throw new HttpError(404, 'NotFound', 'the server could not find the requested resource');
+    const key = (n: string) => `${ns}/${n}`;
+    const notFound = (n: string) => new HttpError(404, 'NotFound', `secrets "${n}" not found`, { name: n, kind: 'secrets' });
+    const method = req.method ?? 'GET';
+    if (method === 'GET' && !name) {
+      let selector: ReturnType<typeof parseLabelSelector>;
+      try { selector = parseLabelSelector(q.get('labelSelector') ?? ''); } catch (err) { throw new HttpError(400, 'BadRequest', `unable to parse requirement: ${(err as Error).message}`); }
+      const items = [...this.secrets.entries()].filter(([k, v]) => k.startsWith(`${ns}/`) && matchesLabels(v.metadata.labels, selector)).map(([, v]) => v);
+      return this.send(res, 200, { apiVersion: 'v1', kind: 'SecretList', metadata: { resourceVersion: String(this.rev) }, items });
+    }
+    if (method === 'GET' && name) {
+      const obj = this.secrets.get(key(name));
+      if (!obj) throw notFound(name);
+      return this.send(res, 200, obj);
+    }
+    if (method === 'POST' && !name) {
+      const obj = JSON.parse(await this.rawBody(req)) as Obj;
+      const n = obj?.metadata?.name;
+      if (typeof n !== 'string' || !DNS_SUBDOMAIN.test(n) || n.length > 253) throw new HttpError(422, 'Invalid', `Secret "${n}" is invalid: metadata.name: Invalid value`);
+      const data = (obj as { data?: Record<string, unknown> }).data ?? {};
+      for (const [k, v] of Object.entries(data)) if (typeof v !== 'string' || !/^[A-Za-z0-9+/]*={0,2}$/.test(v)) throw new HttpError(400, 'BadRequest', `Secret.data[${k}]: illegal base64 data`);
+      if (this.secrets.has(key(n))) throw new HttpError(409, 'AlreadyExists', `secrets "${n}" already exists`, { name: n, kind: 'secrets' });
+      const created: Obj = { ...obj, apiVersion: 'v1', kind: 'Secret', metadata: { ...obj.metadata, namespace: ns, uid: randomUUID(), creationTimestamp: now(), resourceVersion: String(++this.rev) } };
+      this.secrets.set(key(n), created);
+      return this.send(res, 201, created);
+    }
+    if (method === 'DELETE' && name) {
+      if (!this.secrets.delete(key(name))) throw notFound(name);
       return this.send(res, 200, { kind: 'Status', apiVersion: 'v1', status: 'Success' });
     }
     throw new HttpError(405, 'MethodNotAllowed', 'the server does not allow this method on the requested resource');
