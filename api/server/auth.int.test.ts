@@ -95,6 +95,24 @@ test('a node certificate heartbeats its own Node but may not write another node\
   expect((await store.get('Node', 'host-b')).metadata.resourceVersion).toBe(before.metadata.resourceVersion);
 });
 
+test('a node may not cordon or uncordon itself, nor set or drop the labels under node-restriction.n0stack.io/', async () => {
+  await call('NodeService', 'ApplyNode', { name: 'host-a', labels: { 'node-restriction.n0stack.io/tier': 'secure', rack: 'r1' }, unschedulable: true }, { token: ADMIN });
+  const before = await store.get('Node', 'host-a');
+  await refused(call('NodeService', 'ApplyNode', { name: 'host-a', labels: { 'node-restriction.n0stack.io/tier': 'secure' }, unschedulable: true }, { cert: hostA }),
+    grpc.status.PERMISSION_DENIED, /^NodeService\.ApplyNode: unschedulable is not allowed for node "host-a": cordoning is an admin's decision/);
+  await refused(call('NodeService', 'ApplyNode', { name: 'host-a', labels: { 'node-restriction.n0stack.io/tier': 'gpu' } }, { cert: hostA }),
+    grpc.status.PERMISSION_DENIED, /label "node-restriction\.n0stack\.io\/tier" is not allowed for node "host-a": labels under node-restriction\.n0stack\.io\/ are set by admins only/);
+  expect((await store.get('Node', 'host-a')).metadata.resourceVersion).toBe(before.metadata.resourceVersion);
+  // Its own labels it may change; the restricted one and the cordon stay as the admin left them.
+  await call('NodeService', 'ApplyNode', { name: 'host-a', address: '10.0.0.9', agent_endpoint: '10.0.0.9:20181', labels: { rack: 'r2' } }, { cert: hostA });
+  const after = await store.get('Node', 'host-a');
+  expect(after.metadata.labels).toEqual({ 'node-restriction.n0stack.io/tier': 'secure', rack: 'r2' });
+  expect(after.spec.unschedulable).toBe(true);
+  // The admin's ApplyNode still replaces the labels whole.
+  await call('NodeService', 'ApplyNode', { name: 'host-a', labels: { rack: 'r3' } }, { token: ADMIN });
+  expect((await store.get('Node', 'host-a')).metadata.labels).toEqual({ rack: 'r3' });
+});
+
 test('a node certificate may not write any other kind', async () => {
   await refused(call('NetworkService', 'ApplyNetwork', { name: 'node-net', ipv4_cidr: '10.8.0.0/24' }, { cert: hostA }),
     grpc.status.PERMISSION_DENIED, /^NetworkService\.ApplyNetwork is not allowed for node "host-a"/);

@@ -53,6 +53,10 @@ describe('authorize', () => {
     expect(() => authorize(node, 'NodeService', 'ApplyNode', { name: 'host3' })).toThrow('NodeService.ApplyNode of Node "host3" is not allowed for node "host2"');
     expect(() => authorize(node, 'NodeService', 'DeleteNode', { name: 'host2' })).toThrow('NodeService.DeleteNode is not allowed for node "host2"');
     expect(() => authorize(node, 'NodeService', 'GetNode', { name: 'host2' })).toThrow(/not allowed/);
+    expect(() => authorize(node, 'NodeService', 'ApplyNode', { name: 'host2', labels: { rack: 'r1' }, unschedulable: false })).not.toThrow();
+    expect(() => authorize(node, 'NodeService', 'ApplyNode', { name: 'host2', unschedulable: true })).toThrow('unschedulable is not allowed for node "host2"');
+    expect(() => authorize(node, 'NodeService', 'ApplyNode', { name: 'host2', labels: { 'node-restriction.n0stack.io/zone': 'a' } })).toThrow('label "node-restriction.n0stack.io/zone" is not allowed');
+    expect(() => authorize({ role: 'admin', name: 'token admin' }, 'NodeService', 'ApplyNode', { name: 'host2', unschedulable: true, labels: { 'node-restriction.n0stack.io/zone': 'a' } })).not.toThrow();
     expect(codeOf(() => authorize(node, 'ResourceService', 'Apply', { document_json: '{"kind":"Node","metadata":{"name":"host2"}}' }))).toBe(grpc.status.PERMISSION_DENIED);
     expect(codeOf(() => authorize(node, 'VirtualMachineService', 'CreateVirtualMachine', { name: 'host2' }))).toBe(grpc.status.PERMISSION_DENIED);
   });

@@ -148,6 +148,9 @@ export function isReadOnly(service: string, method: string): boolean {
   return /^(Get|List)[A-Z]/.test(method) || (service === 'ResourceService' && (method === 'Get' || method === 'List' || method === 'Watch'));
 }
 
+/** Labels a node identity may neither set nor remove on its own Node (kubernetes.io's node-restriction prefix). */
+export const NODE_RESTRICTION_PREFIX = 'node-restriction.n0stack.io/';
+
 /** What a node identity may call, always for its own name. */
 const NODE_RPCS = new Set(['NodeService/ApplyNode', 'NodeService/HeartbeatNode']);
 
@@ -165,4 +168,11 @@ export function authorize(principal: Principal, service: string, method: string,
   if (name !== principal.name) {
     throw denied(`${rpc} of Node ${JSON.stringify(name)} is not allowed for node "${principal.name}": a node identity may only write its own Node`);
   }
+  if (method !== 'ApplyNode') return;
+  // Kubernetes' NodeRestriction: what steers workloads onto a node is the admin's to say, or a
+  // compromised host could make itself the place for VMs meant elsewhere (or leave a cordon).
+  const { unschedulable, labels } = request as { unschedulable?: unknown; labels?: Record<string, unknown> };
+  if (unschedulable) throw denied(`${rpc}: unschedulable is not allowed for node "${principal.name}": cordoning is an admin's decision (n0ctl apply of the Node)`);
+  const restricted = Object.keys(labels ?? {}).find((k) => k.startsWith(NODE_RESTRICTION_PREFIX));
+  if (restricted) throw denied(`${rpc}: label ${JSON.stringify(restricted)} is not allowed for node "${principal.name}": labels under ${NODE_RESTRICTION_PREFIX} are set by admins only`);
 }

@@ -9,6 +9,11 @@ import { given, mapOrUndefined, nodeMessage, num, seedAnnotations } from './conv
 import { compact, type FacadeContext, type ServiceHandlers } from './context';
 import type { ComputeRequest, StorageRequest } from '../scheduling';
 import { placeAndReserve, releaseOn, reserveOn } from '../placement';
+import { NODE_RESTRICTION_PREFIX } from './auth';
+
+/** The labels a node identity's re-registration keeps, whatever it sends (auth.ts refuses it setting them). */
+const restrictedLabels = (labels: Record<string, string> | undefined): Record<string, string> =>
+  Object.fromEntries(Object.entries(labels ?? {}).filter(([k]) => k.startsWith(NODE_RESTRICTION_PREFIX)));
 
 /** At most `max` characters, never cutting one in half (a lone surrogate is not valid text). */
 const clip = (value: unknown, max: number): string => Array.from(String(value)).slice(0, max).join('');
@@ -59,7 +64,7 @@ export function nodeService(ctx: FacadeContext): ServiceHandlers {
     async GetNode(req) {
       return nodeMessage(await store.get('Node', validateName(req.name, 'name')));
     },
-    async ApplyNode(req) {
+    async ApplyNode(req, call) {
       const name = validateName(req.name, 'name');
       const spec = compact({
         address: given(req.address), agent_endpoint: given(req.agent_endpoint), serial: given(req.serial),
@@ -77,7 +82,7 @@ export function nodeService(ctx: FacadeContext): ServiceHandlers {
           // spec edit (n0ctl apply), since proto3 cannot tell "false" from "not sent".
           n.spec = { ...n.spec, ...spec };
           if (metadata.annotations) n.metadata.annotations = metadata.annotations;
-          if (metadata.labels) n.metadata.labels = metadata.labels;
+          if (metadata.labels) n.metadata.labels = call.principal?.role === 'node' ? { ...metadata.labels, ...restrictedLabels(n.metadata.labels) } : metadata.labels;
         }));
       }
     },
