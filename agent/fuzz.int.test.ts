@@ -1,21 +1,27 @@
 // A bounded fuzz of the node agent with its real drivers (networks and VMs inside a test network
 // namespace): random and hostile requests to every unary RPC over mTLS, built from
-// proto/agent.proto's descriptors. Invariants: the agent answers every call and still serves
-// after, no INTERNAL or UNKNOWN code escapes, and nothing is created outside its data dir (the
-// hostile names include `../`). N0STACK_FUZZ_CALLS sets the count (default 10,000), N0STACK_FUZZ_SEED
-// replays a run; it prints what came back.
+// proto/agent.proto's descriptors, each from a caller drawn from a mix: the controllers (the only
+// ones allowed), the node's own certificate and another node's (refused: nodes may not drive
+// agents), a certificate of a foreign CA and none at all (no TLS session); then random bytes on
+// the wire to every RPC. Invariants: the agent answers every call and still serves after, no
+// INTERNAL or UNKNOWN code escapes, only the controllers get past PERMISSION_DENIED, and nothing is
+// created outside its data dir (the hostile names include `../`). Short mode (CI): 10,000 calls;
+// N0STACK_FUZZ_LONG=1: 100,000; N0STACK_FUZZ_CALLS sets any count, N0STACK_FUZZ_SEED replays a
+// run; it prints what came back.
 import * as fs from 'node:fs';
+import * as http2 from 'node:http2';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import * as grpc from '@grpc/grpc-js';
 import * as protoLoader from '@grpc/proto-loader';
-import { ensureAgentIdentity, ensureCertBundle, readTlsMaterial } from '../api/pki';
+import { createCa, ensureAgentIdentity, ensureCertBundle, issueClientCert, readTlsMaterial } from '../api/pki';
 import { openStore, type Store } from '../api/store';
 import { NetnsLab } from '../e2e/netns';
 import { runAgent, type RunningAgent } from './main';
 import { StoreNodeRegistrar } from './registration';
+import { sendRandomFrame } from '../api/server/testing/raw-grpc';
 
-const CALLS = Number(process.env.N0STACK_FUZZ_CALLS ?? 10_000);
+const CALLS = Number(process.env.N0STACK_FUZZ_CALLS ?? (process.env.N0STACK_FUZZ_LONG ? 100_000 : 10_000));
 jest.setTimeout(Math.max(300_000, CALLS * 60));
 
 function prng(seed: number): () => number {
@@ -106,31 +112,78 @@ test(`${CALLS} random and hostile calls to every unary agent RPC: no INTERNAL/UN
   const methods = Object.entries(service).filter(([name, m]) => !m.requestStream && !m.responseStream && name !== 'ProbeAccelerator').map(([name, m]) => ({ name, requestType: m.requestType.type.name }));
   const Ctor = grpc.loadPackageDefinition(definition)[serviceKey.split('.')[0]] as grpc.GrpcObject;
   const Agent = serviceKey.split('.').slice(1).reduce((o: any, k) => o[k], Ctor) as grpc.ServiceClientConstructor;
-  const tls = readTlsMaterial(path.join(tmp, 'pki'), 'controllers');
-  const client = new Agent(agent.endpoint, grpc.credentials.createSsl(tls.ca, tls.key, tls.cert), { 'grpc.ssl_target_name_override': 'fuzz-node' }) as any;
+  const pkiDir = path.join(tmp, 'pki');
+  const tls = readTlsMaterial(pkiDir, 'controllers');
+  const foreignPair = issueClientCert(createCa({ commonName: 'fuzz attacker CA' }), { commonName: 'controllers' });
+  const certs = {
+    controllers: tls,
+    'own-node': ensureAgentIdentity(pkiDir, 'fuzz-node', ['127.0.0.1']),
+    'other-node': ensureAgentIdentity(pkiDir, 'fuzz-other', ['127.0.0.1']),
+    'foreign-cert': { cert: Buffer.from(foreignPair.certPem), key: Buffer.from(foreignPair.keyPem) },
+    'no-cert': undefined,
+  };
+  type Caller = keyof typeof certs;
+  const CALLERS: Caller[] = [...Array(16).fill('controllers'), 'own-node', 'other-node', 'foreign-cert', 'no-cert'];
+  const clients = new Map<Caller, any>();
+  const clientOf = (caller: Caller) => {
+    if (!clients.has(caller)) {
+      const c = certs[caller];
+      clients.set(caller, new Agent(agent.endpoint, grpc.credentials.createSsl(tls.ca, c?.key ?? null, c?.cert ?? null), { 'grpc.ssl_target_name_override': 'fuzz-node' }));
+    }
+    return clients.get(caller);
+  };
+  const client = clientOf('controllers');
   const codes: Record<string, number> = {};
+  const byCaller: Record<string, Record<string, number>> = {};
   const escaped: string[] = [];
+  const overreach: string[] = [];
   try {
     for (let i = 0; i < CALLS; i++) {
       const { name, requestType } = methods[i % methods.length];
+      const caller = CALLERS[Math.floor(rnd() * CALLERS.length)];
       const request = message(requestType, rnd);
       const code = await new Promise<number>((resolve) => {
         try {
-          client[name](request, new grpc.Metadata(), { deadline: Date.now() + 15_000 }, (err: grpc.ServiceError | null) => resolve(err ? err.code : grpc.status.OK));
+          clientOf(caller)[name](request, new grpc.Metadata(), { deadline: Date.now() + 15_000 }, (err: grpc.ServiceError | null) => resolve(err ? err.code : grpc.status.OK));
         } catch {
           resolve(-1);
         }
       });
       const codeName = code === -1 ? 'NOT_SENT' : grpc.status[code];
       codes[codeName] = (codes[codeName] ?? 0) + 1;
-      if (code === grpc.status.INTERNAL || code === grpc.status.UNKNOWN) escaped.push(`${name} ${codeName} ${JSON.stringify(request).slice(0, 300)}`);
+      (byCaller[caller] ??= {})[codeName] = (byCaller[caller][codeName] ?? 0) + 1;
+      if (code === grpc.status.INTERNAL || code === grpc.status.UNKNOWN) escaped.push(`${name} as ${caller}: ${codeName} ${JSON.stringify(request).slice(0, 300)}`);
+      // Nodes are refused per call; a foreign certificate or none gets no TLS session (UNAVAILABLE).
+      const allowed = caller === 'controllers' ? undefined : caller.endsWith('node') ? [grpc.status.PERMISSION_DENIED, -1] : [grpc.status.UNAVAILABLE, -1];
+      if (allowed && !allowed.includes(code)) overreach.push(`${name} as ${caller}: ${codeName}`);
     }
+    // Random bytes on the wire to every RPC (streams too), as the controllers and as a node.
+    const paths = Object.values(service).map((m) => (m as unknown as { path: string }).path);
+    let rawSent = 0;
+    let rawAnswered = 0;
+    for (const caller of ['controllers', 'own-node'] as const) {
+      const c = certs[caller];
+      const session = http2.connect(`https://${agent.endpoint}`, { ca: tls.ca, cert: c.cert, key: c.key, servername: 'fuzz-node' });
+      for (const rpcPath of paths) {
+        rawSent++;
+        const status = await sendRandomFrame(session, rpcPath, rnd);
+        if (status !== '') rawAnswered++;
+        const rawName = `raw ${grpc.status[Number(status)] ?? 'none'}`;
+        codes[rawName] = (codes[rawName] ?? 0) + 1;
+        if (status === String(grpc.status.UNKNOWN) || status === String(grpc.status.INTERNAL)) escaped.push(`${rpcPath} as ${caller} raw bytes: ${rawName}`);
+      }
+      session.close();
+    }
+    const fmt = (c: Record<string, number>) => Object.entries(c).sort().map(([k, v]) => `${k} ${v}`).join(', ');
+    process.stderr.write(`agent fuzz (seed ${seed}, mTLS): ${CALLS} calls to ${methods.length} RPCs: ${fmt(codes)}; raw-byte frames answered ${rawAnswered}/${rawSent}\n`
+      + Object.entries(byCaller).sort().map(([caller, c]) => `  as ${caller}: ${fmt(c)}`).join('\n') + '\n');
+    expect(rawAnswered).toBe(rawSent);
+    expect(overreach).toEqual([]);
     const alive = await new Promise((resolve) => client.Observe({}, (err: Error | null) => resolve(err ? err.message : 'ok')));
-    process.stderr.write(`agent fuzz (seed ${seed}): ${CALLS} calls to ${methods.length} RPCs: ${Object.entries(codes).sort().map(([k, v]) => `${k} ${v}`).join(', ')}\n`);
     expect(escaped).toEqual([]);
     expect(alive).toBe('ok');
     expect(outside()).toBe(before);
   } finally {
-    client.close();
+    for (const c of clients.values()) c.close();
   }
 });

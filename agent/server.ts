@@ -4,6 +4,7 @@
 import * as grpc from '@grpc/grpc-js';
 import { FailedPreconditionError, InvalidArgumentError } from '../api/errors';
 import { logger } from '../api/log';
+import { tolerant, undecodable } from '../api/server/decode';
 import type { AgentApi, ConsoleStream } from './api';
 import { toGrpcStatus } from './status';
 import { refuseNodeClients } from './peer-auth';
@@ -58,7 +59,8 @@ function unary<Req, Res>(method: string, fn: (req: Req) => Promise<Res>): grpc.h
   return (call, callback) => {
     const started = Date.now();
     const timer = agentRpcDuration.startTimer({ method });
-    fn(call.request).then(
+    const bad = undecodable(call.request, method);
+    (bad ? Promise.reject(bad) : fn(call.request)).then(
       (res) => {
         timer({ code: 'OK' });
         log.debug('rpc', { method, ms: Date.now() - started, peer: peerIdentity(call as never) });
@@ -96,6 +98,8 @@ function consoleHandler(agent: AgentApi): grpc.handleBidiStreamingCall<WireConso
     };
     call.on('data', (msg: WireConsoleInput) => {
       if (finished) return;
+      const bad = undecodable(msg, 'Console');
+      if (bad) return fail(bad);
       if (!opening) {
         opening = true;
         if (!msg.open) return fail(new InvalidArgumentError('the first console message must be open', 'open'));
@@ -133,6 +137,8 @@ function consoleHandler(agent: AgentApi): grpc.handleBidiStreamingCall<WireConso
 
 function watchVmsHandler(agent: AgentApi): grpc.handleServerStreamingCall<unknown, { vm_name: string }> {
   return (call) => {
+    const bad = undecodable(call.request, 'WatchVms');
+    if (bad) { call.emit('error', toGrpcStatus(bad)); return; }
     const stop = new AbortController();
     call.on('cancelled', () => stop.abort());
     call.on('close', () => stop.abort());
@@ -181,7 +187,7 @@ export class AgentServer {
     const listen = options.listen ?? DEFAULT_AGENT_LISTEN;
     const { host } = splitHostPort(listen);
     const server = new grpc.Server({ 'grpc.max_receive_message_length': 16 * 1024 * 1024, interceptors: [refuseNodeClients] });
-    server.addService(agentService().service, implementation(options.agent));
+    server.addService(tolerant(agentService().service), implementation(options.agent));
     const port = await new Promise<number>((resolve, reject) => {
       server.bindAsync(listen, serverCredentials(options.tls), (err, p) => (err ? reject(err) : resolve(p)));
     });

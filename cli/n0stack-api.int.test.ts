@@ -14,9 +14,9 @@ beforeAll(() => { dir = fs.mkdtempSync(path.join(os.tmpdir(), 'n0stack-api-proc-
 afterAll(() => fs.rmSync(dir, { recursive: true, force: true }));
 
 /** Runs `n0stack api ...` until it exits or prints `until`, then stops it; returns its output. */
-function api(args: string[], until?: RegExp): Promise<{ code: number | null; output: string }> {
+function api(args: string[], until?: RegExp, dataDir = path.join(dir, `d${Math.random().toString(36).slice(2)}`)): Promise<{ code: number | null; output: string }> {
   return new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, [...n0stackCommand(), 'api', '--data-dir', path.join(dir, `d${Math.random().toString(36).slice(2)}`), ...args], {
+    const child = spawn(process.execPath, [...n0stackCommand(), 'api', '--data-dir', dataDir, ...args], {
       cwd: ROOT, env: { PATH: process.env.PATH, HOME: dir, N0STACK_LOG_LEVEL: 'info' }, stdio: ['ignore', 'pipe', 'pipe'],
     });
     let output = '';
@@ -47,4 +47,25 @@ test('--insecure-plaintext on loopback serves, after a loud warning', async () =
   const r = await api(['--listen', '127.0.0.1:0', '--insecure-plaintext'], /facade: 127\.0\.0\.1:\d+ \(PLAINTEXT/);
   expect(r.output).toContain('INSECURE: the facade on 127.0.0.1:0 speaks PLAINTEXT');
   expect(r.output).toMatch(/facade: 127\.0\.0\.1:\d+ \(PLAINTEXT, store: embedded\)/);
+});
+
+test('the bootstrap admin token is a 0600 file; one left readable by others is tightened, saying so', async () => {
+  const fresh = path.join(dir, 'fresh');
+  await api(['--listen', '127.0.0.1:0', '--insecure-plaintext'], /facade: 127\.0\.0\.1:\d+/, fresh);
+  expect(fs.statSync(path.join(fresh, 'token')).mode & 0o777).toBe(0o600);
+  const token = fs.readFileSync(path.join(fresh, 'token'), 'utf8');
+  expect(token).toMatch(/^[\w-]{32}\n$/);
+
+  const old = path.join(dir, 'old');
+  fs.mkdirSync(old, { mode: 0o700 });
+  fs.writeFileSync(path.join(old, 'token'), 'an-old-token\n', { mode: 0o644 });
+  fs.chmodSync(path.join(old, 'token'), 0o644);
+  const r = await api(['--listen', '127.0.0.1:0', '--insecure-plaintext'], /facade: 127\.0\.0\.1:\d+/, old);
+  expect(r.output).toContain(`${path.join(old, 'token')} was readable by others (mode 644); it is 0600 now`);
+  expect(fs.statSync(path.join(old, 'token')).mode & 0o777).toBe(0o600);
+  // The same token: tightening keeps it (n0ctl's config still holds it).
+  expect(fs.readFileSync(path.join(old, 'token'), 'utf8')).toBe('an-old-token\n');
+  // It is never in the process's command line nor its output.
+  expect(r.output).not.toContain('an-old-token');
+  expect(r.output).not.toContain(token.trim());
 });

@@ -80,9 +80,22 @@ function step(message: string): void {
   process.stderr.write(`  \u2713 ${message}\n`);
 }
 
+/**
+ * The bootstrap admin token, `<data-dir>/token`: made once, readable by its owner only (mode 0600
+ * in a 0700 data dir; n0ctl's config that `up` writes is 0600 too). A copy left readable by others
+ * (an older install, a restored backup) is tightened, saying so.
+ */
 function ensureToken(dataDir: string): string {
   const file = path.join(dataDir, 'token');
-  if (!fs.existsSync(file)) fs.writeFileSync(file, randomBytes(24).toString('base64url') + '\n', { mode: 0o600 });
+  // 'wx': never overwrite a token another process just made.
+  try { fs.writeFileSync(file, randomBytes(24).toString('base64url') + '\n', { mode: 0o600, flag: 'wx' }); } catch (err) {
+    if ((err as NodeJS.ErrnoException).code !== 'EEXIST') throw err;
+  }
+  const mode = fs.statSync(file).mode & 0o777;
+  if (mode & 0o077) {
+    fs.chmodSync(file, 0o600);
+    logger().warn(`${file} was readable by others (mode ${mode.toString(8)}); it is 0600 now. Anyone who read it holds the admin token: make a new one (remove the file and restart) if that matters.`);
+  }
   return fs.readFileSync(file, 'utf8').trim();
 }
 

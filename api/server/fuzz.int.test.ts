@@ -1,19 +1,27 @@
-// A bounded fuzz of the facade: random and mutated requests to every unary RPC (built from the
-// proto's own descriptors), hostile strings and numbers, and random bytes on the wire. Invariants:
-// the server answers every call, no INTERNAL or UNKNOWN code escapes, and a call refused with
-// INVALID_ARGUMENT leaves every kind's list revision as it was. N0STACK_FUZZ_CALLS sets the
-// count (default 10,000; CI's short mode); it prints what came back.
+// A bounded fuzz of the facade as production runs it (TLS, the admin token, a viewer token from
+// the token file, node client certificates): random and mutated requests to every unary RPC
+// (built from the proto's own descriptors), hostile strings and numbers, and random bytes on the
+// wire, each call with one caller drawn from a mix: admin, viewer, a node's certificate, a wrong or
+// garbage token, no credentials at all. Invariants: the server answers every call, no INTERNAL or
+// UNKNOWN code escapes, a call refused with INVALID_ARGUMENT, PERMISSION_DENIED or UNAUTHENTICATED
+// leaves every stored byte (every key and value under the store's prefix) as it was, and no file
+// appears outside the data dir. Short mode (CI): 10,000 calls; N0STACK_FUZZ_LONG=1: 100,000;
+// N0STACK_FUZZ_CALLS sets any count, N0STACK_FUZZ_SEED replays a run. It prints what came back.
 import * as fs from 'node:fs';
 import * as http2 from 'node:http2';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import * as grpc from '@grpc/grpc-js';
-import { openStore } from '../store';
-import type { Store } from '../store/store';
+import { createCa, ensureAgentIdentity, ensureCertBundle, issueServerCert, NODE_ORGANIZATION, readTlsMaterial, type TlsMaterial } from '../pki';
+import { LmdbBackend } from '../store/embedded';
+import { KvStore } from '../store/kv';
+import { DEFAULT_PREFIX } from '../store';
+import { isReadOnly, TokenFile } from './auth';
 import { loadFacadeProto } from './proto';
 import { startFacade, type Facade } from './server';
+import { sendRandomFrame } from './testing/raw-grpc';
 
-const CALLS = Number(process.env.N0STACK_FUZZ_CALLS ?? 10_000);
+const CALLS = Number(process.env.N0STACK_FUZZ_CALLS ?? (process.env.N0STACK_FUZZ_LONG ? 100_000 : 10_000));
 jest.setTimeout(Math.max(300_000, CALLS * 60));
 
 const KINDS = ['Node', 'Network', 'BlockStorage', 'Image', 'VirtualMachine'] as const;
@@ -32,9 +40,12 @@ const HOSTILE_NUMBERS = [0, -1, 1, 2 ** 31 - 1, -(2 ** 31), 2 ** 53, -(2 ** 53),
 type Field = { name: string; type: string; label: string; typeName: string };
 type Definition = ReturnType<typeof loadFacadeProto>;
 
+/** A message's fields by its (possibly package-qualified) type name, whatever the proto package is called. */
 function messageFields(definition: Definition, typeName: string): Field[] | undefined {
-  const entry = (definition as Record<string, { type?: { field?: Field[] } }>)[`n0stack.${typeName}`] ?? (definition as Record<string, { type?: { field?: Field[] } }>)[typeName];
-  return entry?.type?.field;
+  const all = definition as Record<string, { type?: { field?: Field[] } }>;
+  const bare = typeName.replace(/^\./, '');
+  const key = all[bare] ? bare : Object.keys(all).find((k) => k.endsWith(`.${bare.split('.').pop()}`));
+  return key ? all[key].type?.field : undefined;
 }
 
 function randomValue(definition: Definition, field: Field, rnd: () => number, depth: number): unknown {
@@ -76,14 +87,33 @@ function randomMessage(definition: Definition, typeName: string, rnd: () => numb
 }
 
 let dir: string;
-let store: Store;
+let kv: LmdbBackend;
+let store: KvStore;
 let facade: Facade;
+let ca: Buffer;
+let node: TlsMaterial;
+let foreign: { cert: Buffer; key: Buffer };
+let viewer: string;
+const ADMIN = 'fuzz-admin-token-0123456789';
 
 beforeAll(async () => {
   dir = fs.mkdtempSync(path.join(os.tmpdir(), 'n0stack-fuzz-'));
-  store = await openStore({ backend: 'embedded', dataDir: path.join(dir, 'store') });
+  const pkiDir = path.join(dir, 'pki');
+  ensureCertBundle(pkiDir, { servers: [{ name: 'facade', dnsNames: ['localhost'], ipAddresses: ['127.0.0.1'] }] });
+  const served = readTlsMaterial(pkiDir, 'facade');
+  ca = served.ca;
+  node = ensureAgentIdentity(pkiDir, 'vm-host1', ['127.0.0.1']);
+  const forged = issueServerCert(createCa({ commonName: 'fuzz attacker CA' }), { commonName: 'vm-host1', dnsNames: ['vm-host1'], clientAuth: true, organization: NODE_ORGANIZATION });
+  foreign = { cert: Buffer.from(forged.certPem), key: Buffer.from(forged.keyPem) };
+  viewer = TokenFile.create(path.join(dir, 'tokens.json'), 'viewer').token;
+  // The store's own backend, so the invariant can compare every stored byte.
+  kv = new LmdbBackend(path.join(dir, 'store'));
+  store = new KvStore('embedded', kv, DEFAULT_PREFIX);
   // No controllers: a valid write is answered within its short deadline, not waited out.
-  facade = await startFacade({ store, listen: '127.0.0.1:0', defaultWaitMs: 200 });
+  facade = await startFacade({
+    store, listen: '127.0.0.1:0', defaultWaitMs: 200, token: ADMIN, tokens: new TokenFile(path.join(dir, 'tokens.json')),
+    tls: { cert: served.cert, key: served.key, clientCa: served.ca },
+  });
 });
 
 afterAll(async () => {
@@ -92,71 +122,120 @@ afterAll(async () => {
   if (dir) fs.rmSync(dir, { recursive: true, force: true });
 });
 
-async function revisions(): Promise<string> {
-  return (await Promise.all(KINDS.map(async (k) => (await store.list(k)).resourceVersion))).join(',');
+/** Every key and value under the store's prefix: kinds, Events, the secret area. */
+async function stored(): Promise<string> {
+  const { entries } = await kv.range(`${DEFAULT_PREFIX}/`);
+  return entries.map((e) => `${e.key}\0${e.modRevision}\0${e.value}`).join('\n');
 }
 
-test(`${CALLS} random and mutated calls to every unary RPC: no INTERNAL/UNKNOWN, INVALID_ARGUMENT writes nothing`, async () => {
+/** Who calls: the mix of production callers, and callers that are nobody. */
+const CALLERS = ['admin', 'admin', 'admin', 'admin', 'admin', 'viewer', 'node', 'garbage-token', 'no-credentials', 'foreign-cert'] as const;
+type Caller = typeof CALLERS[number];
+
+function garbageToken(rnd: () => number): string {
+  const pick = HOSTILE_STRINGS[Math.floor(rnd() * HOSTILE_STRINGS.length)];
+  // Metadata values must be printable ASCII, or grpc-js refuses to send them (NOT_SENT).
+  return [`${ADMIN}x`, ADMIN.slice(0, -1), 'Bearer', '', ' ', encodeURIComponent(pick).slice(0, 8192), rnd().toString(36)][Math.floor(rnd() * 7)];
+}
+
+test(`${CALLS} random and mutated calls to every unary RPC by every kind of caller: no INTERNAL/UNKNOWN, refusals write nothing`, async () => {
   const seed = Number(process.env.N0STACK_FUZZ_SEED ?? Date.now() % 1_000_000);
   const rnd = prng(seed);
   const definition = loadFacadeProto();
-  const pkg = grpc.loadPackageDefinition(definition).n0stack as grpc.GrpcObject;
-  const methods: { service: string; method: string; requestType: string }[] = [];
+  const loaded = grpc.loadPackageDefinition(definition);
+  type MethodDef = { path: string; requestStream: boolean; responseStream: boolean; requestType: { type: { name: string } } };
+  const methods: { service: string; method: string; path: string; requestType: string }[] = [];
+  const paths: string[] = [];
   for (const [key, value] of Object.entries(definition)) {
-    if (!key.startsWith('n0stack.') || !key.endsWith('Service')) continue;
-    for (const [method, m] of Object.entries(value as Record<string, { requestStream: boolean; responseStream: boolean; requestType: { type: { name: string } } }>)) {
+    if (!key.endsWith('Service')) continue;
+    for (const [method, m] of Object.entries(value as Record<string, MethodDef>)) {
+      paths.push(m.path);
       if (m.requestStream || m.responseStream) continue;
-      methods.push({ service: key.slice('n0stack.'.length), method, requestType: m.requestType.type.name });
+      methods.push({ service: key, method, path: m.path, requestType: m.requestType.type.name });
     }
   }
+  expect(methods.length).toBeGreaterThan(40);
   const clients = new Map<string, grpc.Client>();
-  const client = (service: string): grpc.Client => {
-    if (!clients.has(service)) clients.set(service, new (pkg[service] as grpc.ServiceClientConstructor)(`127.0.0.1:${facade.port}`, grpc.credentials.createInsecure()));
-    return clients.get(service)!;
+  const client = (service: string, caller: Caller): grpc.Client => {
+    const id = `${service}|${caller === 'node' || caller === 'foreign-cert' ? caller : 'tls'}`;
+    if (!clients.has(id)) {
+      const Ctor = service.split('.').reduce((o: any, k) => o[k], loaded) as grpc.ServiceClientConstructor;
+      const cert = caller === 'node' ? node : caller === 'foreign-cert' ? foreign : undefined;
+      clients.set(id, new Ctor(`127.0.0.1:${facade.port}`, grpc.credentials.createSsl(ca, cert?.key ?? null, cert?.cert ?? null), { 'grpc.ssl_target_name_override': 'localhost' }));
+    }
+    return clients.get(id)!;
   };
+  const tmpBefore = fs.readdirSync(dir).sort().join(',');
+  const cwdBefore = fs.readdirSync(process.cwd()).sort().join(',');
+  const passwd = fs.statSync('/etc/passwd').mtimeMs;
   const codes: Record<string, number> = {};
+  const byCaller: Record<string, Record<string, number>> = {};
   const escaped: string[] = [];
   const wrote: string[] = [];
+  const overreach: string[] = [];
   for (let i = 0; i < CALLS; i++) {
     const { service, method, requestType } = methods[i % methods.length];
+    const caller = CALLERS[Math.floor(rnd() * CALLERS.length)];
     const request = randomMessage(definition, requestType, rnd);
-    const before = await revisions();
+    // A node mostly names itself, so its own RPCs get past the name check too.
+    if (caller === 'node' && rnd() < 0.5) request.name = 'vm-host1';
+    const metadata = new grpc.Metadata();
+    const token = caller === 'admin' ? ADMIN : caller === 'viewer' ? viewer : caller === 'garbage-token' ? garbageToken(rnd) : undefined;
+    const before = await stored();
     const code = await new Promise<number>((resolve) => {
       try {
-        (client(service) as any)[method](request, new grpc.Metadata(), { deadline: Date.now() + 1000 }, (err: grpc.ServiceError | null) => resolve(err ? err.code : grpc.status.OK));
+        if (token !== undefined) metadata.set('authorization', caller === 'garbage-token' && rnd() < 0.5 ? token : `Bearer ${token}`);
+        (client(service, caller) as any)[method](request, metadata, { deadline: Date.now() + 2000 }, (err: grpc.ServiceError | null) => resolve(err ? err.code : grpc.status.OK));
       } catch {
         resolve(-1); // the client refused to serialize it; nothing was sent
       }
     });
     const name = code === -1 ? 'NOT_SENT' : grpc.status[code];
     codes[name] = (codes[name] ?? 0) + 1;
-    if (code === grpc.status.INTERNAL || code === grpc.status.UNKNOWN) escaped.push(`${service}.${method} ${name} ${JSON.stringify(request).slice(0, 300)}`);
-    if (code === grpc.status.INVALID_ARGUMENT && (await revisions()) !== before) wrote.push(`${service}.${method} ${JSON.stringify(request).slice(0, 300)}`);
+    (byCaller[caller] ??= {})[name] = (byCaller[caller][name] ?? 0) + 1;
+    if (code === grpc.status.INTERNAL || code === grpc.status.UNKNOWN) escaped.push(`${service}.${method} as ${caller}: ${name} ${JSON.stringify(request).slice(0, 300)}`);
+    const bare = service.split('.').pop()!;
+    const outOfRole = (caller === 'viewer' && !isReadOnly(bare, method)) || (caller === 'node' && !(bare === 'NodeService' && (method === 'ApplyNode' || method === 'HeartbeatNode')));
+    if (outOfRole && code !== grpc.status.PERMISSION_DENIED && code !== -1) overreach.push(`${service}.${method} as ${caller}: ${name}`);
+    const refusal = code === grpc.status.INVALID_ARGUMENT || code === grpc.status.PERMISSION_DENIED || code === grpc.status.UNAUTHENTICATED;
+    if (refusal && (await stored()) !== before) wrote.push(`${service}.${method} as ${caller}: ${name} ${JSON.stringify(request).slice(0, 300)}`);
   }
-  // Random bytes on the wire: a raw HTTP/2 stream with a garbage gRPC frame to every method.
+  // Random bytes on the wire: a raw HTTP/2 stream with a garbage gRPC frame to every method, with
+  // the admin token (so it reaches the decoder) and with none.
+  let rawSent = 0;
   let rawAnswered = 0;
-  const session = http2.connect(`http://127.0.0.1:${facade.port}`);
-  for (const { service, method } of methods) {
-    const body = Buffer.concat([Buffer.from([0, 0, 0, 0, 64]), Buffer.from(Array.from({ length: 64 }, () => Math.floor(rnd() * 256)))]);
-    const status = await new Promise<string>((resolve) => {
-      const req = session.request({ ':method': 'POST', ':path': `/n0stack.${service}/${method}`, 'content-type': 'application/grpc', te: 'trailers' });
-      let grpcStatus = '';
-      req.on('response', (h) => { grpcStatus = String(h['grpc-status'] ?? grpcStatus); });
-      req.on('trailers', (h) => { grpcStatus = String(h['grpc-status'] ?? grpcStatus); });
-      req.on('close', () => resolve(grpcStatus));
-      req.on('error', () => resolve(grpcStatus));
-      req.end(body);
-    });
-    if (status !== '') rawAnswered++;
-    if (status === String(grpc.status.UNKNOWN)) escaped.push(`${service}.${method} raw bytes: UNKNOWN`);
+  const session = http2.connect(`https://127.0.0.1:${facade.port}`, { ca, servername: 'localhost' });
+  for (const rpcPath of paths) {
+    for (const auth of [`Bearer ${ADMIN}`, undefined]) {
+      rawSent++;
+      const status = await sendRandomFrame(session, rpcPath, rnd, auth ? { authorization: auth } : {});
+      if (status !== '') rawAnswered++;
+      const rawName = `raw ${grpc.status[Number(status)] ?? 'none'}`;
+      codes[rawName] = (codes[rawName] ?? 0) + 1;
+      if (status === String(grpc.status.UNKNOWN) || status === String(grpc.status.INTERNAL)) escaped.push(`${rpcPath} raw bytes: ${rawName}`);
+    }
   }
   session.close();
-  process.stderr.write(`fuzz (seed ${seed}): ${CALLS} calls to ${methods.length} RPCs: ${Object.entries(codes).sort().map(([k, v]) => `${k} ${v}`).join(', ')}; raw-byte frames answered ${rawAnswered}/${methods.length}\n`);
+  const fmt = (c: Record<string, number>) => Object.entries(c).sort().map(([k, v]) => `${k} ${v}`).join(', ');
+  process.stderr.write(`facade fuzz (seed ${seed}, TLS + tokens): ${CALLS} calls to ${methods.length} RPCs: ${fmt(codes)}; raw-byte frames answered ${rawAnswered}/${rawSent}\n`
+    + Object.entries(byCaller).sort().map(([caller, c]) => `  as ${caller}: ${fmt(c)}`).join('\n') + '\n');
   expect(escaped).toEqual([]);
   expect(wrote).toEqual([]);
-  expect(rawAnswered).toBe(methods.length);
+  expect(rawAnswered).toBe(rawSent);
+  // Nobody who is nobody got anything but UNAUTHENTICATED (or a request the client would not send).
+  for (const who of ['garbage-token', 'no-credentials', 'foreign-cert']) {
+    expect({ who, codes: Object.keys(byCaller[who] ?? {}).filter((k) => k !== 'UNAUTHENTICATED' && k !== 'NOT_SENT') }).toEqual({ who, codes: [] });
+  }
+  expect(overreach).toEqual([]);
+  expect(fs.readdirSync(dir).sort().join(',')).toBe(tmpBefore);
+  expect(fs.readdirSync(process.cwd()).sort().join(',')).toBe(cwdBefore);
+  expect(fs.statSync('/etc/passwd').mtimeMs).toBe(passwd);
   // The facade still serves after all of it.
-  const alive = await new Promise((resolve) => (client('NodeService') as any).ListNodes({}, (err: Error | null) => resolve(err ? err.message : 'ok')));
+  const alive = await new Promise((resolve) => {
+    const md = new grpc.Metadata();
+    md.set('authorization', `Bearer ${ADMIN}`);
+    (client(methods.find((m) => m.method === 'ListNodes')!.service, 'admin') as any).ListNodes({}, md, (err: Error | null) => resolve(err ? err.message : 'ok'));
+  });
   for (const c of clients.values()) c.close();
   expect(alive).toBe('ok');
 });

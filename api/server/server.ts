@@ -5,6 +5,7 @@ import { ReflectionService } from '@grpc/reflection';
 import { logger } from '../log';
 import { WatchCacheStore } from '../store/watch-cache';
 import { toServiceError } from './status';
+import { tolerant, undecodable } from './decode';
 import { loadFacadeProto } from './proto';
 import type { CallInfo, FacadeContext, Handler, ServiceHandlers } from './context';
 import { nodeService } from './node';
@@ -59,6 +60,8 @@ function admit(call: AuthenticatedCall, service: string, method: string, request
   const peer = call.getAuthContext?.()?.sslPeerCertificate as Parameters<typeof authenticate>[1];
   const principal = authenticate(call.metadata, peer, { tokens });
   authorize(principal, service, method, request);
+  const bad = undecodable(request, `${service}.${method}`);
+  if (bad) throw bad;
   return principal;
 }
 
@@ -109,7 +112,7 @@ export async function startFacade(given: FacadeOptions): Promise<Facade> {
   for (const [name, handlers] of Object.entries(services)) {
     const implementation: grpc.UntypedServiceImplementation = {};
     for (const [method, handler] of Object.entries(handlers)) implementation[method] = unary(name, method, handler, options, tokens);
-    server.addService(proto.n0stack[name].service, implementation);
+    server.addService(tolerant(proto.n0stack[name].service), implementation);
   }
   const resources = resourceService(options);
   const { Watch, ...resourceUnary } = resources;
@@ -122,7 +125,7 @@ export async function startFacade(given: FacadeOptions): Promise<Facade> {
     }
     Watch(call);
   };
-  server.addService(proto.n0stack.ResourceService.service, resourceImpl);
+  server.addService(tolerant(proto.n0stack.ResourceService.service), resourceImpl);
   new ReflectionService(definition).addToServer(server);
 
   const credentials = options.tls ? facadeCredentials(options.tls) : grpc.ServerCredentials.createInsecure();
