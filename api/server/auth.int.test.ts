@@ -132,6 +132,23 @@ test('a certificate claiming a node but signed by another CA is no identity; nor
   await refused(call('NodeService', 'ListNodes', {}, { token: 'not-a-token' }), grpc.status.UNAUTHENTICATED, /wrong bearer token/);
 });
 
+test('the Watch stream answers its refusals (it once left a refused caller waiting forever)', async () => {
+  const watch = (creds: Creds, request: unknown = { kind: 'Node' }) => new Promise<string>((resolve) => {
+    const client = new (proto.ResourceService as grpc.ServiceClientConstructor)(`127.0.0.1:${facade.port}`, grpc.credentials.createSsl(ca, creds.cert?.key ?? null, creds.cert?.cert ?? null));
+    clients.push(client);
+    const md = new grpc.Metadata();
+    if (creds.token) md.set('authorization', `Bearer ${creds.token}`);
+    const stream = (client as any).Watch(request, md, { deadline: Date.now() + 5000 });
+    // Still open after a second, with nothing refused: it is watching.
+    const open = setTimeout(() => { resolve('watching'); stream.cancel(); }, 1000);
+    stream.on('error', (err: grpc.ServiceError) => { clearTimeout(open); resolve(`${grpc.status[err.code]} ${err.details}`); });
+  });
+  expect(await watch({})).toMatch(/^UNAUTHENTICATED missing bearer token/);
+  expect(await watch({ token: 'nope' })).toMatch(/^UNAUTHENTICATED wrong bearer token/);
+  expect(await watch({ cert: hostA })).toMatch(/^PERMISSION_DENIED ResourceService\.Watch is not allowed for node "host-a"/);
+  expect(await watch({ token: viewer })).toBe('watching');
+});
+
 test('plaintext to the TLS facade gets no answer at all', async () => {
   const err = await refused(call('NodeService', 'ListNodes', {}, { token: ADMIN, plaintext: true }), grpc.status.UNAVAILABLE);
   expect(err.details).not.toMatch(/host-a/);

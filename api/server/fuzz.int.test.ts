@@ -185,7 +185,7 @@ test(`${CALLS} random and mutated calls to every unary RPC by every kind of call
     const code = await new Promise<number>((resolve) => {
       try {
         if (token !== undefined) metadata.set('authorization', caller === 'garbage-token' && rnd() < 0.5 ? token : `Bearer ${token}`);
-        (client(service, caller) as any)[method](request, metadata, { deadline: Date.now() + 2000 }, (err: grpc.ServiceError | null) => resolve(err ? err.code : grpc.status.OK));
+        (client(service, caller) as any)[method](request, metadata, { deadline: Date.now() + 1000 }, (err: grpc.ServiceError | null) => resolve(err ? err.code : grpc.status.OK));
       } catch {
         resolve(-1); // the client refused to serialize it; nothing was sent
       }

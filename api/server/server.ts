@@ -49,6 +49,17 @@ function wellFormed(text: string): string {
   return text.replace(/[\uD800-\uDBFF](?![\uDC00-\uDFFF])|(?<![\uD800-\uDBFF])[\uDC00-\uDFFF]/g, '\uFFFD');
 }
 
+/** The gRPC status of an error: auth's carry their code, the rest map by kind (status.ts). */
+function statusOf(err: unknown): Partial<grpc.StatusObject> {
+  const status = (err as { grpcCode?: number }).grpcCode !== undefined
+    ? { code: (err as { grpcCode: number }).grpcCode, details: (err as Error).message }
+    : toServiceError(err);
+  // Messages quote the caller's input, maybe cut inside a surrogate pair; grpc-js percent-
+  // encodes the details and throws on a lone surrogate, which would crash the process.
+  if (typeof status.details === 'string') status.details = wellFormed(status.details);
+  return status;
+}
+
 type AuthenticatedCall = { metadata: grpc.Metadata; getAuthContext?: () => { sslPeerCertificate?: object } | null };
 
 function authorityOf(options: FacadeOptions): TokenAuthority | undefined {
@@ -80,12 +91,7 @@ function unary(service: string, method: string, handler: Handler, options: Facad
         rpcDuration.observe({ method: `${service}/${method}`, code: 'OK' }, Number(process.hrtime.bigint() - started) / 1e9);
         callback(null, response);
       }, (err) => {
-        const status = (err as { grpcCode?: number }).grpcCode !== undefined
-          ? { code: (err as { grpcCode: number }).grpcCode, details: (err as Error).message }
-          : toServiceError(err);
-        // Messages quote the caller's input, maybe cut inside a surrogate pair; grpc-js percent-
-        // encodes the details and throws on a lone surrogate, which would crash the process.
-        if (typeof status.details === 'string') status.details = wellFormed(status.details);
+        const status = statusOf(err);
         rpcDuration.observe({ method: `${service}/${method}`, code: grpc.status[status.code!] }, Number(process.hrtime.bigint() - started) / 1e9);
         if (status.code === grpc.status.INTERNAL) log.error(`${service}/${method} failed`, { error: (err as Error).stack });
         else log.debug(`${service}/${method}: ${status.details}`);
@@ -120,7 +126,8 @@ export async function startFacade(given: FacadeOptions): Promise<Facade> {
   for (const [method, handler] of Object.entries(resourceUnary)) resourceImpl[method] = unary('ResourceService', method, handler as Handler, options, tokens);
   resourceImpl.Watch = (call: grpc.ServerWritableStream<any, any>) => {
     try { admit(call, 'ResourceService', 'Watch', call.request, tokens); } catch (err) {
-      call.destroy(Object.assign(err as Error, { code: (err as { grpcCode?: number }).grpcCode ?? grpc.status.UNAUTHENTICATED, message: wellFormed((err as Error).message) }));
+      // Not destroy(): a destroyed stream never sends its status, and the caller would wait forever.
+      call.emit('error', statusOf(err));
       return;
     }
     Watch(call);
