@@ -10,7 +10,7 @@ import { InvalidArgumentError } from '../../api/errors';
 import { logger } from '../../api/log';
 import { SHA512_CRYPT_PATTERN } from '../../api/logic/password';
 import { run } from '../exec';
-import { publishReplace, removeQuietly, requireAbsolutePath, tempPathBeside } from './fsutil';
+import { removeQuietly, requireAbsolutePath, tempPathBeside } from './fsutil';
 import type { CloudInitDriver, CloudInitSpec, NicSpec } from './types';
 
 const log = logger('cloudinit');
@@ -217,7 +217,9 @@ export class NoCloudDriver implements CloudInitDriver {
       ], { timeoutMs: this.timeoutMs });
       await fs.chmod(tmp, 0o600);
       // Replaced, not refused: the seed follows the VM's spec, and a running QEMU keeps the old inode.
-      await publishReplace(tmp, isoPath);
+      // Not synced: the agent builds the seed again before every boot, so one torn by a host crash
+      // is never booted from, and two fsyncs were most of this step while other guests wrote.
+      await fs.rename(tmp, isoPath);
     } finally {
       await removeQuietly(tmp);
       await removeQuietly(dir);
