@@ -11,7 +11,7 @@
 import './quiet';
 import { randomBytes } from 'node:crypto';
 import * as fs from 'node:fs';
-import * as http from 'node:http';
+import { spawn } from 'node:child_process';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { openStore } from '../api/store';
@@ -69,16 +69,26 @@ async function main(): Promise<void> {
     }
     const fileSize = (key: string) => fs.statSync(path.join(src, `base${key}.qcow2`)).size;
 
-    const server = http.createServer((req, res) => {
-      const m = /^\/base(100m|10g)\.qcow2$/.exec(req.url ?? '');
-      if (!m) { res.writeHead(404).end(); return; }
-      const file = path.join(src, `base${m[1]}.qcow2`);
-      res.writeHead(200, { 'Content-Length': fs.statSync(file).size, 'Content-Type': 'application/octet-stream' });
-      fs.createReadStream(file).pipe(res);
+    // The file server runs in a process of its own, as curl's does: in this one it shared the event
+    // loop with the agent it was serving (and the facade and controllers), which curl never had to.
+    const serverScript = `
+      const fs = require('node:fs'), http = require('node:http'), path = require('node:path');
+      const server = http.createServer((req, res) => {
+        const m = /^\\/base(100m|10g)\\.qcow2$/.exec(req.url ?? '');
+        if (!m) { res.writeHead(404).end(); return; }
+        const file = path.join(process.argv[1], 'base' + m[1] + '.qcow2');
+        res.writeHead(200, { 'Content-Length': fs.statSync(file).size, 'Content-Type': 'application/octet-stream' });
+        fs.createReadStream(file).pipe(res);
+      });
+      server.listen(0, '127.0.0.1', () => process.stdout.write(server.address().port + '\\n'));`;
+    const server = spawn(process.execPath, ['-e', serverScript, src], { stdio: ['ignore', 'pipe', 'inherit'] });
+    cleanups.push(() => server.kill());
+    const port = await new Promise<number>((resolve, reject) => {
+      server.once('error', reject);
+      server.once('exit', (code) => reject(new Error(`the file server exited with ${code}`)));
+      server.stdout.once('data', (chunk: Buffer) => resolve(Number(chunk.toString().trim())));
     });
-    await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
-    cleanups.push(() => new Promise((r) => { server.closeAllConnections(); server.close(r); }));
-    const url = (key: string) => `http://127.0.0.1:${(server.address() as { port: number }).port}/base${key}.qcow2`;
+    const url = (key: string) => `http://127.0.0.1:${port}/base${key}.qcow2`;
 
     // Baselines outside the control plane: curl, the fetch driver alone, qemu-img create -b / convert.
     const rows: Record<string, Record<string, number>> = {};
