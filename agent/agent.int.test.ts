@@ -109,7 +109,7 @@ beforeAll(async () => {
     res.writeHead(200, { 'content-type': 'application/octet-stream', 'content-length': body.length });
     const half = Math.floor(body.length / 2);
     res.write(body.subarray(0, half));
-    setTimeout(() => res.end(body.subarray(half)), 800);
+    setTimeout(() => res.end(body.subarray(half)), 2500);
   });
   await new Promise<void>((r) => httpServer.listen(0, '127.0.0.1', r));
   httpPort = (httpServer.address() as { port: number }).port;
@@ -166,16 +166,21 @@ test('the agent lifecycle through the gRPC client', async () => {
   expect(fs.readdirSync(path.join(dataDir, 'disks'))).toEqual([]);
 
   // Fetch: runs in the background, a second ensure during the download does not start another.
+  // An ensure holds its answer up to a second for the work to end (the server stalls 2.5 s).
   const url = `http://127.0.0.1:${httpPort}/base.qcow2`;
+  const asked = Date.now();
   const first = await client.ensureBlockStorage({ name: 'base', limitBytes: 64 * MiB, sourceUrl: url });
+  expect(Date.now() - asked).toBeGreaterThanOrEqual(900);
   expect(first.present).toBe(false);
   expect(first.inProgress).toBeDefined();
   const second = await client.ensureBlockStorage({ name: 'base', limitBytes: 64 * MiB, sourceUrl: url });
   expect(second.inProgress).toBeDefined();
+  // The call open when the download ends answers then, not at the end of its second.
   const base = await until('the fetch', async () => {
     const o = await client.ensureBlockStorage({ name: 'base', limitBytes: 64 * MiB, sourceUrl: url });
     return o.present ? o : undefined;
   }, 30_000);
+  expect(Date.now() - asked).toBeLessThan(4000);
   expect(imageRequests).toBe(1);
   expect(base.info).toMatchObject({ format: 'qcow2', virtualSize: 64 * MiB, path: path.join(dataDir, 'disks', 'base.qcow2') });
 

@@ -112,7 +112,10 @@ export interface ConsoleStream {
 }
 
 export interface AgentApi {
-  /** Idempotent; returns when the disk exists, or at once with inProgress for long fetches/copies. */
+  /**
+   * Idempotent; returns when the disk exists, or with inProgress for long fetches/copies: a host
+   * agent holds the answer up to a second for the work to end, so completion is answered at once.
+   */
   ensureBlockStorage(req: EnsureBlockStorageRequest): Promise<BlockStorageObservation>;
   /** Grow only. */
   resizeBlockStorage(name: string, limitBytes: number): Promise<BlockStorageObservation>;

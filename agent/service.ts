@@ -68,6 +68,8 @@ export interface HostAgentOptions {
   shutdownTimeoutMs?: number;
   /** Deadline for connecting to a VM's console socket. */
   consoleConnectTimeoutMs?: number;
+  /** How long EnsureBlockStorage holds its answer for a running fetch or copy to end (default 1000 ms). */
+  completionWaitMs?: number;
 }
 
 interface BackgroundOperation {
@@ -122,6 +124,7 @@ export class HostAgent implements AgentApi {
   private readonly uplink?: string;
   private readonly shutdownTimeoutMs: number;
   private readonly consoleConnectTimeoutMs: number;
+  private readonly completionWaitMs: number;
   private readonly operations = new Map<string, BackgroundOperation>();
   private readonly failures = new Map<string, string>();
   private readonly locks = new KeyedMutex();
@@ -137,6 +140,7 @@ export class HostAgent implements AgentApi {
     this.uplink = options.uplink;
     this.shutdownTimeoutMs = options.shutdownTimeoutMs ?? 60_000;
     this.consoleConnectTimeoutMs = options.consoleConnectTimeoutMs ?? 5_000;
+    this.completionWaitMs = options.completionWaitMs ?? 1_000;
     fs.mkdirSync(this.paths.disksDir, { recursive: true });
     fs.mkdirSync(this.paths.vmsDir, { recursive: true });
   }
@@ -193,17 +197,37 @@ export class HostAgent implements AgentApi {
     return file;
   }
 
+  /** What is there (or being made) under `name`, a failure reported once; undefined when nothing. */
+  private async observeOnce(name: string): Promise<BlockStorageObservation | undefined> {
+    if (this.operations.has(name) || exists(this.paths.disk(name))) return this.observeDisk(name);
+    const failure = this.failures.get(name);
+    if (failure === undefined) return undefined;
+    // Report the failure once; the next ensure tries again (the controller backs off).
+    this.failures.delete(name);
+    return { name, present: false, error: failure };
+  }
+
+  /**
+   * A fetch or copy that is still running is waited for up to completionWaitMs before the answer
+   * goes back with its progress: the call open when it ends carries the result, so the caller
+   * learns of completion at once instead of on its next look (after its poll interval).
+   */
   async ensureBlockStorage(req: EnsureBlockStorageRequest): Promise<BlockStorageObservation> {
+    const first = await this.startBlockStorage(req);
+    const op = this.operations.get(req.name);
+    if (!first.inProgress || !op || this.completionWaitMs <= 0) return first;
+    let timer: NodeJS.Timeout | undefined;
+    await Promise.race([op.done, new Promise<void>((resolve) => { timer = setTimeout(resolve, this.completionWaitMs); })]);
+    clearTimeout(timer);
+    return this.locks.run(`disk/${req.name}`, async () => (await this.observeOnce(req.name)) ?? this.observeDisk(req.name));
+  }
+
+  private async startBlockStorage(req: EnsureBlockStorageRequest): Promise<BlockStorageObservation> {
     validateEnsureBlockStorage(req);
     const file = this.paths.disk(req.name);
     return this.locks.run(`disk/${req.name}`, async () => {
-      if (this.operations.has(req.name) || exists(file)) return this.observeDisk(req.name);
-      const failure = this.failures.get(req.name);
-      if (failure !== undefined) {
-        // Report the failure once; the next ensure tries again (the controller backs off).
-        this.failures.delete(req.name);
-        return { name: req.name, present: false, error: failure };
-      }
+      const seen = await this.observeOnce(req.name);
+      if (seen) return seen;
       if (req.sourceUrl !== undefined) {
         const url = req.sourceUrl;
         this.startBackground(req.name, 'fetch', (op) => this.drivers.fetch.fetch(url, file, {

@@ -4,7 +4,7 @@
 import { spawn } from 'node:child_process';
 import * as path from 'node:path';
 
-const BENCHMARKS = ['store', 'density', 'disk', 'vm-latency'];
+const BENCHMARKS = ['store', 'facade', 'density', 'disk', 'vm-latency'];
 
 async function main(): Promise<void> {
   for (const name of BENCHMARKS) {

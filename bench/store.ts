@@ -16,27 +16,13 @@ import { startEtcd } from '../api/store/etcd-process';
 import { KvStore } from '../api/store/kv';
 import type { Network } from '../api/types';
 import { Cleanups, startFacadeClient } from './harness';
+import { measure } from './util';
 
 const SECONDS = Number(process.env.BENCH_SECONDS ?? 3);
 const CONCURRENCY = [1, 64];
 const DESCRIPTION = 'x'.repeat(900); // documents of about 1 KiB
 
 interface Row { target: string; op: string; concurrency: number; opsPerSec: number; count: number }
-
-/** Runs `op` from `concurrency` clients for SECONDS; returns completed operations per second. */
-async function measure(concurrency: number, op: (client: number, i: number) => Promise<void>): Promise<{ opsPerSec: number; count: number }> {
-  const deadline = Date.now() + SECONDS * 1000;
-  let count = 0;
-  const start = process.hrtime.bigint();
-  await Promise.all(Array.from({ length: concurrency }, async (_, client) => {
-    for (let i = 0; Date.now() < deadline; i++) {
-      await op(client, i);
-      count++;
-    }
-  }));
-  const seconds = Number(process.hrtime.bigint() - start) / 1e9;
-  return { opsPerSec: count / seconds, count };
-}
 
 function doc(name: string): Network {
   return { apiVersion: 'n0stack.io/v1alpha1', kind: 'Network', metadata: { name }, spec: { ipv4_cidr: '10.0.0.0/24', description: DESCRIPTION } };
@@ -47,15 +33,15 @@ async function storeRows(target: string, store: KvStore, run: string): Promise<R
   // Warm-up outside the clock: the first write compiles the CRD schemas (ajv) and opens connections.
   for (let i = 0; i < 20; i++) await store.create(doc(`${run}-warm-${i}`));
   for (const concurrency of CONCURRENCY) {
-    const c = await measure(concurrency, async (client, i) => { await store.create(doc(`${run}-c${concurrency}-${client}-${i}`)); });
+    const c = await measure(SECONDS, concurrency, async (client, i) => { await store.create(doc(`${run}-c${concurrency}-${client}-${i}`)); });
     rows.push({ target, op: 'create', concurrency, ...c });
     // Each client updates its own object, always with the resourceVersion it got back.
     const held = await Promise.all(Array.from({ length: concurrency }, (_, client) => store.create(doc(`${run}-u${concurrency}-${client}`))));
-    const u = await measure(concurrency, async (client, i) => {
+    const u = await measure(SECONDS, concurrency, async (client, i) => {
       held[client] = await store.update({ ...held[client], metadata: { ...held[client].metadata, annotations: { i: String(i) } } });
     });
     rows.push({ target, op: 'update', concurrency, ...u });
-    const g = await measure(concurrency, async (client) => { await store.get('Network', held[client].metadata.name); });
+    const g = await measure(SECONDS, concurrency, async (client) => { await store.get('Network', held[client].metadata.name); });
     rows.push({ target, op: 'get', concurrency, ...g });
   }
   return rows;
@@ -70,9 +56,9 @@ async function facadeRows(target: string, store: KvStore, run: string): Promise<
     for (let i = 0; i < 20; i++) await apply(`${run}-fwarm-${i}`);
     const rows: Row[] = [];
     for (const concurrency of CONCURRENCY) {
-      const c = await measure(concurrency, async (c, i) => { await apply(`${run}-fc${concurrency}-${c}-${i}`); });
+      const c = await measure(SECONDS, concurrency, async (c, i) => { await apply(`${run}-fc${concurrency}-${c}-${i}`); });
       rows.push({ target, op: 'create', concurrency, ...c });
-      const g = await measure(concurrency, async (c) => { await client.call('NetworkService', 'GetNetwork', { name: `${run}-fc${concurrency}-${c}-0` }); });
+      const g = await measure(SECONDS, concurrency, async (c) => { await client.call('NetworkService', 'GetNetwork', { name: `${run}-fc${concurrency}-${c}-0` }); });
       rows.push({ target, op: 'get', concurrency, ...g });
     }
     return rows;
@@ -98,9 +84,9 @@ async function main(): Promise<void> {
     // Raw lmdb: one put per operation, acknowledged after the flush (what the embedded store waits for).
     const raw = open({ path: path.join(dir, 'raw') });
     for (const concurrency of CONCURRENCY) {
-      const r = await measure(concurrency, async (client, i) => { await raw.put(`/raw/${concurrency}/${client}/${i}`, value); await raw.flushed; });
+      const r = await measure(SECONDS, concurrency, async (client, i) => { await raw.put(`/raw/${concurrency}/${client}/${i}`, value); await raw.flushed; });
       rows.push({ target: 'lmdb put (raw)', op: 'put', concurrency, ...r });
-      const g = await measure(concurrency, async (client) => { raw.get(`/raw/${concurrency}/${client}/0`); });
+      const g = await measure(SECONDS, concurrency, async (client) => { raw.get(`/raw/${concurrency}/${client}/0`); });
       rows.push({ target: 'lmdb get (raw)', op: 'get', concurrency, ...g });
     }
     await raw.close();
@@ -111,9 +97,9 @@ async function main(): Promise<void> {
 
     const client = new Etcd3({ hosts: [etcd.endpoint] });
     for (const concurrency of CONCURRENCY) {
-      const r = await measure(concurrency, async (c, i) => { await client.put(`/raw/${run}/${concurrency}/${c}/${i}`).value(value); });
+      const r = await measure(SECONDS, concurrency, async (c, i) => { await client.put(`/raw/${run}/${concurrency}/${c}/${i}`).value(value); });
       rows.push({ target: 'etcd3 put (raw)', op: 'put', concurrency, ...r });
-      const g = await measure(concurrency, async (c) => { await client.get(`/raw/${run}/${concurrency}/${c}/0`).string(); });
+      const g = await measure(SECONDS, concurrency, async (c) => { await client.get(`/raw/${run}/${concurrency}/${c}/0`).string(); });
       rows.push({ target: 'etcd3 get (raw)', op: 'get', concurrency, ...g });
     }
     client.close();

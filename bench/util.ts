@@ -13,6 +13,21 @@ export function percentile(values: readonly number[], p: number): number {
   return sorted[Math.min(sorted.length - 1, Math.max(0, rank - 1))];
 }
 
+/** Runs `op` from `concurrency` clients for `seconds`; returns completed operations per second. */
+export async function measure(seconds: number, concurrency: number, op: (client: number, i: number) => Promise<void>): Promise<{ opsPerSec: number; count: number }> {
+  const deadline = Date.now() + seconds * 1000;
+  let count = 0;
+  const start = process.hrtime.bigint();
+  await Promise.all(Array.from({ length: concurrency }, async (_, client) => {
+    for (let i = 0; Date.now() < deadline; i++) {
+      await op(client, i);
+      count++;
+    }
+  }));
+  const elapsed = Number(process.hrtime.bigint() - start) / 1e9;
+  return { opsPerSec: count / elapsed, count };
+}
+
 export const round = (n: number, digits = 1) => (Number.isFinite(n) ? Math.round(n * 10 ** digits) / 10 ** digits : n);
 
 /** Samples this process's RSS (for the peak) and measures its CPU time between start and stop. */

@@ -62,6 +62,11 @@ describe('HttpFetchDriver (loopback HTTP + real qemu-img)', () => {
     const raw = randomBytes(3 * MiB);
     await fs.writeFile(p('source.raw'), raw);
     await run('qemu-img', ['convert', '-q', '-f', 'raw', '-O', 'qcow2', p('source.raw'), p('source.qcow2')]);
+    // The same qcow2 with a refcount table entry pointing at a data cluster: `qemu-img check` calls it corrupt.
+    const corrupt = await fs.readFile(p('source.qcow2'));
+    const refcountTable = Number(corrupt.readBigUInt64BE(48));
+    corrupt.writeBigUInt64BE(16n * 65536n, refcountTable + 8);
+    await fs.writeFile(p('corrupt.qcow2'), corrupt);
     // An ISO (anything not qcow2 is taken as raw).
     await fs.mkdir(p('iso'));
     await fs.writeFile(p('iso/hello.txt'), 'hello from an iso\n');
@@ -72,7 +77,7 @@ describe('HttpFetchDriver (loopback HTTP + real qemu-img)', () => {
     for (const [name, file, ranges] of [
       ['/raw.img', 'source.raw', true], ['/disk.qcow2', 'source.qcow2', true], ['/seed.iso', 'source.iso', false],
       ['/evil.qcow2', 'evil.qcow2', false], ['/flaky.img', 'source.raw', true], ['/drop.img', 'source.raw', false],
-      ['/slow.img', 'source.raw', false],
+      ['/slow.img', 'source.raw', false], ['/corrupt.qcow2', 'corrupt.qcow2', false],
     ] as const) {
       const body = await fs.readFile(p(file));
       files.set(name, { body, ranges, etag: etag(body) });
@@ -176,6 +181,17 @@ describe('HttpFetchDriver (loopback HTTP + real qemu-img)', () => {
     expect(info).toMatchObject({ format: 'qcow2', virtualSize: 3 * MiB });
     expect(await sameContent(p('source.qcow2'), 'qcow2', p('out/q.qcow2'))).toBe(true);
     expect(await sameContent(p('source.raw'), 'raw', p('out/q.qcow2'))).toBe(true);
+  });
+
+  it('keeps a sound self-contained qcow2 byte for byte (no copy), and copies one whose metadata is corrupt', async () => {
+    await fetcher.fetch(url('/disk.qcow2'), p('out/kept.qcow2'), { virtualSizeBytes: MiB });
+    const digest = async (f: string) => createHash('sha256').update(await fs.readFile(f)).digest('hex');
+    expect(await digest(p('out/kept.qcow2'))).toBe(await digest(p('source.qcow2')));
+    const info = await fetcher.fetch(url('/corrupt.qcow2'), p('out/rebuilt.qcow2'), { virtualSizeBytes: MiB });
+    expect(info).toMatchObject({ format: 'qcow2', virtualSize: 3 * MiB });
+    expect(await digest(p('out/rebuilt.qcow2'))).not.toBe(await digest(p('corrupt.qcow2')));
+    await run('qemu-img', ['check', '-q', '-f', 'qcow2', p('out/rebuilt.qcow2')]);
+    expect(await sameContent(p('source.raw'), 'raw', p('out/rebuilt.qcow2'))).toBe(true);
   });
 
   it('takes an ISO as raw content', async () => {

@@ -88,7 +88,10 @@ export interface HttpFetchOptions {
 }
 
 interface Opened { res: http.IncomingMessage; url: URL }
-interface Received { done: number; hash: Hash }
+/** Bytes written so far, and their digest when a sha256 is to be checked (hashing costs as much as the copy). */
+interface Received { done: number; hash?: Hash }
+
+const WRITE_BATCH_BYTES = 1024 * 1024;
 
 export class HttpFetchDriver implements FetchDriver {
   private readonly disk: QemuImgDriver;
@@ -141,10 +144,15 @@ export class HttpFetchDriver implements FetchDriver {
         throw new FailedPreconditionError(`source_url ${source.href} is a qcow2 image that refers to another file (${probe.backingFile ?? probe.dataFile}); only self-contained images can be fetched`, 'source_url');
       }
       options.onProgress?.({ phase: 'convert', bytesDone: 0, bytesTotal: bytes });
-      await this.disk.importImage(download, format, path, size, signal);
+      // A self-contained qcow2 is already what we keep: checked and linked into place, not copied.
+      const adopted = format === 'qcow2' && await this.disk.adoptQcow2(download, probe, path, size, signal);
+      if (!adopted) await this.disk.importImage(download, format, path, size, signal);
       options.onProgress?.({ phase: 'convert', bytesDone: bytes, bytesTotal: bytes });
-      const info = await this.disk.info(path);
-      log.info('image fetched', { url: source.href, path, sourceFormat: format, bytes, virtualSize: info.virtualSize });
+      // Adopted, the file is the probed one grown to the size asked: no need to ask qemu-img again.
+      const info: DiskInfo = adopted
+        ? { path, format: 'qcow2', virtualSize: Math.max(size, alignSize(probe.virtualSize, 'source')), actualSize: probe.actualSize }
+        : await this.disk.info(path);
+      log.info('image fetched', { url: source.href, path, sourceFormat: format, adopted, bytes, virtualSize: info.virtualSize });
       return info;
     } finally {
       await removeQuietly(download);
@@ -159,7 +167,7 @@ export class HttpFetchDriver implements FetchDriver {
     const progress = new ProgressThrottle(this.progressIntervalMs, onProgress);
     const handle = await fs.open(file, 'w', 0o600);
     // Shared with receive(), so bytes written before a drop are counted and hashed exactly once.
-    const got: Received = { done: 0, hash: createHash('sha256') };
+    const got: Received = { done: 0, hash: sha256 === undefined ? undefined : createHash('sha256') };
     let total = 0;
     // Resume against the URL the redirects led to, and only while the entity is the same one.
     let url = source;
@@ -195,7 +203,7 @@ export class HttpFetchDriver implements FetchDriver {
               // The server ignored Range or the file changed (If-Range): start over.
               log.warn('server cannot resume; downloading again from the start', { url: url.href, at: got.done });
               got.done = 0;
-              got.hash = createHash('sha256');
+              got.hash = sha256 === undefined ? undefined : createHash('sha256');
               await handle.truncate(0);
             }
             const length = Number(res.headers['content-length']);
@@ -228,7 +236,7 @@ export class HttpFetchDriver implements FetchDriver {
       await handle.close();
     }
     if (sha256 !== undefined) {
-      const actual = got.hash.digest('hex');
+      const actual = got.hash!.digest('hex');
       if (actual !== sha256) {
         throw new FailedPreconditionError(`source_sha256 mismatch for ${source.href}: expected ${sha256}, downloaded content has ${actual}`, 'source_sha256');
       }
@@ -237,13 +245,36 @@ export class HttpFetchDriver implements FetchDriver {
   }
 
   private async receive(res: http.IncomingMessage, handle: FileHandle, got: Received, total: number, progress: ProgressThrottle): Promise<void> {
-    // Async iteration applies back-pressure (the socket is not read while the disk is busy) and
-    // throws when the connection drops before the body ends.
-    for await (const chunk of res as AsyncIterable<Buffer>) {
-      await writeAll(handle, chunk, got.done);
-      got.hash.update(chunk);
-      got.done += chunk.length;
-      progress.update({ phase: 'download', bytesDone: got.done, bytesTotal: total });
+    // The socket's chunks (64 KiB) are gathered into batches of WRITE_BATCH_BYTES and written
+    // while the next batch arrives, one write in flight: a write per chunk, awaited before
+    // reading on, left the socket idle during every write and the disk idle during every read.
+    // Async iteration still applies back-pressure (at most two batches held) and throws when the
+    // connection drops before the body ends; bytes received before a drop are written and counted.
+    let batch: Buffer[] = [];
+    let batchBytes = 0;
+    let writing: Promise<void> = Promise.resolve();
+    const write = (chunks: Buffer[]) => {
+      const data = chunks.length === 1 ? chunks[0] : Buffer.concat(chunks);
+      return writeAll(handle, data, got.done).then(() => {
+        got.hash?.update(data);
+        got.done += data.length;
+        progress.update({ phase: 'download', bytesDone: got.done, bytesTotal: total });
+      });
+    };
+    try {
+      for await (const chunk of res as AsyncIterable<Buffer>) {
+        batch.push(chunk);
+        batchBytes += chunk.length;
+        if (batchBytes < WRITE_BATCH_BYTES) continue;
+        await writing;
+        const chunks = batch;
+        writing = write(chunks);
+        batch = [];
+        batchBytes = 0;
+      }
+    } finally {
+      await writing;
+      if (batchBytes > 0) await write(batch);
     }
     // A body cut short while the message still looked complete to the parser.
     if (!res.complete) throw new UnavailableError(`connection closed after ${got.done} bytes`);

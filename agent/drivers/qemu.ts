@@ -395,7 +395,9 @@ export class QemuDriver implements VmDriver {
         if (pidNow !== undefined && isOurQemu(pidNow, dir)) process.kill(pidNow, 'SIGKILL');
         throw new DeadlineExceededError(`VM ${spec.name}: QEMU did not answer QMP within ${this.startTimeoutMs} ms: ${this.logTail(spec.name)}`);
       }
-      await sleep(50);
+      // Two stat calls a turn: cheap enough to look often, and every turn missed is added to the
+      // VM's start (a 50 ms pause cost 25 ms on average).
+      await sleep(10);
     }
   }
 

@@ -9,7 +9,7 @@ describe('parseQemuImgInfo', () => {
       'format-specific': { type: 'qcow2', data: { compat: '1.1' } },
     });
     expect(parseQemuImgInfo(json, '/d/ov.qcow2')).toEqual({
-      path: '/d/ov.qcow2', format: 'qcow2', virtualSize: 20971520, actualSize: 200704, backingFile: '/d/base.qcow2', dirty: false,
+      path: '/d/ov.qcow2', format: 'qcow2', virtualSize: 20971520, actualSize: 200704, backingFile: '/d/base.qcow2', dirty: false, encrypted: false,
     });
   });
   it('exposes an external data file, which makes an image unsafe to import', () => {

@@ -23,6 +23,8 @@ export interface DiskProbe extends DiskInfo {
   dataFile?: string;
   /** Image was not closed cleanly (qcow2 lazy refcounts). */
   dirty: boolean;
+  /** Encrypted (LUKS or legacy AES): unreadable without a secret we do not have. */
+  encrypted: boolean;
 }
 
 /** Parses `qemu-img info --output=json` (one image, not --backing-chain). */
@@ -50,6 +52,7 @@ export function parseQemuImgInfo(json: string, path: string): DiskProbe {
     ...(typeof backing === 'string' ? { backingFile: backing } : {}),
     ...(typeof dataFile === 'string' ? { dataFile } : {}),
     dirty: raw['dirty-flag'] === true,
+    encrypted: raw['encrypted'] === true,
   };
 }
 
@@ -168,6 +171,30 @@ export class QemuImgDriver implements DiskDriver {
     });
   }
 
+  /**
+   * Publishes `sourcePath`, a qcow2 that refers to no other file, as `path` without copying its
+   * data (what importImage's convert would do, at the cost of writing every byte once more):
+   * `qemu-img check` reads all its metadata first; then it is grown to the size asked and linked
+   * into place, synced. `sourcePath` is consumed. False (nothing done) for an image that needs
+   * the copy: dirty, encrypted, not such a qcow2, or one whose metadata check finds corrupt (the
+   * copy rebuilds its metadata from what reads back, as before there was this shortcut).
+   */
+  async adoptQcow2(sourcePath: string, probe: DiskProbe, path: string, virtualSizeBytes: number, signal?: AbortSignal): Promise<boolean> {
+    requireAbsolutePath(path);
+    if (probe.format !== 'qcow2' || probe.backingFile !== undefined || probe.dataFile !== undefined || probe.dirty || probe.encrypted) return false;
+    const size = Math.max(alignSize(virtualSizeBytes), alignSize(probe.virtualSize, 'source'));
+    try {
+      await this.qemuImg(['check', '-q', '-f', 'qcow2', sourcePath], { timeoutMs: this.copyTimeoutMs, signal });
+    } catch (err) {
+      // Exit 3: leaked clusters only, space lost inside the image but nothing wrong with its data.
+      if (err instanceof CommandError && err.exitCode === 2) return false;
+      if (!(err instanceof CommandError && err.exitCode === 3)) throw err;
+    }
+    if (size > probe.virtualSize) await this.qemuImg(['resize', '-q', '-f', 'qcow2', sourcePath, String(size)], { signal });
+    await publishNoClobber(sourcePath, path);
+    return true;
+  }
+
   async resize(path: string, virtualSizeBytes: number): Promise<void> {
     requireAbsolutePath(path);
     const size = alignSize(virtualSizeBytes);
@@ -186,7 +213,7 @@ export class QemuImgDriver implements DiskDriver {
   }
 
   async info(path: string, field = 'path'): Promise<DiskInfo> {
-    const { dataFile: _dataFile, dirty: _dirty, ...info } = await this.probe(path, field);
+    const { dataFile: _dataFile, dirty: _dirty, encrypted: _encrypted, ...info } = await this.probe(path, field);
     return info;
   }
 

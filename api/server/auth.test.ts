@@ -19,6 +19,15 @@ const codeOf = (fn: () => unknown): number | undefined => {
 describe('authenticate', () => {
   const tokens = anyOf(singleToken('admin-secret'), singleToken('viewer-secret', 'viewer'));
 
+  it('remembers a verified single token without letting near misses in', () => {
+    const authority = singleToken('s3cret-token');
+    expect(authority.lookup('s3cret-token')).toEqual({ role: 'admin', id: 'admin' });
+    expect(authority.lookup('s3cret-token')).toEqual({ role: 'admin', id: 'admin' });
+    expect(authority.lookup('s3cret-tokeN')).toBeUndefined();
+    expect(authority.lookup('s3cret-token ')).toBeUndefined();
+    expect(authority.lookup('')).toBeUndefined();
+  });
+
   it('maps tokens to their role and refuses a wrong or missing one', () => {
     expect(authenticate(bearer('admin-secret'), undefined, { tokens })).toEqual({ role: 'admin', name: 'token admin' });
     expect(authenticate(bearer('viewer-secret'), undefined, { tokens }).role).toBe('viewer');
@@ -85,6 +94,12 @@ describe('TokenFile', () => {
       expect(reader.lookup(viewer.token)).toEqual({ role: 'viewer', id: viewer.id });
       expect(reader.lookup(admin.token)).toEqual({ role: 'admin', id: admin.id });
       expect(reader.lookup(`${viewer.token}x`)).toBeUndefined();
+      // Verified tokens are remembered, but a token taken out of the file stops working with its re-read.
+      const kept = (JSON.parse(fs.readFileSync(file, 'utf8')) as { role: string }[]).filter((e) => e.role !== 'viewer');
+      fs.writeFileSync(file, JSON.stringify(kept));
+      await new Promise((r) => setTimeout(r, 1100));
+      expect(reader.lookup(viewer.token)).toBeUndefined();
+      expect(reader.lookup(admin.token)).toEqual({ role: 'admin', id: admin.id });
       expect(() => TokenFile.create(file, 'root' as never)).toThrow('role "root" must be one of admin, viewer');
       // A broken file is UNAVAILABLE naming it, never a way in.
       fs.writeFileSync(file, '{not json');

@@ -44,10 +44,32 @@ function sha256(text: string): Buffer {
   return createHash('sha256').update(text).digest();
 }
 
+/**
+ * Tokens already verified, so a client's every call does not hash its token again. Only verified
+ * tokens go in (a flood of wrong ones neither grows nor evicts it). A Map lookup compares the
+ * presented string with a stored one only when their hashes collide, which the caller cannot
+ * steer towards a token it does not know, so it leaks no more than the hashed comparison.
+ */
+class VerifiedTokens {
+  private readonly identities = new Map<string, TokenIdentity>();
+  constructor(private readonly limit = 1024) {}
+  get(token: string): TokenIdentity | undefined { return this.identities.get(token); }
+  remember(token: string, identity: TokenIdentity | undefined): TokenIdentity | undefined {
+    if (identity === undefined) return undefined;
+    if (this.identities.size >= this.limit) this.identities.clear();
+    this.identities.set(token, identity);
+    return identity;
+  }
+  clear(): void { this.identities.clear(); }
+}
+
 /** The one admin token of `<data-dir>/token` (or `--token-file`), compared in constant time. */
 export function singleToken(token: string, role: TokenRole = 'admin', id: string = role): TokenAuthority {
   const expected = sha256(token);
-  return { lookup: (presented) => (timingSafeEqual(sha256(presented), expected) ? { role, id } : undefined) };
+  const verified = new VerifiedTokens(1);
+  return {
+    lookup: (presented) => verified.get(presented) ?? verified.remember(presented, timingSafeEqual(sha256(presented), expected) ? { role, id } : undefined),
+  };
 }
 
 export function anyOf(...authorities: (TokenAuthority | undefined)[]): TokenAuthority {
@@ -65,6 +87,8 @@ interface StoredToken { id: string; role: TokenRole; sha256: string; created: st
 export class TokenFile implements TokenAuthority {
   private cache: { mtimeMs: number; size: number; byHash: Map<string, TokenIdentity> } | undefined;
   private checkedAt = 0;
+  /** Emptied whenever the file changes, so a removed token stops working within the re-read second. */
+  private readonly verified = new VerifiedTokens();
 
   constructor(readonly file: string) {}
 
@@ -105,10 +129,12 @@ export class TokenFile implements TokenAuthority {
           throw Object.assign(new Error(`the facade cannot read its token file ${this.file}: ${(err as Error).message}`), { grpcCode: grpc.status.UNAVAILABLE });
         }
         this.cache = { mtimeMs: stat.mtimeMs, size: stat.size, byHash: new Map(entries.map((e) => [e.sha256, { role: e.role, id: e.id }])) };
+        this.verified.clear();
       }
+      if (!stat) this.verified.clear();
     }
     // A hash lookup is not a timing oracle for the token: the attacker does not control the hash.
-    return this.cache.byHash.get(sha256(token).toString('hex'));
+    return this.verified.get(token) ?? this.verified.remember(token, this.cache.byHash.get(sha256(token).toString('hex')));
   }
 }
 
