@@ -148,7 +148,7 @@ test('the agent lifecycle through the gRPC client', async () => {
   expect(node.spec.agent_endpoint).toBe(running.advertisedEndpoint);
   expect(node.status?.state).toBe('Ready');
   const hb0 = node.status!.last_heartbeat_time!;
-  await until('a heartbeat', async () => ((await store.get('Node', 'node1')).status!.last_heartbeat_time! > hb0 ? true : undefined), 5_000);
+  await until('a heartbeat', async () => ((await store.get('NodeLease', 'node1').catch(() => undefined))?.spec.renew_time! > hb0 ? true : undefined), 5_000);
 
   // mTLS: no certificate, or one from another CA, is refused; the valid client gets in.
   const foreignCa = createCa({ commonName: 'foreign' });

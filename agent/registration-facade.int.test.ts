@@ -40,7 +40,7 @@ const facts = (endpoint = '10.0.0.2:20181') => ({
   capacity: { cpuMilliCores: 4000, memoryBytes: 8 * 2 ** 30, storageBytes: 100 * 2 ** 30 },
 });
 
-test('register writes the Node spec and a Ready status; heartbeats move last_heartbeat_time', async () => {
+test('register writes the Node spec and a Ready status; heartbeats renew the lease, not the Node', async () => {
   const registrar = new FacadeNodeRegistrar({ endpoint, ca: host2.ca, cert: host2.cert, key: host2.key });
   try {
     await registrar.register(nodeDocument(facts()));
@@ -50,9 +50,11 @@ test('register writes the Node spec and a Ready status; heartbeats move last_hea
     expect(node.status).toMatchObject({ state: 'Ready', accelerator: 'tcg', agent_version: '9.9.9' });
     const first = node.status!.last_heartbeat_time!;
     await new Promise((r) => setTimeout(r, 1100));
+    const written = (await store.get('Node', 'host2')).metadata.resourceVersion;
     await registrar.heartbeat('host2', { accelerator: 'tcg', agent_version: '9.9.9' });
     const after = await store.get('Node', 'host2');
-    expect(Date.parse(after.status!.last_heartbeat_time!)).toBeGreaterThan(Date.parse(first));
+    expect(Date.parse((await store.get('NodeLease', 'host2')).spec.renew_time!)).toBeGreaterThan(Date.parse(first));
+    expect(after.metadata.resourceVersion).toBe(written);
     expect(after.status!.conditions!.find((c) => c.type === 'Ready')!.status).toBe('True');
     // Registering again (agent restart) updates the endpoint without duplicating anything.
     await registrar.register(nodeDocument(facts('10.0.0.2:30181')));

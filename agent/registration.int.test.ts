@@ -72,13 +72,18 @@ test('the Heartbeater beats every interval until aborted and re-registers a dele
   const registrar = new StoreNodeRegistrar(store);
   await registrar.register(nodeDocument(facts()));
   const before = (await store.get('Node', 'node1')).status!.last_heartbeat_time!;
+  const registered = (await store.get('Node', 'node1')).metadata.resourceVersion;
   const hb = new Heartbeater({ registrar, nodeName: 'node1', intervalMs: 100, status: () => readyStatus(facts()), node: () => nodeDocument(facts()) });
   const ac = new AbortController();
   const running = hb.run(ac.signal);
   await new Promise((r) => setTimeout(r, 1_150));
   expect(hb.beats).toBeGreaterThanOrEqual(5);
   expect(hb.failures).toBe(0);
-  expect((await store.get('Node', 'node1')).status!.last_heartbeat_time! > before).toBe(true);
+  // The beats renew the lease; the Node, which they leave as it was, is not written.
+  const lease = await store.get('NodeLease', 'node1');
+  expect(lease.spec).toMatchObject({ holder_identity: 'node1' });
+  expect(lease.spec.renew_time! > before).toBe(true);
+  expect((await store.get('Node', 'node1')).metadata.resourceVersion).toBe(registered);
 
   await store.delete('Node', 'node1');
   await new Promise((r) => setTimeout(r, 300));

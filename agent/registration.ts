@@ -8,6 +8,7 @@ import { InvalidArgumentError, isN0Error } from '../api/errors';
 import { KVM_CONDITION, setCondition } from '../api/conditions';
 import { logger } from '../api/log';
 import type { Store } from '../api/store/store';
+import { renewLease } from '../api/lease';
 import { ANNOTATIONS, API_VERSION, type Condition, type Node, type NodeStatus } from '../api/types';
 import type { Accelerator } from './drivers/types';
 import type { AcceleratorProbe } from './drivers/accel-probe';
@@ -138,11 +139,34 @@ export class StoreNodeRegistrar implements NodeRegistrar {
   }
 
   async heartbeat(name: string, status: Partial<NodeStatus>): Promise<void> {
+    // Liveness is the lease's: one small write. The Node is written only when what the agent
+    // reports about it changed (its accelerator, version, probe), or when it is not Ready yet.
+    await renewLease(this.store, name);
+    // The Node is still read on every beat (a read, not a write): a deleted Node answers NotFound
+    // and the Heartbeater registers it again.
+    const facts = agentFacts(status);
     await this.retryOnConflict(`heartbeat ${name}`, async () => {
       const current = await this.store.get('Node', name);
-      await this.store.update({ ...current, status: mergeStatus(current.status, status) }, { subresource: 'status' });
+      const merged = mergeStatus(current.status, nodeNeedsReady(current) ? status : facts);
+      if (!sameJson(merged, current.status)) await this.store.update({ ...current, status: merged }, { subresource: 'status' });
     });
   }
+}
+
+/** What a heartbeat says about the node other than that it is alive (the lease says that). */
+export function agentFacts(status: Partial<NodeStatus>): Partial<NodeStatus> {
+  const { state: _state, last_heartbeat_time: _at, conditions, ...facts } = status;
+  const others = conditions?.filter((c) => c.type !== 'Ready');
+  return others?.length ? { ...facts, conditions: others } : facts;
+}
+
+/**
+ * A Node the heartbeat should also mark Ready: one that never was, or that the Node controller
+ * marked NotReady (the controller judges readiness from the lease; this only saves a node whose
+ * controller is not running from looking absent).
+ */
+export function nodeNeedsReady(node: Node): boolean {
+  return node.status?.state !== 'Ready' || node.status?.conditions?.find((c) => c.type === 'Ready')?.status !== 'True';
 }
 
 export interface HeartbeaterOptions {

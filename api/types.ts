@@ -6,7 +6,7 @@ export const GROUP = 'n0stack.io';
 export const VERSION = 'v1alpha1';
 export const API_VERSION = `${GROUP}/${VERSION}` as const;
 
-export const KINDS = ['Node', 'Network', 'BlockStorage', 'Image', 'VirtualMachine'] as const;
+export const KINDS = ['Node', 'Network', 'BlockStorage', 'Image', 'VirtualMachine', 'NodeLease'] as const;
 export type Kind = (typeof KINDS)[number];
 
 export interface ObjectMeta {
@@ -42,12 +42,15 @@ export type ImageSpec = gen.ImageSpec;
 export type ImageStatus = gen.ImageStatus;
 export type VirtualMachineSpec = gen.VirtualMachineSpec;
 export type VirtualMachineStatus = gen.VirtualMachineStatus;
+export type NodeLeaseSpec = gen.NodeLeaseSpec;
+export type NodeLeaseStatus = gen.NodeLeaseStatus;
 
 export type Node = Resource<'Node', NodeSpec, NodeStatus>;
 export type Network = Resource<'Network', NetworkSpec, NetworkStatus>;
 export type BlockStorage = Resource<'BlockStorage', BlockStorageSpec, BlockStorageStatus>;
 export type Image = Resource<'Image', ImageSpec, ImageStatus>;
 export type VirtualMachine = Resource<'VirtualMachine', VirtualMachineSpec, VirtualMachineStatus>;
+export type NodeLease = Resource<'NodeLease', NodeLeaseSpec, NodeLeaseStatus>;
 
 export interface KindMap {
   Node: Node;
@@ -55,6 +58,7 @@ export interface KindMap {
   BlockStorage: BlockStorage;
   Image: Image;
   VirtualMachine: VirtualMachine;
+  NodeLease: NodeLease;
 }
 export type AnyResource = KindMap[Kind];
 
@@ -65,6 +69,7 @@ export const PLURALS: Record<Kind, string> = {
   BlockStorage: 'blockstorages',
   Image: 'images',
   VirtualMachine: 'virtualmachines',
+  NodeLease: 'nodeleases',
 };
 
 export function isKind(value: unknown): value is Kind {

@@ -3,7 +3,7 @@
 import * as fs from 'node:fs';
 import { Command, CommanderError, Option } from 'commander';
 import YAML from 'yaml';
-import { N0Error } from '../api/errors';
+import { InvalidArgumentError, N0Error } from '../api/errors';
 import { loadCrds } from '../api/schema';
 import { KINDS, PLURALS, type Condition, type Kind, type Resource } from '../api/types';
 import { latestCondition } from '../api/conditions';
@@ -364,7 +364,8 @@ Examples:
 async function seedGet(client: FacadeClient, kind: Kind, name: string | undefined, selector: string, timeoutMs: number): Promise<unknown> {
   const service = `${kind}Service`;
   if (name) return client.call(service, `Get${kind}`, { name }, { deadlineMs: timeoutMs });
-  const plural = { Node: 'Nodes', Network: 'Networks', BlockStorage: 'BlockStorages', Image: 'Images', VirtualMachine: 'VirtualMachines' }[kind];
+  const plural = ({ Node: 'Nodes', Network: 'Networks', BlockStorage: 'BlockStorages', Image: 'Images', VirtualMachine: 'VirtualMachines' } as Partial<Record<Kind, string>>)[kind];
+  if (!plural) throw new InvalidArgumentError(`-o seed: the seed has no RPCs for ${kind} (an n0stack-internal kind); use -o yaml`, 'output');
   return client.call(service, `List${plural}`, { label_selector: selector }, { deadlineMs: timeoutMs });
 }
 

@@ -2,6 +2,7 @@ import { Registry } from 'prom-client';
 import type { Node } from '../api/types';
 import { getCondition } from '../api/conditions';
 import { NodeReconciler, readiness } from './node';
+import { renewLease } from '../api/lease';
 import { Manager } from './runtime/manager';
 import { MemoryStore } from './runtime/testing/memory-store';
 import type { ReconcileContext } from './runtime/types';
@@ -100,27 +101,53 @@ describe('NodeReconciler', () => {
     expect(await r.reconcile('nonexistent', ctx())).toEqual({});
   });
 
-  it('under the manager: Ready on heartbeat, NotReady after the timeout without any write, Ready again', async () => {
+  /** A manager running the Node reconciler (400 ms timeout) over vm-host1 while `run` runs. */
+  async function underManager(run: () => Promise<void>): Promise<void> {
     const controller = new AbortController();
-    const manager = new Manager({ store, registry: new Registry(), kinds: ['Node', 'VirtualMachine', 'BlockStorage'] });
+    const manager = new Manager({ store, registry: new Registry(), kinds: ['Node', 'NodeLease', 'VirtualMachine', 'BlockStorage'] });
     manager.register(new NodeReconciler({ heartbeatTimeoutMs: 400 }));
     try {
       await store.create(node('vm-host1'));
       await manager.start(controller.signal);
-      const state = async () => (await store.get('Node', 'vm-host1')).status?.state;
-      await until(async () => (await state()) === 'NotReady', 3000, 'NotReady before any heartbeat');
-      await heartbeat(store, 'vm-host1', new Date());
-      await until(async () => (await state()) === 'Ready', 3000, 'Ready after a heartbeat');
-      const readyAt = Date.now();
-      await until(async () => (await state()) === 'NotReady', 3000, 'NotReady after the timeout');
-      const took = Date.now() - readyAt;
-      expect(took).toBeGreaterThanOrEqual(300);
-      expect(took).toBeLessThan(1500);
-      await heartbeat(store, 'vm-host1', new Date());
-      await until(async () => (await state()) === 'Ready', 3000, 'Ready again');
+      await run();
     } finally {
       controller.abort();
       await manager.stopped;
     }
-  });
+  }
+
+  it('under the manager: Ready on heartbeat, NotReady after the timeout without any write, Ready again', () => underManager(async () => {
+    const state = async () => (await store.get('Node', 'vm-host1')).status?.state;
+    await until(async () => (await state()) === 'NotReady', 3000, 'NotReady before any heartbeat');
+    await heartbeat(store, 'vm-host1', new Date());
+    await until(async () => (await state()) === 'Ready', 3000, 'Ready after a heartbeat');
+    const readyAt = Date.now();
+    await until(async () => (await state()) === 'NotReady', 3000, 'NotReady after the timeout');
+    const took = Date.now() - readyAt;
+    expect(took).toBeGreaterThanOrEqual(300);
+    expect(took).toBeLessThan(1500);
+    await heartbeat(store, 'vm-host1', new Date());
+    await until(async () => (await state()) === 'Ready', 3000, 'Ready again');
+  }));
+
+  it('under the manager: lease renewals keep a node Ready without writing the Node; NotReady within the same timeout when they stop', () => underManager(async () => {
+    const current = () => store.get('Node', 'vm-host1');
+    await until(async () => (await current()).status?.state === 'NotReady', 3000, 'NotReady before any lease');
+    await renewLease(store, 'vm-host1');
+    await until(async () => (await current()).status?.state === 'Ready', 3000, 'Ready after the first renewal');
+    const ready = await current();
+    // Ten renewals over 1 s, past two timeouts: Ready throughout, and the Node is never written.
+    for (let i = 0; i < 10; i++) {
+      await sleep(100);
+      await renewLease(store, 'vm-host1');
+      expect((await current()).status?.state).toBe('Ready');
+    }
+    expect((await current()).metadata.resourceVersion).toBe(ready.metadata.resourceVersion);
+    const lastRenewal = Date.now();
+    await until(async () => (await current()).status?.state === 'NotReady', 3000, 'NotReady after renewals stop');
+    const took = Date.now() - lastRenewal;
+    expect(took).toBeGreaterThanOrEqual(300);
+    expect(took).toBeLessThan(1500);
+    expect(getCondition((await current()).status?.conditions, 'Ready')).toMatchObject({ status: 'False', reason: 'HeartbeatTimeout' });
+  }));
 });

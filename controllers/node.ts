@@ -1,5 +1,5 @@
-// Node reconciler: a node is Ready while its agent's heartbeat (status.last_heartbeat_time) is
-// younger than the timeout. Nothing writes "NotReady" when an agent dies, so the reconciler looks
+// Node reconciler: a node is Ready while its agent's heartbeat (its NodeLease's renew_time, or the
+// Node's own status.last_heartbeat_time when later: api/lease.ts) is younger than the timeout. Nothing writes "NotReady" when an agent dies, so the reconciler looks
 // again just after the heartbeat would expire (requeueAfter). It also publishes allocatable
 // (capacity − reserved requests) for `n0ctl get nodes` and the facade's node RPCs. Its finalizer
 // protects a Node in deletion while VMs or disks are placed on it (or reservations remain), so
@@ -12,6 +12,7 @@ import type { Node, NodeStatus } from '../api/types';
 import type { Cache } from './runtime/types';
 import { setCondition } from '../api/conditions';
 import { allocatableStatus } from '../api/logic/resources';
+import { lastHeartbeat } from '../api/lease';
 import type { ReconcileContext, ReconcileResult, Reconciler } from './runtime/types';
 
 export const DEFAULT_HEARTBEAT_TIMEOUT_MS = 20_000;
@@ -59,6 +60,8 @@ export class NodeReconciler implements Reconciler<'Node'> {
   readonly watches = [
     { kind: 'VirtualMachine' as const, map: (obj: any, cache: Cache) => deletingNodes(obj, cache) },
     { kind: 'BlockStorage' as const, map: (obj: any, cache: Cache) => deletingNodes(obj, cache) },
+    // A renewal requeues its Node, judged from the cache: it writes only when readiness flips.
+    { kind: 'NodeLease' as const, map: (lease: any) => [lease.metadata.name as string] },
   ];
   private readonly timeoutMs: number;
   private readonly now: () => Date;
@@ -91,14 +94,14 @@ export class NodeReconciler implements Reconciler<'Node'> {
 
   private async readinessPass(name: string, ctx: ReconcileContext, cached: Node | undefined): Promise<Readiness | undefined> {
     if (cached) {
-      const { verdict, changes } = this.evaluate(cached);
+      const { verdict, changes } = this.evaluate(cached, ctx.cache);
       if (!changes) return verdict;
     }
     let verdict: Readiness | undefined;
     try {
       await mutate(ctx.store, 'Node', name, (node: Node) => {
         // Evaluated per attempt: a conflict is usually a newer heartbeat.
-        const result = this.evaluate(node);
+        const result = this.evaluate(node, ctx.cache);
         verdict = result.verdict;
         if (!result.changes) return false;
         node.status = { ...node.status, ...result.changes };
@@ -139,9 +142,9 @@ export class NodeReconciler implements Reconciler<'Node'> {
    * `changes` is undefined when the node already says so. Pure, and compares only those fields
    * (a Node's status also holds every reservation on it: thousands of entries at scale).
    */
-  private evaluate(node: Node): { verdict: Readiness; changes?: Pick<NodeStatus, 'state' | 'observedGeneration' | 'allocatable' | 'conditions'> } {
+  private evaluate(node: Node, cache: Cache): { verdict: Readiness; changes?: Pick<NodeStatus, 'state' | 'observedGeneration' | 'allocatable' | 'conditions'> } {
     const now = this.now();
-    const verdict = readiness(node.status?.last_heartbeat_time, now, this.timeoutMs);
+    const verdict = readiness(lastHeartbeat(node, cache.get('NodeLease', node.metadata.name)), now, this.timeoutMs);
     const generation = node.metadata.generation ?? 1;
     const status = node.status ?? {};
     const wanted = {

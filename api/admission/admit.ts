@@ -8,6 +8,7 @@ import { blockStorageStrategy } from './blockstorage';
 import { imageStrategy } from './image';
 import { networkStrategy } from './network';
 import { nodeStrategy } from './node';
+import { nodeLeaseStrategy } from './nodelease';
 import type { Dependant, Lookup, Strategy, World } from './types';
 import { virtualMachineStrategy } from './virtualmachine';
 
@@ -17,6 +18,7 @@ export const STRATEGIES: { [K in Kind]: Strategy<K> } = {
   BlockStorage: blockStorageStrategy,
   Image: imageStrategy,
   VirtualMachine: virtualMachineStrategy,
+  NodeLease: nodeLeaseStrategy,
 };
 
 export function strategyFor<K extends Kind>(kind: K): Strategy<K> {

@@ -59,7 +59,8 @@ class HttpError extends Error {
   constructor(readonly grpcCode: number, message: string) { super(message); }
 }
 
-const MESSAGES: Record<Kind, (doc: any) => Record<string, unknown>> = {
+// Only the kinds the gateway watches (WATCH_KINDS) have a message; internal kinds (NodeLease) have none.
+const MESSAGES: Partial<Record<Kind, (doc: any) => Record<string, unknown>>> = {
   Node: nodeMessage, Network: networkMessage, BlockStorage: blockStorageMessage, Image: imageMessage, VirtualMachine: virtualMachineMessage,
 };
 const GET_RPC: Record<Kind, Route> = Object.fromEntries(
@@ -191,7 +192,7 @@ export class Gateway {
   /** A kind's message as the Get RPC's JSON renders it. */
   private render(kind: Kind, doc: AnyResource): unknown {
     const route = GET_RPC[kind];
-    const wire = this.codec(this.facadeProto, route).responseSerialize(MESSAGES[kind](doc));
+    const wire = this.codec(this.facadeProto, route).responseSerialize(MESSAGES[kind]!(doc));
     return (this.jsonProto[`n0stack.${route.service}`] as unknown as Record<string, { responseDeserialize(b: Buffer): unknown }>)[route.rpc].responseDeserialize(wire);
   }
 

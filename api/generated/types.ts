@@ -215,6 +215,25 @@ export interface NodeStatus {
   };
 }
 
+export interface NodeLeaseSpec {
+  /**
+   * the node whose agent renews it
+   */
+  holder_identity?: string;
+  /**
+   * the agent's last heartbeat
+   */
+  renew_time?: string;
+  /**
+   * how often the agent means to renew (its heartbeat interval)
+   */
+  lease_duration_seconds?: number;
+}
+
+export interface NodeLeaseStatus {
+  observedGeneration?: number;
+}
+
 export interface VirtualMachineSpec {
   request_cpu_milli_core?: number;
   limit_cpu_milli_core: number;

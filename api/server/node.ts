@@ -14,6 +14,7 @@ import { NODE_RESTRICTION_PREFIX } from './auth';
 /** The labels a node identity's re-registration keeps, whatever it sends (auth.ts refuses it setting them). */
 const restrictedLabels = (labels: Record<string, string> | undefined): Record<string, string> =>
   Object.fromEntries(Object.entries(labels ?? {}).filter(([k]) => k.startsWith(NODE_RESTRICTION_PREFIX)));
+import { leaseOf, renewLease, withLease } from '../lease';
 
 /** At most `max` characters, never cutting one in half (a lone surrogate is not valid text). */
 const clip = (value: unknown, max: number): string => Array.from(String(value)).slice(0, max).join('');
@@ -58,11 +59,14 @@ export function nodeService(ctx: FacadeContext): ServiceHandlers {
 
   return {
     async ListNodes(req) {
-      const { items } = await store.list('Node', { labelSelector: given(req.label_selector) });
-      return { nodes: items.map(nodeMessage) };
+      const [{ items }, leases] = await Promise.all([store.list('Node', { labelSelector: given(req.label_selector) }), store.list('NodeLease')]);
+      const leaseByNode = new Map(leases.items.map((l) => [l.metadata.name, l]));
+      return { nodes: items.map((n) => nodeMessage(withLease(n, leaseByNode.get(n.metadata.name)))) };
     },
     async GetNode(req) {
-      return nodeMessage(await store.get('Node', validateName(req.name, 'name')));
+      const name = validateName(req.name, 'name');
+      const [node, lease] = await Promise.all([store.get('Node', name), leaseOf(store, name)]);
+      return nodeMessage(withLease(node, lease));
     },
     async ApplyNode(req, call) {
       const name = validateName(req.name, 'name');
@@ -93,24 +97,29 @@ export function nodeService(ctx: FacadeContext): ServiceHandlers {
         throw new InvalidArgumentError(`accelerator_condition_reason must be a CamelCase word, got ${JSON.stringify(req.accelerator_condition_reason)}`, 'accelerator_condition_reason');
       }
       const now = new Date();
-      return nodeMessage(await mutate(store, 'Node', name, (n) => {
+      // Liveness is the lease's (api/lease.ts); the Node is written only when the report changes it.
+      const node = await mutate(store, 'Node', name, (n) => {
+        const before = JSON.stringify(n.status ?? {});
+        const ready = n.status?.state === 'Ready' && n.status?.conditions?.find((c) => c.type === 'Ready')?.status === 'True';
         n.status = {
           ...n.status,
-          state: 'Ready',
-          last_heartbeat_time: now.toISOString().replace(/\.\d{3}Z$/, 'Z'),
+          ...(ready ? {} : { state: 'Ready', last_heartbeat_time: now.toISOString().replace(/\.\d{3}Z$/, 'Z') }),
           ...(req.accelerator ? { accelerator: req.accelerator } : {}),
           ...(req.agent_version ? { agent_version: req.agent_version } : {}),
           ...(req.accelerator_reason ? { accelerator_reason: clip(req.accelerator_reason, 4096) } : {}),
           ...(req.cpu_model ? { cpu_model: clip(req.cpu_model, 64) } : {}),
-          conditions: setCondition(n.status?.conditions, { type: 'Ready', status: 'True', reason: 'AgentHeartbeat', message: 'the node agent is posting heartbeats' }, undefined, now),
         };
+        if (!ready) n.status.conditions = setCondition(n.status?.conditions, { type: 'Ready', status: 'True', reason: 'AgentHeartbeat', message: 'the node agent is posting heartbeats' }, undefined, now);
         if (req.accelerator_condition_reason) {
           n.status.conditions = setCondition(n.status.conditions, {
             type: KVM_CONDITION, status: req.kvm_usable ? 'True' : 'False',
             reason: String(req.accelerator_condition_reason), message: clip(req.accelerator_reason ?? '', 4096),
           }, undefined, now);
         }
-      }, { subresource: 'status' }));
+        if (JSON.stringify(n.status) === before) return false;
+      }, { subresource: 'status' });
+      // After the Node's read, so an unknown node answers NOT_FOUND and gets no lease.
+      return nodeMessage(withLease(node, await renewLease(store, name, now)));
     },
     async DeleteNode(req) {
       const name = validateName(req.name, 'name');

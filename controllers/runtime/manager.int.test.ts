@@ -105,7 +105,7 @@ describe.each(backends)('Manager on the %s store', (_name, open) => {
 
   it('marks a node NotReady when heartbeats stop, with no write but its own', async () => {
     const controller = new AbortController();
-    const manager = new Manager({ store, registry: new Registry(), kinds: ['Node', 'VirtualMachine', 'BlockStorage'] });
+    const manager = new Manager({ store, registry: new Registry(), kinds: ['Node', 'NodeLease', 'VirtualMachine', 'BlockStorage'] });
     manager.register(new NodeReconciler({ heartbeatTimeoutMs: 1000 }));
     const name = `host-${randomBytes(3).toString('hex')}`;
     try {
