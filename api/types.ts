@@ -6,7 +6,7 @@ export const GROUP = 'n0stack.io';
 export const VERSION = 'v1alpha1';
 export const API_VERSION = `${GROUP}/${VERSION}` as const;
 
-export const KINDS = ['Node', 'Network', 'BlockStorage', 'Image', 'VirtualMachine', 'NodeLease'] as const;
+export const KINDS = ['Node', 'Network', 'BlockStorage', 'Image', 'VirtualMachine', 'NodeLease', 'Reservation'] as const;
 export type Kind = (typeof KINDS)[number];
 
 export interface ObjectMeta {
@@ -44,6 +44,8 @@ export type VirtualMachineSpec = gen.VirtualMachineSpec;
 export type VirtualMachineStatus = gen.VirtualMachineStatus;
 export type NodeLeaseSpec = gen.NodeLeaseSpec;
 export type NodeLeaseStatus = gen.NodeLeaseStatus;
+export type ReservationSpec = gen.ReservationSpec;
+export type ReservationStatus = gen.ReservationStatus;
 
 export type Node = Resource<'Node', NodeSpec, NodeStatus>;
 export type Network = Resource<'Network', NetworkSpec, NetworkStatus>;
@@ -51,6 +53,7 @@ export type BlockStorage = Resource<'BlockStorage', BlockStorageSpec, BlockStora
 export type Image = Resource<'Image', ImageSpec, ImageStatus>;
 export type VirtualMachine = Resource<'VirtualMachine', VirtualMachineSpec, VirtualMachineStatus>;
 export type NodeLease = Resource<'NodeLease', NodeLeaseSpec, NodeLeaseStatus>;
+export type Reservation = Resource<'Reservation', ReservationSpec, ReservationStatus>;
 
 export interface KindMap {
   Node: Node;
@@ -59,6 +62,7 @@ export interface KindMap {
   Image: Image;
   VirtualMachine: VirtualMachine;
   NodeLease: NodeLease;
+  Reservation: Reservation;
 }
 export type AnyResource = KindMap[Kind];
 
@@ -70,6 +74,7 @@ export const PLURALS: Record<Kind, string> = {
   Image: 'images',
   VirtualMachine: 'virtualmachines',
   NodeLease: 'nodeleases',
+  Reservation: 'reservations',
 };
 
 export function isKind(value: unknown): value is Kind {

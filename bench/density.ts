@@ -45,20 +45,34 @@ const defaults = {
 };
 type Options = typeof defaults;
 
-/** Counts every write that reaches the store, by kind and operation (write amplification). */
+/**
+ * Counts every write that reaches the store, by kind and operation (write amplification), and
+ * the size of what each write sends: the largest document per kind, separately for each tenth of
+ * the measured phase (`slot`), so a write whose size grows with the VM count shows.
+ */
 class CountingStore implements Store {
   readonly writes = new Map<string, number>();
+  /** slot -> kind -> largest document written (bytes of JSON). */
+  readonly largest = new Map<number, Map<string, number>>();
+  slot = -1;
   constructor(private readonly inner: Store) {}
   get backend() { return this.inner.backend; }
   total(): number { let n = 0; for (const v of this.writes.values()) n += v; return n; }
   snapshot(): Record<string, number> { return Object.fromEntries(this.writes); }
-  private count(kind: string, op: string) { const k = `${kind}.${op}`; this.writes.set(k, (this.writes.get(k) ?? 0) + 1); }
+  private count(kind: string, op: string, doc: unknown) {
+    const k = `${kind}.${op}`;
+    this.writes.set(k, (this.writes.get(k) ?? 0) + 1);
+    if (this.slot < 0) return;
+    let sizes = this.largest.get(this.slot);
+    if (!sizes) this.largest.set(this.slot, sizes = new Map());
+    sizes.set(kind, Math.max(sizes.get(kind) ?? 0, Buffer.byteLength(JSON.stringify(doc))));
+  }
   get<K extends Kind>(kind: K, name: string) { return this.inner.get(kind, name); }
   list<K extends Kind>(kind: K, options?: ListOptions) { return this.inner.list(kind, options); }
-  create<T extends AnyResource>(doc: T) { this.count(doc.kind, 'create'); return this.inner.create(doc); }
-  update<T extends AnyResource>(doc: T, options?: UpdateOptions) { this.count(doc.kind, options?.subresource === 'status' ? 'updateStatus' : 'update'); return this.inner.update(doc, options); }
-  patch<K extends Kind>(kind: K, name: string, patch: Patch, options?: PatchOptions) { this.count(kind, 'patch'); return this.inner.patch(kind, name, patch, options); }
-  delete<K extends Kind>(kind: K, name: string, options?: DeleteOptions) { this.count(kind, 'delete'); return this.inner.delete(kind, name, options); }
+  create<T extends AnyResource>(doc: T) { this.count(doc.kind, 'create', doc); return this.inner.create(doc); }
+  update<T extends AnyResource>(doc: T, options?: UpdateOptions) { this.count(doc.kind, options?.subresource === 'status' ? 'updateStatus' : 'update', doc); return this.inner.update(doc, options); }
+  patch<K extends Kind>(kind: K, name: string, patch: Patch, options?: PatchOptions) { this.count(kind, 'patch', patch); return this.inner.patch(kind, name, patch, options); }
+  delete<K extends Kind>(kind: K, name: string, options?: DeleteOptions) { this.count(kind, 'delete', name); return this.inner.delete(kind, name, options); }
   watch<K extends Kind>(kind: K, options?: WatchOptions) { return this.inner.watch(kind, options); }
   close() { return this.inner.close(); }
 }
@@ -105,6 +119,7 @@ function vmDocument(name: string, disk: string, network: string): VirtualMachine
 }
 
 async function runOne(opts: Options, storeKind: 'embedded' | 'etcd') {
+  const runT = Date.now();
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'n0stack-density-'));
   const run = randomBytes(3).toString('hex');
   let etcd: EtcdProcess | undefined;
@@ -188,8 +203,11 @@ async function runOne(opts: Options, storeKind: 'embedded' | 'etcd') {
     const failures: string[] = [];
     const sampler = new ResourceSampler().start();
     const t0 = Date.now();
+    let started0 = 0;
     const created = await pool([...Array(opts.vms).keys()], opts.clients, t0 + opts.budgetSeconds * 1000, async (j) => {
       const i = j % opts.nodes;
+      // Which tenth of the VMs is being made: the largest write per tenth shows any growth.
+      store.slot = Math.min(9, Math.floor((10 * started0++) / opts.vms));
       const started = Date.now();
       try {
         await call('ImageService', 'GenerateBlockStorage', { image_name: `image-${pad(i)}`, tag: 'latest', block_storage_name: `disk-${j}`, request_bytes: GiB, limit_bytes: GiB });
@@ -205,7 +223,12 @@ async function runOne(opts: Options, storeKind: 'embedded' | 'etcd') {
       }
     });
     const wallSeconds = (Date.now() - t0) / 1000;
+    store.slot = -1;
     const busy = sampler.stop();
+    const largestBySlot = [...store.largest.entries()].sort(([a], [b]) => a - b).map(([, sizes]) => Object.fromEntries(sizes));
+    const largest = largestBySlot.flatMap((sizes) => Object.entries(sizes)).reduce((m, [kind, n]) => (n > m.bytes ? { kind, bytes: n } : m), { kind: '', bytes: 0 });
+    const largestFirst = Math.max(0, ...Object.values(largestBySlot[0] ?? {}));
+    const largestLast = Math.max(0, ...Object.values(largestBySlot[largestBySlot.length - 1] ?? {}));
     const vmWrites = store.total() - writes0;
     const byKind = Object.fromEntries(Object.entries(store.snapshot()).map(([k, v]) => [k, v - (byKind0[k] ?? 0)]).filter(([, v]) => (v as number) > 0));
     const phase1 = await histogramTotals('n0stack_vm_phase_transition_seconds', { phase: 'Running' });
@@ -250,12 +273,14 @@ async function runOne(opts: Options, storeKind: 'embedded' | 'etcd') {
       generateMs: { p50: percentile(generateMs, 50), p95: percentile(generateMs, 95) },
       phaseHistogram: { count: phase1.count - phase0.count, meanSeconds: round((phase1.sum - phase0.sum) / Math.max(1, phase1.count - phase0.count), 2), p50BucketSeconds: await histogramQuantile('n0stack_vm_phase_transition_seconds', 0.5, { phase: 'Running' }), p99BucketSeconds: await histogramQuantile('n0stack_vm_phase_transition_seconds', 0.99, { phase: 'Running' }) },
       writesPerVm: round(vmWrites / Math.max(1, created), 2), writesByKind: byKind,
+      largestWrite: { ...largest, firstTenthBytes: largestFirst, lastTenthBytes: largestLast, byTenth: largestBySlot },
       busy: { cpuSeconds: round(busy.cpuSeconds, 1), cores: round(busy.cores, 2), peakRssMiB: round(busy.peakRssMiB, 0) },
       idle: { seconds: opts.idleSeconds, cores: round(idle.cores, 3), reconciles: rec1.count - rec0.count, vmReconciles: recVm1.count - recVm0.count, storeWrites: idleWrites, heartbeats: idleBeats, rssMiB: round(process.memoryUsage().rss / MiB, 0) },
       restart: { cacheSyncSeconds: round(syncedSeconds, 2), everyVmReconciledSeconds: round(resyncSeconds, 2), vmReconciles: recVmAfter.count - recVmBefore.count },
       baseline: { rawStoreCreatesPerSec: round(rawCreatesPerSec, 0), controlPlaneVsRaw: round(running / wallSeconds / rawCreatesPerSec, 4) },
       maxRssMiB: round(process.resourceUsage().maxRSS / 1024, 0),
       load: loadAverage(),
+      wholeRunSeconds: round((Date.now() - runT) / 1000, 1),
     };
   } finally {
     await cleanups.run();
@@ -277,6 +302,16 @@ function report(results: Result[]): string {
   lines.push(table(
     ['store', 'idle CPU (cores, 30 s)', 'idle reconciles/s', 'idle VM reconciles/s', 'idle store writes/s', 'heartbeats/s', 'restart: caches synced s', 'restart: every VM reconciled s', 'creation→Running histogram mean s (count)'],
     results.map((r) => [r.store, r.idle.cores, round(r.idle.reconciles / r.idle.seconds, 1), round(r.idle.vmReconciles / r.idle.seconds, 1), round(r.idle.storeWrites / r.idle.seconds, 1), round(r.idle.heartbeats / r.idle.seconds, 1), r.restart.cacheSyncSeconds, r.restart.everyVmReconciledSeconds, `${r.phaseHistogram.meanSeconds} (${r.phaseHistogram.count})`]),
+  ));
+  lines.push('', 'goals (issue [M]): each figure with its goal', '');
+  lines.push(table(
+    ['store', 'VMs/s', 'goal', 'writes/VM', 'goal', 'largest write (kind)', 'largest, first vs last tenth of the VMs', 'goal', 'whole run s', 'goal'],
+    results.map((r) => [
+      r.store, r.vmsPerSecond, r.store === 'etcd' ? '>= 60 (at 10,000 VMs)' : '>= 88 (no regression)',
+      r.writesPerVm, '<= 6',
+      `${r.largestWrite.bytes} B (${r.largestWrite.kind})`, `${r.largestWrite.firstTenthBytes} / ${r.largestWrite.lastTenthBytes} B`, 'no growth with VM count',
+      r.wholeRunSeconds, r.vmsRequested >= 10_000 ? '<= 600' : '-',
+    ]),
   ));
   for (const r of results) {
     lines.push('', `${r.store}: writes by kind.op during creation: ${Object.entries(r.writesByKind).map(([k, v]) => `${k}=${v}`).join(' ')}`);

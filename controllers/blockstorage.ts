@@ -9,13 +9,13 @@ import { setCondition, type ConditionInput } from '../api/conditions';
 import { mutate } from '../api/store/mutate';
 import { DELETION_BLOCKED, describeDependants, FINALIZERS, strategyFor, type World } from '../api/admission';
 import type { AgentResolver } from './agents';
-import { placeAndReserve, releaseOn, reservedFor } from '../api/placement';
+import { commitPlacement, placeAndRecord, type Reservation } from '../api/placement';
+import { cacheView, USAGE_INDEXES } from './usage';
 import { getWithFinalizer } from './runtime/finalizer';
 import type { ReconcileContext, ReconcileResult, Reconciler } from './runtime/types';
 import { logger } from '../api/log';
 import { recordTransition, type TransitionEvents } from './runtime/events';
 
-const RESERVED_BY = 'n0core/provisioning/block_storage/reserved_by';
 
 const READY: TransitionEvents['x'] = { type: 'Normal', reason: 'Provisioned' };
 /** Events for the disk's Ready reasons (progress, waiting and retries of the same step are not news). */
@@ -40,6 +40,7 @@ export class BlockStorageReconciler implements Reconciler<'BlockStorage'> {
   readonly indexes = [
     { kind: 'BlockStorage' as const, name: INDEX.bySource, keys: (bs: BlockStorage) => [bs.spec.backing_block_storage, bs.spec.source_block_storage].filter((n): n is string => !!n) },
     { kind: 'VirtualMachine' as const, name: INDEX.byBlockStorage, keys: (vm: VirtualMachine) => vm.spec.block_storage_names ?? [] },
+    ...USAGE_INDEXES,
   ] as Reconciler['indexes'];
   readonly watches = [
     { kind: 'BlockStorage' as const, map: (obj: any, cache: any) => deleting([(obj as BlockStorage).spec.backing_block_storage, (obj as BlockStorage).spec.source_block_storage], cache) },
@@ -56,6 +57,8 @@ export class BlockStorageReconciler implements Reconciler<'BlockStorage'> {
 
     // 1. Placement: kept once chosen; a copy or overlay goes where its source is.
     let nodeName = bs.status?.node_name;
+    const reservation: Reservation = { what: 'storage', value: { request_bytes: bs.spec.request_bytes, limit_bytes: bs.spec.limit_bytes } };
+    const unplace = () => this.setStatus(ctx, name, generation, { node_name: undefined, state: 'PENDING' }, { type: 'Ready', status: 'False', reason: 'Unschedulable', message: 'the placement was refused; placing again' });
     if (!nodeName) {
       const sourceName = bs.spec.backing_block_storage ?? bs.spec.source_block_storage;
       let pinned = bs.spec.node_name;
@@ -72,17 +75,30 @@ export class BlockStorageReconciler implements Reconciler<'BlockStorage'> {
         }
         pinned = sourceNode;
       }
-      // A pass that reserved and died before recording the node left its reservation: adopt it
-      // as it is (the node may have been cordoned since), or placing again elsewhere would leak it.
-      const held = reservedFor(ctx.cache.list('Node'), name, 'storage', RESERVED_BY, name)[0];
+      // Record the node in status, then commit it against the node's placement counter (api/placement.ts).
       try {
-        nodeName = held ?? await placeAndReserve(ctx.store, name, { what: 'storage', value: { request_bytes: bs.spec.request_bytes, limit_bytes: bs.spec.limit_bytes } }, { [RESERVED_BY]: name }, { pinnedNode: pinned });
+        nodeName = await placeAndRecord(ctx.store, cacheView(ctx), name, reservation, {
+          record: async (n) => {
+            const written = await this.setStatus(ctx, name, generation, { node_name: n, state: 'PENDING' }, { type: 'Ready', status: 'False', reason: 'Creating', message: `creating on node ${n}` });
+            return { kind: 'BlockStorage', key: name, resourceVersion: written.metadata.resourceVersion!, reservation };
+          },
+          undo: async () => { await unplace(); },
+        }, { pinnedNode: pinned });
       } catch (err) {
         if (!isN0Error(err, 'FailedPrecondition')) throw err;
         await this.setStatus(ctx, name, generation, { state: 'FAILED' }, { type: 'Ready', status: 'False', reason: 'Unschedulable', message: (err as Error).message });
         return { requeueAfterMs: 15000 };
       }
-      await this.setStatus(ctx, name, generation, { node_name: nodeName, state: 'PENDING' }, { type: 'Ready', status: 'False', reason: 'Creating', message: `creating on node ${nodeName}` });
+    } else if (bs.status?.state === 'PENDING' && bs.status.conditions?.find((c) => c.type === 'Ready')?.reason === 'Creating') {
+      // Recorded by a pass that may have stopped before its commit: commit (a no-op when done).
+      try {
+        await commitPlacement(ctx.store, cacheView(ctx), nodeName, { kind: 'BlockStorage', key: name, resourceVersion: bs.metadata.resourceVersion!, reservation });
+      } catch (err) {
+        if (!isN0Error(err, 'FailedPrecondition')) throw err;
+        await unplace();
+        await this.setStatus(ctx, name, generation, { state: 'FAILED' }, { type: 'Ready', status: 'False', reason: 'Unschedulable', message: (err as Error).message });
+        return { requeueAfterMs: 15000 };
+      }
     }
 
     // 2. Make it on the node (idempotent; long fetches and copies report progress).
@@ -153,7 +169,7 @@ export class BlockStorageReconciler implements Reconciler<'BlockStorage'> {
   }
 
   /** `known`: the copy `fields` were computed from; the write lands only on its resourceVersion (else Conflict, requeue). */
-  private async setStatus(ctx: ReconcileContext, name: string, generation: number, fields: Partial<BlockStorageStatus>, condition: ConditionInput, known?: BlockStorage): Promise<void> {
+  private async setStatus(ctx: ReconcileContext, name: string, generation: number, fields: Partial<BlockStorageStatus>, condition: ConditionInput, known?: BlockStorage): Promise<BlockStorage> {
     let previous: string | undefined;
     const written = await mutate(ctx.store, 'BlockStorage', name, (b) => {
       previous = b.status?.conditions?.find((c) => c.type === 'Ready')?.reason;
@@ -168,6 +184,7 @@ export class BlockStorageReconciler implements Reconciler<'BlockStorage'> {
     }, { subresource: 'status', resourceVersion: known?.metadata.resourceVersion });
     // AVAILABLE -> IN_USE is a claim, not a new disk.
     if (!(READY_REASONS.has(previous ?? '') && READY_REASONS.has(condition.reason ?? ''))) recordTransition(ctx.events, written, previous, condition, EVENTS);
+    return written;
   }
 
   private async finalize(bs: BlockStorage, ctx: ReconcileContext): Promise<ReconcileResult> {
@@ -182,11 +199,7 @@ export class BlockStorageReconciler implements Reconciler<'BlockStorage'> {
     }
     const nodeName = bs.status?.node_name;
     if (nodeName) await this.agents(nodeName).deleteBlockStorage(name);
-    // Also where a reservation was made but never recorded in status.node_name (a crash between);
-    // no file can exist there, the agent is only asked to make one after the node is recorded.
-    for (const n of new Set([...(nodeName ? [nodeName] : []), ...reservedFor(ctx.cache.list('Node'), name, 'storage', RESERVED_BY, name)])) {
-      await releaseOn(ctx.store, n, name, 'storage');
-    }
+    // Its storage is released by its going: what a node gives away is derived from what is placed.
     await mutate(ctx.store, 'BlockStorage', name, (b) => {
       b.metadata.finalizers = (b.metadata.finalizers ?? []).filter((f) => f !== FINALIZERS.blockStorage);
     }).catch((err) => { if (!isN0Error(err, 'NotFound')) throw err; });

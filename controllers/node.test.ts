@@ -61,25 +61,23 @@ describe('NodeReconciler', () => {
     const cache = (n: typeof settled) => ({ get: () => n as never, list: () => [], byIndex: () => [] });
     expect(await r.reconcile('vm-host1', { ...ctx(), store: counting, cache: cache(settled) })).toEqual({ requeueAfterMs: 15_050 });
     expect(gets).toBe(0);
-    // A cached copy that lags (a reservation it has not seen published) goes through the store.
+    // A cached copy that lags (a readiness it has not seen published) goes through the store.
     const stale = structuredClone(settled);
-    stale.status!.allocatable!.cpu_milli_cores = 1;
+    stale.status!.state = 'NotReady';
     await r.reconcile('vm-host1', { ...ctx(), store: counting, cache: cache(stale) });
     expect(gets).toBe(1);
     expect((await store.get('Node', 'vm-host1')).metadata.resourceVersion).toBe(settled.metadata.resourceVersion);
   });
 
-  it('writes Ready, allocatable and the condition; writes nothing when nothing changed', async () => {
+  it('writes Ready and the condition, never allocatable (rendered on read); writes nothing when nothing changed', async () => {
     let clock = new Date('2024-01-01T00:01:00Z');
     const r = new NodeReconciler({ now: () => clock });
     await store.create(node('vm-host1'));
-    await heartbeat(store, 'vm-host1', new Date('2024-01-01T00:00:55Z'), {
-      reserved_computes: { vm1: { request_cpu_milli_core: 10, limit_cpu_milli_core: 1000, request_memory_bytes: GiB, limit_memory_bytes: GiB } },
-      reserved_storages: { disk: { request_bytes: 10 * GiB, limit_bytes: 20 * GiB } },
-    });
+    await heartbeat(store, 'vm-host1', new Date('2024-01-01T00:00:55Z'));
     expect(await r.reconcile('vm-host1', ctx())).toEqual({ requeueAfterMs: 15_050 });
     const n1 = await store.get('Node', 'vm-host1');
-    expect(n1.status).toMatchObject({ state: 'Ready', observedGeneration: 1, allocatable: { cpu_milli_cores: 3990, memory_bytes: 7 * GiB, storage_bytes: 90 * GiB } });
+    expect(n1.status).toMatchObject({ state: 'Ready', observedGeneration: 1 });
+    expect(n1.status?.allocatable).toBeUndefined();
     expect(getCondition(n1.status?.conditions, 'Ready')).toMatchObject({ status: 'True', reason: 'HeartbeatFresh', lastTransitionTime: '2024-01-01T00:01:00Z', observedGeneration: 1 });
 
     clock = new Date('2024-01-01T00:01:05Z');
@@ -104,7 +102,7 @@ describe('NodeReconciler', () => {
   /** A manager running the Node reconciler (400 ms timeout) over vm-host1 while `run` runs. */
   async function underManager(run: () => Promise<void>): Promise<void> {
     const controller = new AbortController();
-    const manager = new Manager({ store, registry: new Registry(), kinds: ['Node', 'NodeLease', 'VirtualMachine', 'BlockStorage'] });
+    const manager = new Manager({ store, registry: new Registry(), kinds: ['Node', 'NodeLease', 'VirtualMachine', 'BlockStorage', 'Reservation'] });
     manager.register(new NodeReconciler({ heartbeatTimeoutMs: 400 }));
     try {
       await store.create(node('vm-host1'));

@@ -1,9 +1,9 @@
 // Node reconciler: a node is Ready while its agent's heartbeat (its NodeLease's renew_time, or the
 // Node's own status.last_heartbeat_time when later: api/lease.ts) is younger than the timeout. Nothing writes "NotReady" when an agent dies, so the reconciler looks
-// again just after the heartbeat would expire (requeueAfter). It also publishes allocatable
-// (capacity − reserved requests) for `n0ctl get nodes` and the facade's node RPCs. Its finalizer
-// protects a Node in deletion while VMs or disks are placed on it (or reservations remain), so
-// their own finalizers still find the node's agent to clean up with.
+// again just after the heartbeat would expire (requeueAfter). What a node has given away is not
+// its to publish: it is derived from what is placed there (api/placement.ts). Its finalizer
+// protects a Node in deletion while VMs or disks are placed on it (or the seed's Reservations
+// name it), so their own finalizers still find the node's agent to clean up with.
 import { isN0Error } from '../api/errors';
 import { DELETION_BLOCKED, dependantsIn, describeDependants, FINALIZERS } from '../api/admission';
 import { getWithFinalizer } from './runtime/finalizer';
@@ -11,7 +11,6 @@ import { mutate } from '../api/store/mutate';
 import type { Node, NodeStatus } from '../api/types';
 import type { Cache } from './runtime/types';
 import { setCondition } from '../api/conditions';
-import { allocatableStatus } from '../api/logic/resources';
 import { lastHeartbeat } from '../api/lease';
 import type { ReconcileContext, ReconcileResult, Reconciler } from './runtime/types';
 
@@ -47,8 +46,7 @@ export function readiness(lastHeartbeat: string | undefined, now: Date, timeoutM
 }
 
 /** A placed object moved or went: the deleting Node it was on looks again (others are not requeued). */
-const deletingNodes = (obj: { status?: { node_name?: string } }, cache: Cache): string[] => {
-  const node = obj.status?.node_name;
+const deletingNodes = (obj: { status?: { node_name?: string }; spec?: { node_name?: string } }, cache: Cache, node = obj.status?.node_name): string[] => {
   return node && cache.get('Node', node)?.metadata.deletionTimestamp ? [node] : [];
 };
 
@@ -60,6 +58,7 @@ export class NodeReconciler implements Reconciler<'Node'> {
   readonly watches = [
     { kind: 'VirtualMachine' as const, map: (obj: any, cache: Cache) => deletingNodes(obj, cache) },
     { kind: 'BlockStorage' as const, map: (obj: any, cache: Cache) => deletingNodes(obj, cache) },
+    { kind: 'Reservation' as const, map: (obj: any, cache: Cache) => deletingNodes(obj, cache, obj.spec.node_name) },
     // A renewal requeues its Node, judged from the cache: it writes only when readiness flips.
     { kind: 'NodeLease' as const, map: (lease: any) => [lease.metadata.name as string] },
   ];
@@ -73,8 +72,7 @@ export class NodeReconciler implements Reconciler<'Node'> {
   }
 
   async reconcile(name: string, ctx: ReconcileContext): Promise<ReconcileResult> {
-    // Most Node events are heartbeats and reservations that leave readiness and allocatable as
-    // they are: judge the cached copy first and touch the store only when something is to write.
+    // Most Node events are lease renewals and placements that leave readiness as it is: judge the cached copy first and touch the store only when something is to write.
     const cached = ctx.cache.get('Node', name);
     let held = false;
     // The store is read only while the finalizer is missing or the node is being deleted.
@@ -138,11 +136,10 @@ export class NodeReconciler implements Reconciler<'Node'> {
   }
 
   /**
-   * The status fields this reconciler owns, as the heartbeat and reservations say they should be;
-   * `changes` is undefined when the node already says so. Pure, and compares only those fields
-   * (a Node's status also holds every reservation on it: thousands of entries at scale).
+   * The status fields this reconciler owns, as the heartbeat says they should be; `changes` is
+   * undefined when the node already says so. Pure, and compares only those fields.
    */
-  private evaluate(node: Node, cache: Cache): { verdict: Readiness; changes?: Pick<NodeStatus, 'state' | 'observedGeneration' | 'allocatable' | 'conditions'> } {
+  private evaluate(node: Node, cache: Cache): { verdict: Readiness; changes?: Pick<NodeStatus, 'state' | 'observedGeneration' | 'conditions'> } {
     const now = this.now();
     const verdict = readiness(lastHeartbeat(node, cache.get('NodeLease', node.metadata.name)), now, this.timeoutMs);
     const generation = node.metadata.generation ?? 1;
@@ -150,10 +147,9 @@ export class NodeReconciler implements Reconciler<'Node'> {
     const wanted = {
       state: verdict.ready ? 'Ready' : 'NotReady',
       observedGeneration: generation,
-      allocatable: allocatableStatus(node),
       conditions: setCondition(status.conditions, { type: 'Ready', status: verdict.ready ? 'True' : 'False', reason: verdict.reason, message: verdict.message }, generation, now),
     } as const;
-    const same = JSON.stringify([status.state, status.observedGeneration, status.allocatable, status.conditions]) === JSON.stringify([wanted.state, wanted.observedGeneration, wanted.allocatable, wanted.conditions]);
+    const same = JSON.stringify([status.state, status.observedGeneration, status.conditions]) === JSON.stringify([wanted.state, wanted.observedGeneration, wanted.conditions]);
     return { verdict, changes: same ? undefined : wanted };
   }
 }

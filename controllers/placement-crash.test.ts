@@ -1,9 +1,12 @@
-// Issue [I], "no leaks": the VM and BlockStorage reconcilers reserve on a Node before they can
-// record status.node_name (two objects, two writes). A controller killed between the two must
-// leak nothing: the next pass adopts the reservation, and a delete releases it. Real store
-// semantics (KvStore over memory), the real reconcilers, a fake agent that only answers.
+// Issue [I], "no leaks", with usage derived from what is placed (api/placement.ts): the VM and
+// BlockStorage reconcilers record status.node_name, then commit against the Node's placement
+// counter (two objects, two writes). A controller killed between the two must leak nothing and
+// overbook nothing: the record already counts for every later placer, the next pass commits it,
+// and a delete releases it by the object's going. Real store semantics (KvStore over memory),
+// the real reconcilers, a fake agent that only answers.
 // Also here: a VM must not claim a disk that is being deleted (the claim path, not admission).
 import type { AgentApi } from '../agent/api';
+import { renderFromStore } from '../api/placement';
 import type { Store } from '../api/store/store';
 import type { Kind, KindMap, Node } from '../api/types';
 import { BlockStorageReconciler } from './blockstorage';
@@ -12,7 +15,7 @@ import type { Cache, ReconcileContext, Reconciler } from './runtime/types';
 import { VirtualMachineReconciler } from './virtualmachine';
 
 const GiB = 2 ** 30;
-const KINDS: Kind[] = ['Node', 'VirtualMachine', 'BlockStorage', 'Network', 'Image'];
+const KINDS: Kind[] = ['Node', 'VirtualMachine', 'BlockStorage', 'Network', 'Image', 'Reservation'];
 
 function node(name: string): Node {
   return {
@@ -22,19 +25,19 @@ function node(name: string): Node {
   } as Node;
 }
 
-/** The store as a controller killed right after reserving sees it: the write of status.node_name never happens. */
-function killedBeforeRecordingPlacement(store: Store): Store {
+/** The store as a controller killed right after recording a placement sees it: the commit on the Node never happens. */
+function killedBeforeCommitting(store: Store): Store {
   return new Proxy(store, {
     get: (target, prop, receiver) => prop === 'update'
       ? (obj: KindMap[Kind], o?: { subresource?: 'status' }) => {
-        if (obj.kind !== 'Node' && (obj.status as { node_name?: string } | undefined)?.node_name) return Promise.reject(new Error('controller killed'));
+        if (obj.kind === 'Node' && (obj.status as Node['status'])?.placement) return Promise.reject(new Error('controller killed'));
         return target.update(obj, o);
       }
       : Reflect.get(target, prop, receiver),
   });
 }
 
-describe('a controller killed between reserving on a Node and recording status.node_name', () => {
+describe('a controller killed between recording a placement and committing it', () => {
   let store: MemoryStore;
   const agentCalls: string[] = [];
   const agent = {
@@ -58,11 +61,10 @@ describe('a controller killed between reserving on a Node and recording status.n
     const events = new Proxy({} as NonNullable<ReconcileContext['events']>, { get: () => () => undefined });
     return { store: s, cache, signal: new AbortController().signal, enqueue: () => undefined, events } as ReconcileContext;
   }
-  /** Which nodes hold a reservation keyed `key`. */
+  /** Which nodes' derived usage holds `key` (the seed's view of every node). */
   const holders = async (field: 'reserved_computes' | 'reserved_storages', key: string) =>
-    (await store.list('Node')).items.filter((n) => n.status?.[field]?.[key]).map((n) => n.metadata.name);
-
-  const cordon = async (name: string) => { const n = await store.get('Node', name); await store.update({ ...n, spec: { ...n.spec, unschedulable: true } }); };
+    (await renderFromStore(store, (await store.list('Node')).items)).filter((n) => n.status?.[field]?.[key]).map((n) => n.metadata.name);
+  const committed = async (name: string) => (await store.get('Node', name)).status?.placement?.revisions ?? {};
 
   beforeEach(async () => {
     store = new MemoryStore();
@@ -77,50 +79,53 @@ describe('a controller killed between reserving on a Node and recording status.n
   const vmDoc = { apiVersion: 'n0stack.io/v1alpha1', kind: 'VirtualMachine', metadata: { name: 'vm1' }, spec: { limit_cpu_milli_core: 1000, limit_memory_bytes: GiB } } as KindMap['VirtualMachine'];
   const bsDoc = { apiVersion: 'n0stack.io/v1alpha1', kind: 'BlockStorage', metadata: { name: 'disk1' }, spec: { request_bytes: GiB, limit_bytes: GiB } } as KindMap['BlockStorage'];
 
-  it('VM: the next pass adopts the reservation (on a node cordoned since) instead of reserving on another node', async () => {
+  it('VM: the record counts at once; the next pass commits it and only then calls the agent', async () => {
     const r = new VirtualMachineReconciler(() => agent);
     await store.create(vmDoc);
-    await expect(r.reconcile('vm1', await ctxOf(r, killedBeforeRecordingPlacement(store)))).rejects.toThrow('controller killed');
-    const [reservedOn] = await holders('reserved_computes', 'vm1');
-    expect(reservedOn).toBeDefined();
-    // Cordoned meanwhile: placing afresh would now choose the other node.
-    await cordon(reservedOn);
+    await expect(r.reconcile('vm1', await ctxOf(r, killedBeforeCommitting(store)))).rejects.toThrow('controller killed');
+    const placedOn = (await store.get('VirtualMachine', 'vm1')).status?.node_name;
+    expect(placedOn).toBeDefined();
+    expect(await holders('reserved_computes', 'vm1')).toEqual([placedOn]);
+    expect(await committed(placedOn!)).toEqual({});
+    expect(agentCalls).toEqual([]);
     await r.reconcile('vm1', await ctxOf(r));
-    expect((await store.get('VirtualMachine', 'vm1')).status?.node_name).toBe(reservedOn);
-    expect(await holders('reserved_computes', 'vm1')).toEqual([reservedOn]);
+    expect((await store.get('VirtualMachine', 'vm1')).status?.node_name).toBe(placedOn);
+    expect(BigInt((await committed(placedOn!)).VirtualMachine!)).toBeGreaterThan(0n);
+    expect(agentCalls).toEqual(['ensureVm vm1']);
+    expect(await holders('reserved_computes', 'vm1')).toEqual([placedOn]);
   });
 
-  it('VM: deleting it then releases the reservation although status.node_name was never written', async () => {
+  it('VM: deleting it after the crash releases what it used', async () => {
     const r = new VirtualMachineReconciler(() => agent);
     await store.create(vmDoc);
-    await expect(r.reconcile('vm1', await ctxOf(r, killedBeforeRecordingPlacement(store)))).rejects.toThrow('controller killed');
+    await expect(r.reconcile('vm1', await ctxOf(r, killedBeforeCommitting(store)))).rejects.toThrow('controller killed');
     expect(await holders('reserved_computes', 'vm1')).toHaveLength(1);
     await store.delete('VirtualMachine', 'vm1');
     await r.reconcile('vm1', await ctxOf(r));
     await expect(store.get('VirtualMachine', 'vm1')).rejects.toThrow(/not found/i);
     expect(await holders('reserved_computes', 'vm1')).toEqual([]);
-    expect(agentCalls).toEqual([]);
+    expect(agentCalls).not.toContain('ensureVm vm1');
   });
 
-  it('BlockStorage: the next pass adopts the reservation (on a node cordoned since), and a delete after the crash releases it', async () => {
+  it('BlockStorage: the next pass commits the record before the agent makes the disk, and a delete after the crash releases it', async () => {
     const r = new BlockStorageReconciler(() => agent);
     await store.create(bsDoc);
-    await expect(r.reconcile('disk1', await ctxOf(r, killedBeforeRecordingPlacement(store)))).rejects.toThrow('controller killed');
-    const [reservedOn] = await holders('reserved_storages', 'disk1');
-    expect(reservedOn).toBeDefined();
-    await cordon(reservedOn);
+    await expect(r.reconcile('disk1', await ctxOf(r, killedBeforeCommitting(store)))).rejects.toThrow('controller killed');
+    const placedOn = (await store.get('BlockStorage', 'disk1')).status?.node_name;
+    expect(await holders('reserved_storages', 'disk1')).toEqual([placedOn]);
+    expect(agentCalls).toEqual([]);
     await r.reconcile('disk1', await ctxOf(r));
-    expect((await store.get('BlockStorage', 'disk1')).status?.node_name).toBe(reservedOn);
-    expect(await holders('reserved_storages', 'disk1')).toEqual([reservedOn]);
+    expect(BigInt((await committed(placedOn!)).BlockStorage!)).toBeGreaterThan(0n);
+    expect(agentCalls).toEqual(['ensureBlockStorage disk1']);
 
     await store.create({ ...bsDoc, metadata: { name: 'disk2' } });
-    await expect(r.reconcile('disk2', await ctxOf(r, killedBeforeRecordingPlacement(store)))).rejects.toThrow('controller killed');
+    await expect(r.reconcile('disk2', await ctxOf(r, killedBeforeCommitting(store)))).rejects.toThrow('controller killed');
     expect(await holders('reserved_storages', 'disk2')).toHaveLength(1);
     await store.delete('BlockStorage', 'disk2');
     await r.reconcile('disk2', await ctxOf(r));
     await expect(store.get('BlockStorage', 'disk2')).rejects.toThrow(/not found/i);
     expect(await holders('reserved_storages', 'disk2')).toEqual([]);
-    expect(agentCalls).not.toContain('deleteBlockStorage disk2');
+    expect(agentCalls).not.toContain('ensureBlockStorage disk2');
   });
 });
 

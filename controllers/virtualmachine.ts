@@ -13,7 +13,8 @@ import { mutate } from '../api/store/mutate';
 import { FINALIZERS } from '../api/server/context';
 import type { AgentResolver } from './agents';
 import type { VmNic, VmObservation } from '../agent/api';
-import { placeAndReserve, releaseOn, reservedFor } from '../api/placement';
+import { commitPlacement, placeAndRecord, VM_RESERVED_BY, type PlacementRecord, type Reservation } from '../api/placement';
+import { cacheView, USAGE_INDEXES } from './usage';
 import { getWithFinalizer } from './runtime/finalizer';
 import { sleep } from './runtime/sleep';
 import type { AuditContext, Cache, IndexSpec, ReconcileContext, ReconcileResult, Reconciler } from './runtime/types';
@@ -21,7 +22,7 @@ import { logger } from '../api/log';
 import { observeFirstRunning } from './metrics';
 import { recordTransition, type TransitionEvents } from './runtime/events';
 
-const RESERVED_BY = 'n0core/provisioning/virtual_machine/virtual_machine/reserved_by';
+const RESERVED_BY = VM_RESERVED_BY;
 /**
  * How often the controller asks every node's agent which VMs run (one cheap call per node) and
  * reconciles only the VMs whose state differs. Reconciling every VM on a timer instead cost 333
@@ -138,6 +139,7 @@ export class VirtualMachineReconciler implements Reconciler<'VirtualMachine'> {
     { kind: 'VirtualMachine', name: INDEX.byBlockStorage, keys: (vm) => (vm as VirtualMachine).spec.block_storage_names ?? [] },
     { kind: 'VirtualMachine', name: INDEX.byNode, keys: (vm) => { const node = (vm as VirtualMachine).status?.node_name; return node ? [node] : []; } },
     { kind: 'VirtualMachine', name: INDEX.byNetwork, keys: (vm) => [...new Set(((vm as VirtualMachine).spec.nics ?? []).map((n) => n.network_name))] },
+    ...USAGE_INDEXES,
   ];
   readonly audit = { everyMs: AUDIT_MS, run: (ctx: AuditContext) => this.auditNodes(ctx) };
   readonly sources = (ctx: AuditContext) => this.watchAgents(ctx);
@@ -242,25 +244,39 @@ export class VirtualMachineReconciler implements Reconciler<'VirtualMachine'> {
       disks.push(bs);
     }
 
-    // 2. Place (where the disks are; pinned by the seed's annotation) and reserve compute, once.
+    // 2. Place (where the disks are; pinned by the seed's annotation), once: record the node in
+    // status, then commit it against the node's placement counter (api/placement.ts).
     let nodeName = vm.status?.node_name;
-    if (!nodeName) {
-      // A pass that reserved and died before recording the node left its reservation: adopt it
-      // as it is (the node may have been cordoned since), or placing again elsewhere would leak it.
-      const held = reservedFor(ctx.cache.list('Node'), name, 'compute', RESERVED_BY, name)[0];
-      try {
-        nodeName = held ?? await placeAndReserve(ctx.store, name, { what: 'compute', value: {
-          request_cpu_milli_core: vm.spec.request_cpu_milli_core ?? vm.spec.limit_cpu_milli_core, limit_cpu_milli_core: vm.spec.limit_cpu_milli_core,
-          request_memory_bytes: vm.spec.request_memory_bytes ?? vm.spec.limit_memory_bytes, limit_memory_bytes: vm.spec.limit_memory_bytes,
-        } }, { [RESERVED_BY]: name }, {
+    const reservation: Reservation = { what: 'compute', value: {
+      request_cpu_milli_core: vm.spec.request_cpu_milli_core ?? vm.spec.limit_cpu_milli_core, limit_cpu_milli_core: vm.spec.limit_cpu_milli_core,
+      request_memory_bytes: vm.spec.request_memory_bytes ?? vm.spec.limit_memory_bytes, limit_memory_bytes: vm.spec.limit_memory_bytes,
+    } };
+    const unplace = () => this.setStatus(ctx, name, generation, { node_name: undefined, state: 'PENDING' }, { type: 'Ready', status: 'False', reason: 'Unschedulable', message: 'the placement was refused; placing again' });
+    try {
+      if (!nodeName) {
+        nodeName = await placeAndRecord(ctx.store, cacheView(ctx), name, reservation, {
+          record: async (n): Promise<PlacementRecord> => {
+            const written = await this.setStatus(ctx, name, generation, { node_name: n, uuid: vm.spec.uuid ?? randomUUID(), state: 'PENDING' }, { type: 'Ready', status: 'False', reason: 'Scheduled', message: `placed on node ${n}` });
+            if (!written) throw new StepFailure('Deleted', `virtual machine ${name} is gone`);
+            return { kind: 'VirtualMachine', key: name, resourceVersion: written.metadata.resourceVersion!, reservation };
+          },
+          undo: async () => { await unplace(); },
+        }, {
           pinnedNode: vm.spec.node_name, pinnedField: vm.spec.node_name ? 'node_name' : undefined,
           blockStorages: disks.map((d) => ({ name: d.metadata.name, nodeName: d.status!.node_name })),
         });
-      } catch (err) {
-        if (isN0Error(err, 'FailedPrecondition')) throw new StepFailure('Unschedulable', (err as Error).message, 15_000);
-        throw err;
+      } else if (vm.status?.conditions?.find((c) => c.type === 'Ready')?.reason === 'Scheduled') {
+        // Recorded by a pass that may have stopped before its commit: commit (a no-op when done).
+        try {
+          await commitPlacement(ctx.store, cacheView(ctx), nodeName, { kind: 'VirtualMachine', key: name, resourceVersion: vm.metadata.resourceVersion!, reservation });
+        } catch (err) {
+          if (isN0Error(err, 'FailedPrecondition')) await unplace();
+          throw err;
+        }
       }
-      await this.setStatus(ctx, name, generation, { node_name: nodeName, uuid: vm.spec.uuid ?? randomUUID(), state: 'PENDING' }, { type: 'Ready', status: 'False', reason: 'Scheduled', message: `placed on node ${nodeName}` });
+    } catch (err) {
+      if (isN0Error(err, 'FailedPrecondition')) throw new StepFailure('Unschedulable', (err as Error).message, 15_000);
+      throw err;
     }
     const node = ctx.cache.get('Node', nodeName) ?? await ctx.store.get('Node', nodeName);
     if (node.status?.state !== 'Ready') {
@@ -380,8 +396,8 @@ export class VirtualMachineReconciler implements Reconciler<'VirtualMachine'> {
    * copy this reconcile read) settles the usual drift pass, where nothing changed, without a read,
    * and fences the write: it lands only on that resourceVersion, else Conflict and a requeue.
    */
-  private async setStatus(ctx: ReconcileContext, name: string, generation: number, fields: Partial<VirtualMachineStatus>, condition: ConditionInput, known?: VirtualMachine): Promise<void> {
-    if (known && !withStatus(structuredClone(known), generation, fields, condition)) return;
+  private async setStatus(ctx: ReconcileContext, name: string, generation: number, fields: Partial<VirtualMachineStatus>, condition: ConditionInput, known?: VirtualMachine): Promise<VirtualMachine | undefined> {
+    if (known && !withStatus(structuredClone(known), generation, fields, condition)) return known;
     let previous: string | undefined;
     const written = await mutate(ctx.store, 'VirtualMachine', name, (v) => {
       previous = v.status?.conditions?.find((c) => c.type === 'Ready')?.reason;
@@ -389,6 +405,7 @@ export class VirtualMachineReconciler implements Reconciler<'VirtualMachine'> {
     }, { subresource: 'status', resourceVersion: known?.metadata.resourceVersion })
       .catch((err) => { if (!isN0Error(err, 'NotFound')) throw err; });
     if (written) recordTransition(ctx.events, written, previous, condition, EVENTS);
+    return written ?? undefined;
   }
 
   private async finalize(vm: VirtualMachine, ctx: ReconcileContext): Promise<ReconcileResult> {
@@ -409,10 +426,7 @@ export class VirtualMachineReconciler implements Reconciler<'VirtualMachine'> {
         b.status.state = b.spec.protected ? 'PROTECTED' : 'AVAILABLE';
       }, { subresource: 'status' }).catch((err) => { if (!isN0Error(err, 'NotFound')) throw err; });
     }
-    // Also where a reservation was made but never recorded in status.node_name (a crash between).
-    for (const n of new Set([...(nodeName ? [nodeName] : []), ...reservedFor(ctx.cache.list('Node'), name, 'compute', RESERVED_BY, name)])) {
-      await releaseOn(ctx.store, n, name, 'compute');
-    }
+    // Its compute is released by its going: what a node gives away is derived from what is placed.
     await mutate(ctx.store, 'VirtualMachine', name, (v) => {
       v.metadata.finalizers = (v.metadata.finalizers ?? []).filter((f) => f !== FINALIZERS.virtualMachine);
     }).catch((err) => { if (!isN0Error(err, 'NotFound')) throw err; });

@@ -2,6 +2,7 @@
 // reconcile (after scheduling, after the nic reservation, after QEMU started). After a restart the
 // VM converges to Running with exactly one QEMU process, one IP reservation and one compute
 // reservation; the facade call that was waiting all along returns RUNNING.
+import { renderedNode } from '../api/placement';
 import './quiet';
 import { TestCloud } from './cloud';
 import { RestartableEtcd } from './etcd';
@@ -107,7 +108,7 @@ test.each(['scheduled', 'nic-reserved', 'qemu-started'] as Point[])('killed afte
   expect(mine[0][1].ipv4_address).toBe(result.nics[0].ipv4_address);
   const ips = Object.values(net.status?.reserved_network_interfaces ?? {}).map((r) => r.ipv4_address);
   expect(new Set(ips).size).toBe(ips.length);
-  const node = await cloud.store.get('Node', 'host-a');
+  const node = await renderedNode(cloud.store, 'host-a');
   expect(Object.keys(node.status?.reserved_computes ?? {}).filter((k) => k === vm)).toEqual([vm]);
   const tapsOfVm = observed.networks.flatMap((n) => n.taps);
   expect(tapsOfVm.length).toBe(observed.vms.length);
@@ -119,7 +120,7 @@ test('deleting the crashed creates leaves nothing behind', async () => {
     await call('BlockStorageService', 'DeleteBlockStorage', { name: `crash-${point}-disk` });
   }
   await call('NetworkService', 'DeleteNetwork', { name: 'crash-net' });
-  const node = await cloud.store.get('Node', 'host-a');
+  const node = await renderedNode(cloud.store, 'host-a');
   expect(node.status?.reserved_computes ?? {}).toEqual({});
   const observed = await cloud.observe('host-a');
   expect(observed.vms).toEqual([]);

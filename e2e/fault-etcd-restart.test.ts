@@ -1,6 +1,7 @@
 // Fault: etcd is killed (-9) and restarted in the middle of a burst of CreateVirtualMachine calls.
 // Every create the facade acknowledged exists afterwards and runs; every other one either exists
 // fully (runs, one QEMU, one reservation) or not at all (no process, no reservation).
+import { renderedNode } from '../api/placement';
 import './quiet';
 import { TestCloud } from './cloud';
 import { RestartableEtcd } from './etcd';
@@ -79,7 +80,7 @@ test('acknowledged creates survive an etcd crash; the others exist fully or not 
     }, 180_000);
   }
   timing(SCENARIO, 'all existing VMs RUNNING after the restart', Date.now() - convergeStarted);
-  const node = await cloud.store.get('Node', 'host-a');
+  const node = await renderedNode(cloud.store, 'host-a');
   const reserved = Object.keys(node.status?.reserved_computes ?? {}).sort();
   expect(reserved).toEqual([...existing].sort());
   for (const name of names) expect(cloud.qemuPids('host-a', name)).toHaveLength(existing.includes(name) ? 1 : 0);
@@ -88,7 +89,7 @@ test('acknowledged creates survive an etcd crash; the others exist fully or not 
 
   for (const name of existing) await call('VirtualMachineService', 'DeleteVirtualMachine', { name });
   for (const name of names) await call('BlockStorageService', 'DeleteBlockStorage', { name: `${name}-disk` });
-  expect((await cloud.store.get('Node', 'host-a')).status?.reserved_computes ?? {}).toEqual({});
+  expect((await renderedNode(cloud.store, 'host-a')).status?.reserved_computes ?? {}).toEqual({});
   const end = await cloud.observe('host-a');
   expect(end.vms).toEqual([]);
   expect(end.blockStorages.filter((b) => b.present)).toEqual([]);

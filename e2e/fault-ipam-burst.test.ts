@@ -2,6 +2,7 @@
 // hold no duplicate IP or MAC, the rest fail with FAILED_PRECONDITION naming the full network,
 // and deleting all 50 releases every reservation and process. The VMs are spread over 7 hosts
 // (a 2-core host takes 8 one-vCPU VMs at 4x overcommit), so only the network runs out.
+import { renderedNode } from '../api/placement';
 import './quiet';
 import { TestCloud } from './cloud';
 import { emptyDisk, timing } from './images';
@@ -70,7 +71,7 @@ test('50 creates in a /27: unique addresses for the winners, a clear error for t
   await Promise.all(names.map((name) => call('BlockStorageService', 'DeleteBlockStorage', { name: `${name}-disk` })));
   expect((await call('VirtualMachineService', 'ListVirtualMachines', {})).virtual_machines ?? []).toEqual([]);
   for (const host of HOSTS) {
-    expect((await cloud.store.get('Node', host)).status?.reserved_computes ?? {}).toEqual({});
+    expect((await renderedNode(cloud.store, host)).status?.reserved_computes ?? {}).toEqual({});
     const after = await cloud.observe(host);
     expect(after.vms).toEqual([]);
     expect(after.networks.filter((n) => n.present)).toEqual([]);

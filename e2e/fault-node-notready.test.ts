@@ -2,6 +2,7 @@
 // its VMs report state UNKNOWN (condition NodeNotReady) instead of a guess, and nothing is
 // started twice: the other, healthy host gets no copy. When the agent returns, the VM is RUNNING
 // again — the same QEMU process all along.
+import { renderedNode } from '../api/placement';
 import './quiet';
 import { TestCloud } from './cloud';
 import { emptyDisk, timing } from './images';
@@ -31,7 +32,7 @@ test('a VM the node refuses (no disk to boot) fails at once with the reason, not
   expect(err?.message).toMatch(/InvalidSpec.*refused.*disk/);
   expect(Date.now() - started).toBeLessThan(60_000);
   await call('VirtualMachineService', 'DeleteVirtualMachine', { name: 'diskless' });
-  for (const host of ['host-a', 'host-b']) expect(Object.keys((await cloud.store.get('Node', host)).status?.reserved_computes ?? {})).toEqual([]);
+  for (const host of ['host-a', 'host-b']) expect(Object.keys((await renderedNode(cloud.store, host)).status?.reserved_computes ?? {})).toEqual([]);
 });
 
 test('a silent node makes its VMs UNKNOWN and nothing moves or doubles', async () => {
@@ -64,7 +65,7 @@ test('a silent node makes its VMs UNKNOWN and nothing moves or doubles', async (
   expect(cloud.qemuPids('host-b', 'stranded')).toEqual(pids);
   expect(cloud.qemuPids('host-a', 'stranded')).toEqual([]);
   expect((await cloud.observe('host-a')).vms).toEqual([]);
-  expect(Object.keys((await cloud.store.get('Node', 'host-a')).status?.reserved_computes ?? {})).toEqual([]);
+  expect(Object.keys((await renderedNode(cloud.store, 'host-a')).status?.reserved_computes ?? {})).toEqual([]);
 
   // The agent returns: the VM is known again, the same process.
   const back = Date.now();

@@ -43,7 +43,7 @@ const CALL_DEADLINE_MS = 20_000;
 const CONVERGE_MS = 150_000;
 const NODE = 'host-a';
 const MiB = 1024 ** 2;
-const KINDS = ['Node', 'Network', 'BlockStorage', 'Image', 'VirtualMachine'] as const;
+const KINDS = ['Node', 'Network', 'BlockStorage', 'Image', 'VirtualMachine', 'Reservation'] as const;
 const REQUEST_NODE = 'n0core/provisioning/block_storage/request_node_name';
 
 jest.setTimeout(LONG ? 6 * 3600_000 : 1_800_000);
@@ -290,7 +290,7 @@ function fingerprint(docs: Doc[]): string {
     d.kind, d.metadata.name, d.metadata.generation, d.metadata.deletionTimestamp, d.metadata.finalizers, d.status?.observedGeneration,
     d.status?.state, d.status?.node_name, d.status?.in_use_by, d.status?.last_action_id, d.status?.nics, d.status?.reserved_network_interfaces,
     (d.status?.conditions ?? []).map((c: any) => [c.type, c.status, c.reason]),
-  ]).concat(docs.filter((d) => d.kind === 'Node').map((d) => [d.metadata.name, d.status?.reserved_computes, d.status?.reserved_storages, d.status?.state])));
+  ]).concat(docs.filter((d) => d.kind === 'Node').map((d) => [d.metadata.name, d.status?.placement?.generation, d.status?.state])));
 }
 
 /**

@@ -8,7 +8,7 @@ import { blockStorageStrategy } from './blockstorage';
 import { imageStrategy } from './image';
 import { networkStrategy } from './network';
 import { nodeStrategy } from './node';
-import { nodeLeaseStrategy } from './nodelease';
+import { nodeLeaseStrategy, reservationStrategy } from './internal';
 import type { Dependant, Lookup, Strategy, World } from './types';
 import { virtualMachineStrategy } from './virtualmachine';
 
@@ -19,6 +19,7 @@ export const STRATEGIES: { [K in Kind]: Strategy<K> } = {
   Image: imageStrategy,
   VirtualMachine: virtualMachineStrategy,
   NodeLease: nodeLeaseStrategy,
+  Reservation: reservationStrategy,
 };
 
 export function strategyFor<K extends Kind>(kind: K): Strategy<K> {
@@ -54,6 +55,7 @@ export async function dependantsIn<K extends Kind>(store: Store, obj: KindMap[K]
   const world: World = {
     blockStorages: obj.kind === 'BlockStorage' || obj.kind === 'Node' ? (await store.list('BlockStorage')).items : [],
     virtualMachines: obj.kind === 'BlockStorage' || obj.kind === 'Network' || obj.kind === 'Node' ? (await store.list('VirtualMachine')).items : [],
+    reservations: obj.kind === 'Node' ? (await store.list('Reservation')).items : [],
   };
   return strategyFor(obj.kind as K).dependants(obj, world);
 }

@@ -1,5 +1,5 @@
 // Node admission: the schema covers a Node's spec. Deleting a Node that VMs or disks are placed on
-// (status.node_name), or that holds reservations, would leave them without a host and their
+// (status.node_name), or that the seed's Reservations name, would leave them without a host and their
 // finalizers retrying forever: the delete is refused up front (the seed's DeleteNode) and held by
 // the Node controller's protection finalizer (any other entrance) until they are gone.
 import type { Node } from '../types';
@@ -18,23 +18,15 @@ export const nodeStrategy: Strategy<'Node'> = {
   dependants(node: Node, world: World): Dependant[] {
     const name = node.metadata.name;
     const found: Dependant[] = [];
-    const placed = { compute: new Set<string>(), storage: new Set<string>() };
     for (const vm of world.virtualMachines) {
-      if (vm.status?.node_name !== name) continue;
-      placed.compute.add(vm.metadata.name);
-      found.push({ kind: 'VirtualMachine', name: vm.metadata.name, why: 'placed on it' });
+      if (vm.status?.node_name === name) found.push({ kind: 'VirtualMachine', name: vm.metadata.name, why: 'placed on it' });
     }
     for (const bs of world.blockStorages) {
-      if (bs.status?.node_name !== name) continue;
-      placed.storage.add(bs.metadata.name);
-      found.push({ kind: 'BlockStorage', name: bs.metadata.name, why: 'placed on it' });
+      if (bs.status?.node_name === name) found.push({ kind: 'BlockStorage', name: bs.metadata.name, why: 'placed on it' });
     }
-    // The rest: seed ReserveCompute/ReserveStorage reservations, or a placement not yet recorded.
-    for (const key of Object.keys(node.status?.reserved_computes ?? {})) {
-      if (!placed.compute.has(key)) found.push({ kind: 'Node', name: `${name}/${key}`, why: 'compute reserved on it' });
-    }
-    for (const key of Object.keys(node.status?.reserved_storages ?? {})) {
-      if (!placed.storage.has(key)) found.push({ kind: 'Node', name: `${name}/${key}`, why: 'storage reserved on it' });
+    // The seed's ReserveCompute/ReserveStorage reservations (named as before: node/key).
+    for (const r of world.reservations ?? []) {
+      if (r.spec.node_name === name) found.push({ kind: 'Node', name: `${name}/${r.spec.key}`, why: `${r.spec.what} reserved on it` });
     }
     return found;
   },

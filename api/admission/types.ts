@@ -18,6 +18,8 @@ export interface Dependant {
 export interface World {
   blockStorages: readonly KindMap['BlockStorage'][];
   virtualMachines: readonly KindMap['VirtualMachine'][];
+  /** The seed's explicit reservations (only a Node's dependants look at them). */
+  reservations?: readonly KindMap['Reservation'][];
 }
 
 export interface Strategy<K extends Kind> {

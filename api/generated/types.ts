@@ -183,7 +183,7 @@ export interface NodeStatus {
   cpu_model?: string;
   agent_version?: string;
   /**
-   * reservations of CPU and memory, keyed by the reserving VirtualMachine's name
+   * reservations of CPU and memory, keyed by the reserving VirtualMachine's name: rendered on read from the VMs placed here and the Reservations (no longer stored)
    */
   reserved_computes?: {
     [k: string]: {
@@ -197,7 +197,7 @@ export interface NodeStatus {
     };
   };
   /**
-   * reservations of storage, keyed by the reserving BlockStorage's name
+   * reservations of storage, keyed by the reserving BlockStorage's name: rendered on read from the BlockStorages placed here and the Reservations (no longer stored)
    */
   reserved_storages?: {
     [k: string]: {
@@ -208,6 +208,23 @@ export interface NodeStatus {
       limit_bytes?: number;
     };
   };
+  /**
+   * the per-node placement counter every placement here commits with a CAS (api/placement.ts): fixed size
+   */
+  placement?: {
+    generation?: number;
+    /**
+     * per kind, the resourceVersion of the newest placement record committed: a placer's cache must have seen it
+     */
+    revisions?: {
+      VirtualMachine?: string;
+      BlockStorage?: string;
+      Reservation?: string;
+    };
+  };
+  /**
+   * capacity minus the requests placed here: rendered on read
+   */
   allocatable?: {
     cpu_milli_cores?: number;
     memory_bytes?: number;
@@ -231,6 +248,25 @@ export interface NodeLeaseSpec {
 }
 
 export interface NodeLeaseStatus {
+  observedGeneration?: number;
+}
+
+export interface ReservationSpec {
+  node_name: string;
+  what: "compute" | "storage";
+  /**
+   * the reservation's name in the seed (compute_name or storage_name)
+   */
+  key: string;
+  request_cpu_milli_core?: number;
+  limit_cpu_milli_core?: number;
+  request_memory_bytes?: number;
+  limit_memory_bytes?: number;
+  request_bytes?: number;
+  limit_bytes?: number;
+}
+
+export interface ReservationStatus {
   observedGeneration?: number;
 }
 

@@ -8,13 +8,13 @@ import { KVM_CONDITION, setCondition } from '../conditions';
 import { given, mapOrUndefined, nodeMessage, num, seedAnnotations } from './convert';
 import { compact, type FacadeContext, type ServiceHandlers } from './context';
 import type { ComputeRequest, StorageRequest } from '../scheduling';
-import { placeAndReserve, releaseOn, reserveOn } from '../placement';
+import { releaseOn, renderFromStore, reservationValue, reserveOn, scheduleReservation } from '../placement';
+import { renewLease, withLease } from '../lease';
 import { NODE_RESTRICTION_PREFIX } from './auth';
 
 /** The labels a node identity's re-registration keeps, whatever it sends (auth.ts refuses it setting them). */
 const restrictedLabels = (labels: Record<string, string> | undefined): Record<string, string> =>
   Object.fromEntries(Object.entries(labels ?? {}).filter(([k]) => k.startsWith(NODE_RESTRICTION_PREFIX)));
-import { leaseOf, renewLease, withLease } from '../lease';
 
 /** At most `max` characters, never cutting one in half (a lone surrogate is not valid text). */
 const clip = (value: unknown, max: number): string => Array.from(String(value)).slice(0, max).join('');
@@ -45,28 +45,38 @@ export function nodeService(ctx: FacadeContext): ServiceHandlers {
   const reserve = (nodeName: string, key: string, what: 'compute' | 'storage', value: ComputeRequest | StorageRequest, annotations?: Record<string, string>) =>
     reserveOn(store, nodeName, key, reservation(what, value), annotations);
 
-  async function release(nodeName: string, key: string, what: 'reserved_computes' | 'reserved_storages') {
-    const node = await store.get('Node', nodeName);
-    if (!node.status?.[what]?.[key]) throw new NotFoundError(what === 'reserved_computes' ? 'compute' : 'storage', `${key}" on Node "${nodeName}`);
-    await releaseOn(store, nodeName, key, what === 'reserved_computes' ? 'compute' : 'storage');
+  async function release(nodeName: string, key: string, what: 'compute' | 'storage') {
+    await store.get('Node', nodeName);
+    try {
+      await releaseOn(store, nodeName, key, what);
+    } catch (err) {
+      // A VM's or disk's own use is released by deleting it, not here.
+      if (isN0Error(err, 'NotFound')) throw new NotFoundError(what, `${key}" on Node "${nodeName}`);
+      throw err;
+    }
     return {};
   }
 
-  async function schedule(what: 'compute' | 'storage', key: string, value: ComputeRequest | StorageRequest, annotations?: Record<string, string>) {
-    const nodeName = await placeAndReserve(store, key, reservation(what, value), annotations);
-    return store.get('Node', nodeName);
+  const schedule = (what: 'compute' | 'storage', key: string, value: ComputeRequest | StorageRequest, annotations?: Record<string, string>) =>
+    scheduleReservation(store, key, reservation(what, value), annotations);
+
+  /** The seed's entry for a Reservation: its annotations and values. */
+  const entry = (r: Awaited<ReturnType<typeof schedule>>) => ({ ...(r.metadata.annotations ? { annotations: r.metadata.annotations } : {}), ...reservationValue(r) });
+
+  /** Nodes as the seed shows them: reservations and allocatable rendered from what is placed (api/placement.ts), heartbeat from the lease. */
+  async function rendered(nodes: Node[]): Promise<Node[]> {
+    const [withUsage, leases] = await Promise.all([renderFromStore(store, nodes), store.list('NodeLease')]);
+    const leaseByNode = new Map(leases.items.map((l) => [l.metadata.name, l]));
+    return withUsage.map((n) => withLease(n, leaseByNode.get(n.metadata.name)));
   }
 
   return {
     async ListNodes(req) {
-      const [{ items }, leases] = await Promise.all([store.list('Node', { labelSelector: given(req.label_selector) }), store.list('NodeLease')]);
-      const leaseByNode = new Map(leases.items.map((l) => [l.metadata.name, l]));
-      return { nodes: items.map((n) => nodeMessage(withLease(n, leaseByNode.get(n.metadata.name)))) };
+      const { items } = await store.list('Node', { labelSelector: given(req.label_selector) });
+      return { nodes: (await rendered(items)).map(nodeMessage) };
     },
     async GetNode(req) {
-      const name = validateName(req.name, 'name');
-      const [node, lease] = await Promise.all([store.get('Node', name), leaseOf(store, name)]);
-      return nodeMessage(withLease(node, lease));
+      return nodeMessage((await rendered([await store.get('Node', validateName(req.name, 'name'))]))[0]);
     },
     async ApplyNode(req, call) {
       const name = validateName(req.name, 'name');
@@ -119,6 +129,8 @@ export function nodeService(ctx: FacadeContext): ServiceHandlers {
         if (JSON.stringify(n.status) === before) return false;
       }, { subresource: 'status' });
       // After the Node's read, so an unknown node answers NOT_FOUND and gets no lease.
+      // Not rendered with its reservations (that reads every VM and disk): the agent that sends
+      // a heartbeat every few seconds reads nothing of the answer (HeartbeatNode is not the seed's).
       return nodeMessage(withLease(node, await renewLease(store, name, now)));
     },
     async DeleteNode(req) {
@@ -130,26 +142,26 @@ export function nodeService(ctx: FacadeContext): ServiceHandlers {
       const nodeName = validateName(req.node_name, 'node_name');
       const key = validateName(req.compute_name, 'compute_name');
       const value = compute(req);
-      const node = await reserve(nodeName, key, 'compute', value, mapOrUndefined(req.annotations));
-      return { node_name: node.metadata.name, compute_name: key, compute: node.status!.reserved_computes![key] };
+      const r = await reserve(nodeName, key, 'compute', value, mapOrUndefined(req.annotations));
+      return { node_name: r.spec.node_name, compute_name: key, compute: entry(r) };
     },
-    ReleaseCompute: async (req) => release(validateName(req.node_name, 'node_name'), validateName(req.compute_name, 'compute_name'), 'reserved_computes'),
+    ReleaseCompute: async (req) => release(validateName(req.node_name, 'node_name'), validateName(req.compute_name, 'compute_name'), 'compute'),
     async ReserveStorage(req) {
       const nodeName = validateName(req.node_name, 'node_name');
       const key = validateName(req.storage_name, 'storage_name');
-      const node = await reserve(nodeName, key, 'storage', storage(req), mapOrUndefined(req.annotations));
-      return { node_name: node.metadata.name, storage_name: key, storage: node.status!.reserved_storages![key] };
+      const r = await reserve(nodeName, key, 'storage', storage(req), mapOrUndefined(req.annotations));
+      return { node_name: r.spec.node_name, storage_name: key, storage: entry(r) };
     },
-    ReleaseStorage: async (req) => release(validateName(req.node_name, 'node_name'), validateName(req.storage_name, 'storage_name'), 'reserved_storages'),
+    ReleaseStorage: async (req) => release(validateName(req.node_name, 'node_name'), validateName(req.storage_name, 'storage_name'), 'storage'),
     async ScheduleCompute(req) {
       const key = validateName(req.compute_name, 'compute_name');
-      const node = await schedule('compute', key, compute(req), mapOrUndefined(req.annotations));
-      return { node_name: node.metadata.name, compute_name: key, compute: node.status!.reserved_computes![key] };
+      const r = await schedule('compute', key, compute(req), mapOrUndefined(req.annotations));
+      return { node_name: r.spec.node_name, compute_name: key, compute: entry(r) };
     },
     async ScheduleStorage(req) {
       const key = validateName(req.storage_name, 'storage_name');
-      const node = await schedule('storage', key, storage(req), mapOrUndefined(req.annotations));
-      return { node_name: node.metadata.name, storage_name: key, storage: node.status!.reserved_storages![key] };
+      const r = await schedule('storage', key, storage(req), mapOrUndefined(req.annotations));
+      return { node_name: r.spec.node_name, storage_name: key, storage: entry(r) };
     },
   };
 }

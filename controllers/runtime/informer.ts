@@ -67,6 +67,13 @@ export class Informer<K extends Kind> {
     for (const obj of this.items.values()) this.indexAdd(index, obj);
   }
 
+  /** Whether index `name` exists; throws when it exists with another key function. */
+  hasIndex(name: string, keysOf: IndexFunc<KindMap[K]>): boolean {
+    const index = this.indexes.get(name);
+    if (index && index.keysOf !== keysOf) throw new Error(`${this.kind} informer already has an index named ${name}`);
+    return index !== undefined;
+  }
+
   /** Cached objects whose index `name` yields `key`. */
   byIndex(name: string, key: string): KindMap[K][] {
     const index = this.indexes.get(name);

@@ -1,5 +1,6 @@
 // The runtime on the real store backends: embedded (LMDB in a temp dir) and etcd (the shared one
 // from hack/test.sh, or our own), plus leader fail-over between two managers on an etcd lease.
+import { renderedNode } from '../../api/placement';
 import { randomBytes } from 'node:crypto';
 import * as fs from 'node:fs';
 import * as os from 'node:os';
@@ -105,7 +106,7 @@ describe.each(backends)('Manager on the %s store', (_name, open) => {
 
   it('marks a node NotReady when heartbeats stop, with no write but its own', async () => {
     const controller = new AbortController();
-    const manager = new Manager({ store, registry: new Registry(), kinds: ['Node', 'NodeLease', 'VirtualMachine', 'BlockStorage'] });
+    const manager = new Manager({ store, registry: new Registry(), kinds: ['Node', 'NodeLease', 'VirtualMachine', 'BlockStorage', 'Reservation'] });
     manager.register(new NodeReconciler({ heartbeatTimeoutMs: 1000 }));
     const name = `host-${randomBytes(3).toString('hex')}`;
     try {
@@ -118,7 +119,7 @@ describe.each(backends)('Manager on the %s store', (_name, open) => {
       const t = Date.now();
       await until(async () => (await state()) === 'NotReady', 10_000, 'NotReady after the timeout');
       expect(Date.now() - t).toBeGreaterThanOrEqual(700);
-      expect((await store.get('Node', name)).status?.allocatable).toEqual({ cpu_milli_cores: 2000, memory_bytes: 2 ** 31, storage_bytes: 0 });
+      expect((await renderedNode(store, name)).status?.allocatable).toEqual({ cpu_milli_cores: 2000, memory_bytes: 2 ** 31, storage_bytes: 0 });
       await store.delete('Node', name);
     } finally {
       controller.abort();

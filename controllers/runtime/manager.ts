@@ -114,6 +114,7 @@ export class Manager {
         if (!informer) throw new InvalidArgumentError(`this manager does not cache ${kind}`, 'kind');
         return informer.byIndex(index, key) as KindMap[K][];
       },
+      revision: (kind: Kind) => informers.get(kind)?.resourceVersion,
     };
   }
 
@@ -124,7 +125,11 @@ export class Manager {
     for (const kind of needed) {
       if (!this.informers.has(kind)) throw new InvalidArgumentError(`${reconciler.kind} reconciler needs ${kind}, which this manager does not cache`, 'kind');
     }
-    for (const index of reconciler.indexes ?? []) this.informers.get(index.kind)!.addIndex(index.name, index.keys);
+    // An index several reconcilers declare (the same spec object, e.g. controllers/usage.ts) is kept once.
+    for (const index of reconciler.indexes ?? []) {
+      const informer = this.informers.get(index.kind)!;
+      if (!informer.hasIndex(index.name, index.keys)) informer.addIndex(index.name, index.keys);
+    }
     this.reconcilers.set(reconciler.kind, reconciler as unknown as Reconciler);
   }
 

@@ -25,6 +25,8 @@ export interface Cache {
   list<K extends Kind>(kind: K): KindMap[K][];
   /** Objects of `kind` that an index declared by a reconciler (Reconciler.indexes) files under `key`. */
   byIndex<K extends Kind>(kind: K, index: string, key: string): KindMap[K][];
+  /** The resourceVersion of the newest event `kind`'s cache has applied (the manager's caches have one; test doubles may not). */
+  revision?(kind: Kind): string | undefined;
 }
 
 /** An index over one kind's cache, declared by the reconciler whose watches look things up in it. */

@@ -34,14 +34,15 @@ describe('generate', () => {
 });
 
 describe('checkInvariants', () => {
-  const node = (status: any) => doc('Node', 'host-a', {}, status);
+  const node = (status: any, spec: any = { cpu_milli_cores: 2000, memory_bytes: 1024, storage_bytes: 1024 }) => doc('Node', 'host-a', spec, status);
   const vm = (name: string, status: any = {}, spec: any = {}) => doc('VirtualMachine', name, { limit_cpu_milli_core: 1000, limit_memory_bytes: 64, nics: [{ network_name: 'n' }], block_storage_names: ['d'], ...spec }, status);
   const by = { 'n0core/provisioning/virtual_machine/virtual_machine/reserved_by': 'v' };
 
   test('a consistent snapshot has no violations', () => {
     const s: Snapshot = {
       docs: [
-        node({ reserved_computes: { v: { request_cpu_milli_core: 1000, limit_cpu_milli_core: 1000 } }, reserved_storages: { d: {}, o: {} } }),
+        node({ state: 'Ready' }),
+        doc('Reservation', 'storage.host-a.seed', { node_name: 'host-a', what: 'storage', key: 'seed', request_bytes: 10, limit_bytes: 10 }),
         doc('BlockStorage', 'o', { backing_block_storage: 'd' }, { node_name: 'host-a', state: 'AVAILABLE' }),
         doc('Network', 'n', {}, { reserved_network_interfaces: { 'v.0': { annotations: by, ipv4_address: '10.0.0.2', hardware_address: '52:54:00:00:00:01' } } }),
         doc('BlockStorage', 'd', {}, { node_name: 'host-a', state: 'IN_USE', in_use_by: 'v' }),
@@ -55,7 +56,8 @@ describe('checkInvariants', () => {
   test('finds leaks, doubles and orphans', () => {
     const s: Snapshot = {
       docs: [
-        node({ reserved_computes: { gone: {} }, reserved_storages: {} }),
+        node({ reserved_computes: { gone: {} } }, { cpu_milli_cores: 500, memory_bytes: 1024, storage_bytes: 1024 }),
+        doc('Reservation', 'compute.host-b.seed', { node_name: 'host-b', what: 'compute', key: 'seed' }),
         doc('Network', 'n', {}, { reserved_network_interfaces: {
           'v.0': { annotations: by, ipv4_address: '10.0.0.2', hardware_address: '52:54:00:00:00:01' },
           'x.0': { annotations: { 'n0core/provisioning/virtual_machine/virtual_machine/reserved_by': 'x' }, ipv4_address: '10.0.0.2', hardware_address: '52:54:00:00:00:01' },
@@ -76,6 +78,9 @@ describe('checkInvariants', () => {
     expect(details).toContain('disk file lost');
     expect(details).toContain('QEMU of ghost');
     expect(details).toContain('overlay on base, whose BlockStorage is gone');
+    expect(details).toContain('Node/host-a is overcommitted: CPU requests 1000 > 500');
+    expect(details).toContain('Node/host-a stores reserved_computes in its document');
+    expect(details).toContain('Reservation/compute.host-b.seed names node host-b, which does not exist');
     // after the teardown, even a held object is a violation
     expect(checkInvariants(s, { final: true }).map((x) => x.detail).join('\n')).toContain('BlockStorage/held');
   });

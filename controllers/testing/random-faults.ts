@@ -177,31 +177,56 @@ export function checkInvariants(s: Snapshot, options: { final?: boolean } = {}):
     for (const d of s.docs) if (d.kind !== 'Node' && !d.metadata.deletionTimestamp) v('deleted-is-gone', `${d.kind}/${d.metadata.name} still exists after the teardown`);
   }
 
-  // Reservations on every Node equal what placed objects account for.
+  // What every Node gives away is derived from what is placed on it (api/placement.ts): each
+  // placed object names an existing Node, a VM runs where its disks are, the seed's Reservations
+  // name existing Nodes, and nothing placed on a Node adds up to more than it has (requests
+  // within capacity, limits within capacity x the overcommit ratios). The Node document itself
+  // carries no list of them any more.
+  const nodeByName = byName(nodes);
+  const reservations = of('Reservation');
+  for (const d of [...vms, ...disks]) {
+    const on = d.status?.node_name;
+    if (on && !nodeByName.has(on)) v('node-reservations', `${d.kind}/${d.metadata.name} is placed on ${on}, which does not exist`);
+  }
+  for (const vm of vms) {
+    const on = vm.status?.node_name;
+    for (const bsName of on ? vm.spec.block_storage_names ?? [] : []) {
+      const bs = diskByName.get(bsName);
+      if (bs?.status?.node_name && bs.status.node_name !== on) v('node-reservations', `VirtualMachine/${vm.metadata.name} is placed on ${on}, its disk ${bsName} on ${bs.status.node_name}`);
+    }
+  }
+  for (const r of reservations) {
+    if (!nodeByName.has(r.spec?.node_name)) v('node-reservations', `Reservation/${r.metadata.name} names node ${r.spec?.node_name}, which does not exist`);
+  }
   for (const node of nodes) {
     const name = node.metadata.name;
-    const computes = node.status?.reserved_computes ?? {};
-    const placedVms = vms.filter((vm) => vm.status?.node_name === name);
-    for (const key of Object.keys(computes)) {
-      const vm = vmByName.get(key);
-      if (!vm) v('node-reservations', `Node/${name} reserves compute for ${key}, which does not exist`);
-      else if (vm.status?.node_name !== name) v('node-reservations', `Node/${name} reserves compute for ${key}, placed on ${vm.status?.node_name ?? 'no node'}`);
+    for (const field of ['reserved_computes', 'reserved_storages']) {
+      if (Object.keys(node.status?.[field] ?? {}).length) v('node-reservations', `Node/${name} stores ${field} in its document (usage is derived, not stored)`);
     }
-    for (const vm of placedVms) {
-      const r = computes[vm.metadata.name];
-      if (!r) { v('node-reservations', `VirtualMachine/${vm.metadata.name} is placed on ${name} without a compute reservation`); continue; }
-      const want = { request_cpu_milli_core: vm.spec.request_cpu_milli_core ?? vm.spec.limit_cpu_milli_core, limit_cpu_milli_core: vm.spec.limit_cpu_milli_core };
-      for (const [k, x] of Object.entries(want)) if (r[k] !== undefined && r[k] !== x) v('node-reservations', `Node/${name} reserves ${k}=${r[k]} for ${vm.metadata.name}, whose spec says ${x}`);
+    const used = { cpu: 0, mem: 0, storage: 0, cpuLimit: 0, memLimit: 0 };
+    for (const vm of vms.filter((x) => x.status?.node_name === name)) {
+      used.cpu += vm.spec.request_cpu_milli_core ?? vm.spec.limit_cpu_milli_core ?? 0;
+      used.mem += vm.spec.request_memory_bytes ?? vm.spec.limit_memory_bytes ?? 0;
+      used.cpuLimit += vm.spec.limit_cpu_milli_core ?? 0;
+      used.memLimit += vm.spec.limit_memory_bytes ?? 0;
     }
-    const storages = node.status?.reserved_storages ?? {};
-    for (const key of Object.keys(storages)) {
-      const bs = diskByName.get(key);
-      if (!bs) v('node-reservations', `Node/${name} reserves storage for ${key}, which does not exist`);
-      else if (bs.status?.node_name !== name) v('node-reservations', `Node/${name} reserves storage for ${key}, placed on ${bs.status?.node_name ?? 'no node'}`);
+    for (const bs of disks.filter((x) => x.status?.node_name === name)) used.storage += bs.spec.request_bytes ?? bs.spec.limit_bytes ?? 0;
+    for (const r of reservations.filter((x) => x.spec?.node_name === name)) {
+      used.cpu += r.spec.request_cpu_milli_core ?? 0;
+      used.mem += r.spec.request_memory_bytes ?? 0;
+      used.cpuLimit += r.spec.limit_cpu_milli_core ?? 0;
+      used.memLimit += r.spec.limit_memory_bytes ?? 0;
+      used.storage += r.spec.request_bytes ?? 0;
     }
-    for (const bs of disks.filter((b) => b.status?.node_name === name)) {
-      if (!storages[bs.metadata.name]) v('node-reservations', `BlockStorage/${bs.metadata.name} is placed on ${name} without a storage reservation`);
-    }
+    const cap = { cpu: node.spec?.cpu_milli_cores ?? 0, mem: node.spec?.memory_bytes ?? 0, storage: node.spec?.storage_bytes ?? 0 };
+    const over = [
+      used.cpu > cap.cpu && `CPU requests ${used.cpu} > ${cap.cpu}`,
+      used.mem > cap.mem && `memory requests ${used.mem} > ${cap.mem}`,
+      used.storage > cap.storage && `storage requests ${used.storage} > ${cap.storage}`,
+      used.cpuLimit > cap.cpu * 4 && `CPU limits ${used.cpuLimit} > 4 x ${cap.cpu}`,
+      used.memLimit > cap.mem && `memory limits ${used.memLimit} > ${cap.mem}`,
+    ].filter(Boolean);
+    if (over.length) v('node-reservations', `Node/${name} is overcommitted: ${over.join(', ')}`);
   }
 
   // Reservations on every Network: each one a nic of a placed VM that names it; no duplicates.
