@@ -45,7 +45,8 @@ export function cacheView(ctx: ReconcileContext): PlacementView {
       while (behind().length) {
         if (ctx.signal.aborted) throw new UnavailableError('stopped while waiting for the cache');
         if (Date.now() > deadline) throw new UnavailableError(`the ${behind().map(([k, rv]) => `${k} cache has not seen revision ${rv}`).join(', ')} within ${CATCH_UP_MS} ms`);
-        await sleep(2, ctx.signal).catch(() => undefined);
+        // Not listening on ctx.signal: every worker waiting here would add a listener to it.
+        await sleep(2);
       }
     },
   };
