@@ -1,23 +1,13 @@
 // Registration of an agent on another host through the facade (NodeService.ApplyNode and
 // HeartbeatNode), so remote hosts need no store credentials. The agent proves who it is with its
 // own node certificate (mTLS): the facade then lets it write only its own Node.
-import * as fs from 'node:fs';
-import * as path from 'node:path';
 import * as grpc from '@grpc/grpc-js';
-import * as protoLoader from '@grpc/proto-loader';
 import { UnavailableError } from '../api/errors';
 import { ipTargetTls } from '../api/pki';
+import { grpcService, loadFacadeProto } from '../api/server/proto';
 import type { Node, NodeStatus } from '../api/types';
 import type { NodeRegistrar } from './registration';
 import { KVM_CONDITION } from '../api/conditions';
-
-function protoFile(): string {
-  for (const dir of [path.resolve(__dirname, '..', 'proto'), path.resolve(__dirname, '..', '..', 'proto')]) {
-    const file = path.join(dir, 'n0stack.proto');
-    if (fs.existsSync(file)) return file;
-  }
-  throw new Error(`proto/n0stack.proto not found near ${__dirname}`);
-}
 
 export interface FacadeRegistrarOptions {
   /** host:port of the facade. */
@@ -38,8 +28,7 @@ export class FacadeNodeRegistrar implements NodeRegistrar {
   private readonly client: grpc.Client & Record<string, (...args: unknown[]) => unknown>;
 
   constructor(private readonly options: FacadeRegistrarOptions) {
-    const definition = protoLoader.loadSync(protoFile(), { keepCase: true, longs: Number, enums: String, defaults: true, oneofs: true });
-    const NodeService = (grpc.loadPackageDefinition(definition).n0stack as grpc.GrpcObject).NodeService as grpc.ServiceClientConstructor;
+    const NodeService = grpcService(loadFacadeProto(), 'NodeService');
     if (!options.insecurePlaintext && !options.ca) throw new Error('the facade registrar needs the CA of the facade\'s certificate (--api-ca), or insecurePlaintext');
     if (!options.token && !(options.cert && options.key)) throw new Error('the facade registrar needs the node\'s client certificate (or a token)');
     const ip = ipTargetTls(options.endpoint);

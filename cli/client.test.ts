@@ -2,6 +2,7 @@
 import * as grpc from '@grpc/grpc-js';
 import { CallError, FacadeClient, formatCallError, parseEndpoint } from './client';
 import { facadeDefinition } from './proto';
+import { grpcService } from '../api/server/proto';
 
 describe('endpoint parsing and error lines', () => {
   it('parses host:port and schemes', () => {
@@ -28,8 +29,7 @@ describe('FacadeClient against a gRPC server', () => {
 
   beforeAll(async () => {
     server = new grpc.Server();
-    const pkg = grpc.loadPackageDefinition(facadeDefinition()).n0stack as grpc.GrpcObject;
-    const service = (pkg.BlockStorageService as grpc.ServiceClientConstructor).service;
+    const service = grpcService(facadeDefinition(), 'BlockStorageService').service;
     server.addService(service, {
       GetBlockStorage: (call: grpc.ServerUnaryCall<{ name: string }, unknown>, cb: grpc.sendUnaryData<unknown>) => {
         seen.push({ token: call.metadata.get('authorization')[0] as string, request: call.request });
@@ -46,7 +46,7 @@ describe('FacadeClient against a gRPC server', () => {
     const client = new FacadeClient({ endpoint: `http://127.0.0.1:${port}`, token: 's3cret', sources: { endpoint: 'test' } });
     try {
       const bs = await client.call('BlockStorageService', 'GetBlockStorage', { name: 'disk' });
-      expect(bs).toMatchObject({ name: 'disk', limit_bytes: '10737418240', progress_bytes_done: '5', state: '' });
+      expect(bs).toMatchObject({ name: 'disk', limit_bytes: '10737418240', progress_bytes_done: '5', state: 'UNKNOWN' });
       expect(seen.at(-1)).toEqual({ token: 'Bearer s3cret', request: { name: 'disk' } });
     } finally { client.close(); }
   });

@@ -1,4 +1,4 @@
-// The facade client: services loaded at runtime from proto/n0stack.proto, a bearer token on every
+// The facade client: services loaded at runtime from the n0proto files, a bearer token on every
 // call, optional TLS, and gRPC failures turned into one readable line ("NOT_FOUND: ...").
 import * as fs from 'node:fs';
 import * as grpc from '@grpc/grpc-js';
@@ -6,7 +6,8 @@ import { InvalidArgumentError } from '../api/errors';
 import { ipTargetTls } from '../api/pki';
 import type { Resource } from '../api/types';
 import type { Connection } from './config';
-import { facadeDefinition, methodInfo, PROTO_PACKAGE } from './proto';
+import { grpcService } from '../api/server/proto';
+import { facadeDefinition, methodInfo } from './proto';
 
 export const DEFAULT_DEADLINE_MS = 10 * 60 * 1000;
 
@@ -86,9 +87,8 @@ export class FacadeClient {
   private client(service: string): grpc.Client {
     let client = this.clients.get(service);
     if (!client) {
-      const pkg = grpc.loadPackageDefinition(facadeDefinition())[PROTO_PACKAGE] as grpc.GrpcObject;
-      const ctor = pkg[service] as grpc.ServiceClientConstructor | undefined;
-      if (!ctor || typeof ctor !== 'function') throw new InvalidArgumentError(`${service} is not a service of the n0stack API`);
+      let ctor: grpc.ServiceClientConstructor;
+      try { ctor = grpcService(facadeDefinition(), service); } catch { throw new InvalidArgumentError(`${service} is not a service of the n0stack API`); }
       client = new ctor(this.target, this.credentials, { 'grpc.max_receive_message_length': 64 * 1024 * 1024, ...this.tlsOptions });
       this.clients.set(service, client);
     }

@@ -209,14 +209,18 @@ describe.each(['embedded', 'etcd'] as const)('control plane on the %s store', (s
 
   it('reserves and schedules compute and storage through the seed NodeService', async () => {
     const r = await call('NodeService', 'ReserveCompute', { node_name: 'vm-host1', compute_name: 'manual', request_cpu_milli_core: 10, limit_cpu_milli_core: 1000, request_memory_bytes: 1024, limit_memory_bytes: 1024 });
-    expect(r.node_name).toBe('vm-host1');
+    // The seed's answer: the Node, holding the reservation.
+    expect(r.name).toBe('vm-host1');
+    expect(r.reserved_computes.manual).toMatchObject({ request_cpu_milli_core: 10, limit_cpu_milli_core: 1000, limit_memory_bytes: '1024' });
     await expectCode(call('NodeService', 'ReserveCompute', { node_name: 'vm-host1', compute_name: 'huge', request_cpu_milli_core: 1e9, limit_cpu_milli_core: 1e9, request_memory_bytes: 1, limit_memory_bytes: 1 }), 'FAILED_PRECONDITION', /CPU/);
     await call('NodeService', 'ReleaseCompute', { node_name: 'vm-host1', compute_name: 'manual' });
     const s = await call('NodeService', 'ScheduleStorage', { storage_name: 'manual-disk', request_bytes: 1024, limit_bytes: 2048 });
-    expect(s.node_name).toBe('vm-host1');
+    expect(s.name).toBe('vm-host1');
+    expect(s.reserved_storages['manual-disk']).toMatchObject({ request_bytes: '1024', limit_bytes: '2048' });
     await call('NodeService', 'ReleaseStorage', { node_name: 'vm-host1', storage_name: 'manual-disk' });
     const c = await call('NodeService', 'ScheduleCompute', { compute_name: 'sched', request_cpu_milli_core: 10, limit_cpu_milli_core: 1000, request_memory_bytes: 1024, limit_memory_bytes: 1024 });
-    expect(c.node_name).toBe('vm-host1');
+    expect(c.name).toBe('vm-host1');
+    expect(Object.keys(c.reserved_computes)).toContain('sched');
     await call('NodeService', 'ReleaseCompute', { node_name: 'vm-host1', compute_name: 'sched' });
     await expectCode(call('NodeService', 'ReleaseCompute', { node_name: 'vm-host1', compute_name: 'sched' }), 'NOT_FOUND');
     const net = await call('NetworkService', 'ApplyNetwork', { name: 'manual-net', ipv4_cidr: '10.9.0.0/29' });

@@ -13,7 +13,7 @@ import { logger } from '../log';
 import type { Store } from '../store/store';
 import { WatchCacheStore } from '../store/watch-cache';
 import type { AnyResource, Kind } from '../types';
-import { loadFacadeProto } from '../server/proto';
+import { loadFacadeProto, serviceDefinition } from '../server/proto';
 import { toServiceError } from '../server/status';
 import { anyOf, authenticate, authorize, singleToken, type Principal, type TokenAuthority } from '../server/auth';
 import type { ConsoleIssuer, Handler, ServiceHandlers } from '../server/context';
@@ -180,20 +180,20 @@ export class Gateway {
     res.on('close', () => { if (!res.writableFinished) controller.abort(); });
     const handler: Handler = this.services[route.service][route.rpc];
     const response = await handler(request, { deadline: Date.now() + this.options.defaultWaitMs, signal: controller.signal, principal });
-    const json = (this.jsonProto[`n0stack.${route.service}`] as unknown as Record<string, { responseDeserialize(b: Buffer): unknown }>)[route.rpc]
+    const json = (serviceDefinition(this.jsonProto, route.service) as unknown as Record<string, { responseDeserialize(b: Buffer): unknown }>)[route.rpc]
       .responseDeserialize(codec.responseSerialize(response ?? {}));
     this.send(res, 200, JSON.stringify(json), 'application/json');
   }
 
   private codec(definition: PackageDefinition, route: Route): Codec {
-    return (definition[`n0stack.${route.service}`] as unknown as Record<string, Codec>)[route.rpc];
+    return (serviceDefinition(definition, route.service) as unknown as Record<string, Codec>)[route.rpc];
   }
 
   /** A kind's message as the Get RPC's JSON renders it. */
   private render(kind: Kind, doc: AnyResource): unknown {
     const route = GET_RPC[kind];
     const wire = this.codec(this.facadeProto, route).responseSerialize(MESSAGES[kind]!(doc));
-    return (this.jsonProto[`n0stack.${route.service}`] as unknown as Record<string, { responseDeserialize(b: Buffer): unknown }>)[route.rpc].responseDeserialize(wire);
+    return (serviceDefinition(this.jsonProto, route.service) as unknown as Record<string, { responseDeserialize(b: Buffer): unknown }>)[route.rpc].responseDeserialize(wire);
   }
 
   /**

@@ -1,10 +1,9 @@
 // The OpenAPI 3 document of the gateway, derived from the mapping table (routes.ts) and the
 // proto's message descriptors, so a route cannot be served without being documented.
 import type { PackageDefinition } from '@grpc/proto-loader';
+import { messageDescriptor, methodTypeName, resolveTypeName, serviceDefinition } from '../server/proto';
 import { ROUTES, WATCH_KINDS, WATCH_PATH, type Route } from './routes';
 
-interface FieldDescriptor { name: string; label: string; type: string; typeName: string }
-interface MessageDescriptor { name: string; field: FieldDescriptor[]; nestedType?: MessageDescriptor[]; options?: { mapEntry?: boolean } | null }
 type Schema = Record<string, unknown>;
 
 const SCALARS: Record<string, Schema> = {
@@ -21,26 +20,32 @@ const SCALARS: Record<string, Schema> = {
   TYPE_ENUM: { type: 'string' },
 };
 
+// Schema names as in the seed's packages, without the common prefix: pool.Node, budget.Compute.
 const schemaName = (fullName: string) => fullName.replace(/^n0stack\./, '').replace(/^google\.protobuf\./, 'google.');
 
 function messageSchema(definition: PackageDefinition, fullName: string, schemas: Record<string, Schema>): Schema {
   const key = schemaName(fullName);
   if (schemas[key]) return { $ref: `#/components/schemas/${key}` };
-  const entry = definition[fullName] as { type?: MessageDescriptor } | undefined;
-  const message = entry?.type;
+  const message = messageDescriptor(definition, fullName);
   schemas[key] = { type: 'object' };
   if (!message) return { $ref: `#/components/schemas/${key}` };
   const properties: Record<string, Schema> = {};
+  const enumSchema = (typeName: string): Schema => {
+    const values = message.enumType?.find((e) => e.name === typeName)?.value.map((v) => v.name);
+    return values ? { type: 'string', enum: values } : { type: 'string' };
+  };
   for (const field of message.field) {
     let schema: Schema;
     if (field.type === 'TYPE_MESSAGE') {
       const nested = message.nestedType?.find((n) => n.name === field.typeName);
       if (nested?.options?.mapEntry) {
         const value = nested.field.find((f) => f.name === 'value')!;
-        properties[field.name] = { type: 'object', additionalProperties: value.type === 'TYPE_MESSAGE' ? messageSchema(definition, resolve(definition, fullName, value.typeName), schemas) : SCALARS[value.type] ?? {} };
+        properties[field.name] = { type: 'object', additionalProperties: value.type === 'TYPE_MESSAGE' ? messageSchema(definition, resolveTypeName(definition, fullName, value.typeName), schemas) : SCALARS[value.type] ?? {} };
         continue;
       }
-      schema = messageSchema(definition, resolve(definition, fullName, field.typeName), schemas);
+      schema = messageSchema(definition, resolveTypeName(definition, fullName, field.typeName), schemas);
+    } else if (field.type === 'TYPE_ENUM') {
+      schema = enumSchema(field.typeName);
     } else {
       schema = SCALARS[field.type] ?? {};
     }
@@ -50,19 +55,13 @@ function messageSchema(definition: PackageDefinition, fullName: string, schemas:
   return { $ref: `#/components/schemas/${key}` };
 }
 
-/** A field's type name relative to its message: nested, in the package, or fully qualified. */
-function resolve(definition: PackageDefinition, scope: string, typeName: string): string {
-  for (const candidate of [`${scope}.${typeName}`, `n0stack.${typeName}`, typeName.replace(/^\./, '')]) if (definition[candidate]) return candidate;
-  return typeName;
-}
-
 const toOpenApiPath = (path: string) => path;
 
 function operation(route: Route, definition: PackageDefinition, schemas: Record<string, Schema>): Schema {
-  const method = (definition[`n0stack.${route.service}`] as Record<string, { requestType: { type: MessageDescriptor }; responseType: { type: MessageDescriptor } }>)[route.rpc];
+  const method = (serviceDefinition(definition, route.service) as unknown as Record<string, { requestType: { type: { name: string } }; responseType: { type: { name: string } } }>)[route.rpc];
   if (!method) throw new Error(`route ${route.method} ${route.path}: ${route.service} has no RPC ${route.rpc}`);
-  const requestName = `n0stack.${method.requestType.type.name}`;
-  const responseName = method.responseType.type.name === 'Empty' ? 'google.protobuf.Empty' : `n0stack.${method.responseType.type.name}`;
+  const requestName = methodTypeName(definition, route.service, method.requestType.type);
+  const responseName = methodTypeName(definition, route.service, method.responseType.type);
   const parameters = [...route.path.matchAll(/\{(\w+)\}/g)].map(([, name]) => ({
     name, in: 'path', required: true, schema: { type: 'string' },
     description: `request field ${(route.params?.[name] ?? name).replace(/\[\]$/, ' (its only element)')}`,

@@ -35,8 +35,11 @@ describe('gateway routes', () => {
   it('documents every route, with request and response schemas from the proto', () => {
     const doc = openApiDocument(loadFacadeProto()) as any;
     for (const r of ROUTES) expect(doc.paths[r.path][r.method.toLowerCase()].operationId).toBe(`${r.service}_${r.rpc}`);
-    expect(doc.components.schemas.VirtualMachine.properties.limit_memory_bytes).toEqual({ type: 'string', format: 'uint64' });
-    expect(doc.components.schemas.CreateVirtualMachineRequest.properties.annotations).toEqual({ type: 'object', additionalProperties: { type: 'string' } });
+    expect(doc.components.schemas['provisioning.VirtualMachine'].properties.limit_memory_bytes).toEqual({ type: 'string', format: 'uint64' });
+    expect(doc.components.schemas['provisioning.VirtualMachine'].properties.state).toEqual({ type: 'string', enum: ['UNKNOWN', 'PENDING', 'RUNNING', 'SHUTDOWN', 'PAUSED'] });
+    expect(doc.components.schemas['provisioning.CreateVirtualMachineRequest'].properties.annotations).toEqual({ type: 'object', additionalProperties: { type: 'string' } });
+    expect(doc.components.schemas['pool.Node'].properties.reserved_computes).toEqual({ type: 'object', additionalProperties: { $ref: '#/components/schemas/budget.Compute' } });
+    expect(doc.components.schemas['deployment.Image'].properties.registered_block_storages.items).toEqual({ $ref: '#/components/schemas/deployment.Image.RegisteredBlockStorage' });
   });
 
   it('is the table in the README', () => {

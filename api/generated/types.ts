@@ -149,7 +149,18 @@ export interface NodeSpec {
    * host:port of the node agent's gRPC service
    */
   agent_endpoint?: string;
+  /**
+   * the seed's out-of-band management address (stored, not used)
+   */
+  ipmi_address?: string;
   serial?: string;
+  /**
+   * the seed's location fields: stored and shown, not used for placement
+   */
+  datacenter?: string;
+  availability_zone?: string;
+  cell?: string;
+  rack?: string;
   cpu_milli_cores?: number;
   memory_bytes?: number;
   storage_bytes?: number;

@@ -8,7 +8,7 @@ import { createCa, ensureAgentIdentity, ensureCertBundle, issueServerCert, NODE_
 import { openStore } from '../store';
 import type { Store } from '../store/store';
 import { TokenFile } from './auth';
-import { loadFacadeProto } from './proto';
+import { grpcService, loadFacadeProto } from './proto';
 import { startFacade, type Facade } from './server';
 
 jest.setTimeout(60_000);
@@ -20,13 +20,13 @@ let facade: Facade;
 let ca: Buffer;
 let hostA: TlsMaterial;
 let viewer: string;
-const proto = grpc.loadPackageDefinition(loadFacadeProto()).n0stack as grpc.GrpcObject;
+const definition = loadFacadeProto();
 const clients: grpc.Client[] = [];
 
 type Creds = { token?: string; cert?: TlsMaterial | { cert: Buffer; key: Buffer }; plaintext?: boolean };
 
 function call(service: string, method: string, request: unknown, creds: Creds): Promise<any> {
-  const Ctor = proto[service] as grpc.ServiceClientConstructor;
+  const Ctor = grpcService(definition, service);
   const credentials = creds.plaintext ? grpc.credentials.createInsecure() : grpc.credentials.createSsl(ca, creds.cert?.key ?? null, creds.cert?.cert ?? null);
   const client = new Ctor(`127.0.0.1:${facade.port}`, credentials);
   clients.push(client);
@@ -134,7 +134,7 @@ test('a certificate claiming a node but signed by another CA is no identity; nor
 
 test('the Watch stream answers its refusals (it once left a refused caller waiting forever)', async () => {
   const watch = (creds: Creds, request: unknown = { kind: 'Node' }) => new Promise<string>((resolve) => {
-    const client = new (proto.ResourceService as grpc.ServiceClientConstructor)(`127.0.0.1:${facade.port}`, grpc.credentials.createSsl(ca, creds.cert?.key ?? null, creds.cert?.cert ?? null));
+    const client = new (grpcService(definition, 'ResourceService'))(`127.0.0.1:${facade.port}`, grpc.credentials.createSsl(ca, creds.cert?.key ?? null, creds.cert?.cert ?? null));
     clients.push(client);
     const md = new grpc.Metadata();
     if (creds.token) md.set('authorization', `Bearer ${creds.token}`);

@@ -122,6 +122,12 @@ export function blockStorageService(context: FacadeContext): ServiceHandlers {
         bs.spec.claimed_by = bs.spec.claimed_by ?? 'n0stack-user';
       });
     },
+    async DownloadBlockStorage(req) {
+      // The disk's bytes stay on its node: no agent RPC streams them out, so no URL could serve
+      // them. Said as such rather than answered with a URL that does not work.
+      const bs = await get(req.name);
+      throw new FailedPreconditionError(`DownloadBlockStorage of BlockStorage "${bs.metadata.name}": this n0stack serves no downloads (the disk stays on node ${JSON.stringify(bs.status?.node_name ?? '')}); copy it with CopyBlockStorage, or read it on the node`);
+    },
     async SetProtectedBlockStorage(req, call) {
       // A disk in use cannot be protected: the kind's admission (blockstorage.protect-in-use).
       return setSpec(req, call, (bs) => {

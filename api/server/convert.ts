@@ -1,6 +1,9 @@
-// Documents (the store's desired/observed state) rendered as the seed's proto messages.
+// Documents (the store's desired/observed state) rendered as the seed's proto messages
+// (proto/n0stack/): the original fields, our states mapped onto the original enums
+// (./wire-states.ts), and our additions in the fields numbered from 100 up.
 import type { BlockStorage, Condition, Image, Kind, Network, Node, VirtualMachine } from '../types';
 import { annotationsFromSeed, annotationsToSeed } from '../seed-annotations';
+import { blockStorageWireState, networkWireState, nodeWireState, virtualMachineWireState } from './wire-states';
 
 type Msg = Record<string, unknown>;
 
@@ -20,12 +23,17 @@ export function nodeMessage(node: Node): Msg {
   return {
     ...meta(node),
     address: s.address ?? '',
+    ipmi_address: s.ipmi_address ?? '',
     serial: s.serial ?? '',
     cpu_milli_cores: s.cpu_milli_cores ?? 0,
     memory_bytes: s.memory_bytes ?? 0,
     storage_bytes: s.storage_bytes ?? 0,
+    datacenter: s.datacenter ?? '',
+    availability_zone: s.availability_zone ?? '',
+    cell: s.cell ?? '',
+    rack: s.rack ?? '',
     unit: s.unit ?? 1,
-    state: st.state ?? 'Unknown',
+    ...nodeWireState(node),
     reserved_computes: st.reserved_computes ?? {},
     reserved_storages: st.reserved_storages ?? {},
     agent_endpoint: s.agent_endpoint ?? '',
@@ -43,7 +51,7 @@ export function networkMessage(network: Network): Msg {
     ipv4_cidr: network.spec.ipv4_cidr ?? '',
     ipv6_cidr: network.spec.ipv6_cidr ?? '',
     domain: network.spec.domain ?? '',
-    state: st.state ?? 'PENDING',
+    ...networkWireState(network),
     reserved_network_interfaces: st.reserved_network_interfaces ?? {},
     segment_id: st.segment_id ?? 0,
     gateway_ipv4: network.spec.gateway_ipv4 ?? '',
@@ -57,7 +65,7 @@ export function blockStorageMessage(bs: BlockStorage): Msg {
     ...meta(bs),
     request_bytes: bs.spec.request_bytes,
     limit_bytes: bs.spec.limit_bytes,
-    state: st.state ?? 'PENDING',
+    ...blockStorageWireState(bs),
     storage_name: bs.metadata.name,
     node_name: st.node_name ?? bs.spec.node_name ?? '',
     source_url: bs.spec.source_url ?? '',
@@ -97,8 +105,11 @@ export function virtualMachineMessage(vm: VirtualMachine): Msg {
     block_storage_names: s.block_storage_names ?? [],
     nics,
     uuid: st.uuid ?? s.uuid ?? '',
-    state: st.state ?? 'PENDING',
+    ...virtualMachineWireState(vm),
     compute_node_name: st.node_name ?? '',
+    // The reservations' keys: the Node's reserved_computes and the Networks' interfaces.
+    compute_name: st.node_name ? vm.metadata.name : '',
+    network_interface_names: (st.nics ?? []).map((_, i) => `${vm.metadata.name}.${i}`),
     login_username: s.login_username ?? '',
     ssh_authorized_keys: s.ssh_authorized_keys ?? [],
     accelerator: st.accelerator ?? '',

@@ -8,7 +8,7 @@ import { KVM_CONDITION, setCondition } from '../conditions';
 import { given, mapOrUndefined, nodeMessage, num, seedAnnotations } from './convert';
 import { compact, type FacadeContext, type ServiceHandlers } from './context';
 import type { ComputeRequest, StorageRequest } from '../scheduling';
-import { releaseOn, renderFromStore, reservationValue, reserveOn, scheduleReservation } from '../placement';
+import { releaseOn, renderFromStore, reserveOn, scheduleReservation } from '../placement';
 import { renewLease, withLease } from '../lease';
 import { NODE_RESTRICTION_PREFIX } from './auth';
 
@@ -60,8 +60,6 @@ export function nodeService(ctx: FacadeContext): ServiceHandlers {
   const schedule = (what: 'compute' | 'storage', key: string, value: ComputeRequest | StorageRequest, annotations?: Record<string, string>) =>
     scheduleReservation(store, key, reservation(what, value), annotations);
 
-  /** The seed's entry for a Reservation: its annotations and values. */
-  const entry = (r: Awaited<ReturnType<typeof schedule>>) => ({ ...(r.metadata.annotations ? { annotations: r.metadata.annotations } : {}), ...reservationValue(r) });
 
   /** Nodes as the seed shows them: reservations and allocatable rendered from what is placed (api/placement.ts), heartbeat from the lease. */
   async function rendered(nodes: Node[]): Promise<Node[]> {
@@ -69,6 +67,9 @@ export function nodeService(ctx: FacadeContext): ServiceHandlers {
     const leaseByNode = new Map(leases.items.map((l) => [l.metadata.name, l]));
     return withUsage.map((n) => withLease(n, leaseByNode.get(n.metadata.name)));
   }
+
+  // The seed's answer to Reserve and Schedule: the Node holding the reservation, rendered with it.
+  const holder = async (nodeName: string) => nodeMessage((await rendered([await store.get('Node', nodeName)]))[0]);
 
   return {
     async ListNodes(req) {
@@ -81,7 +82,8 @@ export function nodeService(ctx: FacadeContext): ServiceHandlers {
     async ApplyNode(req, call) {
       const name = validateName(req.name, 'name');
       const spec = compact({
-        address: given(req.address), agent_endpoint: given(req.agent_endpoint), serial: given(req.serial),
+        address: given(req.address), agent_endpoint: given(req.agent_endpoint), serial: given(req.serial), ipmi_address: given(req.ipmi_address),
+        datacenter: given(req.datacenter), availability_zone: given(req.availability_zone), cell: given(req.cell), rack: given(req.rack),
         cpu_milli_cores: given(num(req.cpu_milli_cores)), memory_bytes: given(num(req.memory_bytes)), storage_bytes: given(num(req.storage_bytes)),
         unit: given(num(req.unit)), unschedulable: req.unschedulable || undefined,
       }) as NodeSpec;
@@ -138,30 +140,30 @@ export function nodeService(ctx: FacadeContext): ServiceHandlers {
       await deleteChecked(store, 'Node', name, (node) => admitDelete(store, node));
       return {};
     },
+    // The seed's Reserve*/Schedule* answer with the Node that holds the reservation.
     async ReserveCompute(req) {
       const nodeName = validateName(req.node_name, 'node_name');
       const key = validateName(req.compute_name, 'compute_name');
-      const value = compute(req);
-      const r = await reserve(nodeName, key, 'compute', value, mapOrUndefined(req.annotations));
-      return { node_name: r.spec.node_name, compute_name: key, compute: entry(r) };
+      const r = await reserve(nodeName, key, 'compute', compute(req), mapOrUndefined(req.annotations));
+      return holder(r.spec.node_name);
     },
     ReleaseCompute: async (req) => release(validateName(req.node_name, 'node_name'), validateName(req.compute_name, 'compute_name'), 'compute'),
     async ReserveStorage(req) {
       const nodeName = validateName(req.node_name, 'node_name');
       const key = validateName(req.storage_name, 'storage_name');
       const r = await reserve(nodeName, key, 'storage', storage(req), mapOrUndefined(req.annotations));
-      return { node_name: r.spec.node_name, storage_name: key, storage: entry(r) };
+      return holder(r.spec.node_name);
     },
     ReleaseStorage: async (req) => release(validateName(req.node_name, 'node_name'), validateName(req.storage_name, 'storage_name'), 'storage'),
     async ScheduleCompute(req) {
       const key = validateName(req.compute_name, 'compute_name');
       const r = await schedule('compute', key, compute(req), mapOrUndefined(req.annotations));
-      return { node_name: r.spec.node_name, compute_name: key, compute: entry(r) };
+      return holder(r.spec.node_name);
     },
     async ScheduleStorage(req) {
       const key = validateName(req.storage_name, 'storage_name');
       const r = await schedule('storage', key, storage(req), mapOrUndefined(req.annotations));
-      return { node_name: r.spec.node_name, storage_name: key, storage: entry(r) };
+      return holder(r.spec.node_name);
     },
   };
 }

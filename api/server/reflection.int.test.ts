@@ -36,17 +36,20 @@ test('a reflection-only client drives the seed flow end to end', async () => {
   const credentials = grpc.credentials.createSsl(fs.readFileSync(cloud.caFile));
   const reflection = new GrpcReflection(target, credentials);
   const services = await reflection.listServices();
-  for (const s of ['NodeService', 'NetworkService', 'BlockStorageService', 'ImageService', 'VirtualMachineService']) {
-    expect(services).toContain(`n0stack.${s}`);
+  // The seed's full names (n0proto 0.2.94) and ours.
+  for (const s of ['n0stack.pool.NodeService', 'n0stack.pool.NetworkService', 'n0stack.provisioning.BlockStorageService', 'n0stack.deployment.ImageService', 'n0stack.provisioning.VirtualMachineService', 'n0stack.ResourceService']) {
+    expect(services).toContain(s);
   }
   const metadata = new grpc.Metadata();
   metadata.set('authorization', `Bearer ${cloud.token}`);
   const clients = new Map<string, grpc.Client>();
   async function call(service: string, method: string, request: unknown): Promise<any> {
     if (!clients.has(service)) {
-      const descriptor = await reflection.getDescriptorBySymbol(`n0stack.${service}`);
+      const fullName = services.find((s) => s.endsWith(`.${service}`))!;
+      const descriptor = await reflection.getDescriptorBySymbol(fullName);
       const pkg = descriptor.getPackageObject({ keepCase: true, longs: String, enums: String, defaults: true, oneofs: true }) as any;
-      clients.set(service, new pkg.n0stack[service](target, credentials));
+      const Ctor = fullName.split('.').reduce((o, part) => o[part], pkg);
+      clients.set(service, new Ctor(target, credentials));
     }
     const client = clients.get(service) as any;
     return new Promise((resolve, reject) => client[method](request, metadata, { deadline: Date.now() + 300_000 }, (err: Error | null, res: unknown) => (err ? reject(err) : resolve(res))));

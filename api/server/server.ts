@@ -6,7 +6,7 @@ import { logger } from '../log';
 import { WatchCacheStore } from '../store/watch-cache';
 import { toServiceError } from './status';
 import { tolerant, undecodable } from './decode';
-import { loadFacadeProto } from './proto';
+import { grpcService, loadFacadeProto } from './proto';
 import type { CallInfo, FacadeContext, Handler, ServiceHandlers } from './context';
 import { nodeService } from './node';
 import { networkService } from './network';
@@ -130,7 +130,6 @@ export async function startFacade(given: FacadeOptions): Promise<Facade> {
   const watchCache = new WatchCacheStore(given.store);
   const options = { ...given, store: watchCache };
   const definition = loadFacadeProto();
-  const proto = grpc.loadPackageDefinition(definition) as any;
   const tokens = authorityOf(options);
   // Nothing reads channelz here, and its per-call trackers were a measurable share of a cheap read.
   const server = new grpc.Server({ 'grpc.max_receive_message_length': 4 * 1024 * 1024, 'grpc.enable_channelz': 0 });
@@ -144,7 +143,7 @@ export async function startFacade(given: FacadeOptions): Promise<Facade> {
   for (const [name, handlers] of Object.entries(services)) {
     const implementation: grpc.UntypedServiceImplementation = {};
     for (const [method, handler] of Object.entries(handlers)) implementation[method] = unary(name, method, handler, options, tokens);
-    server.addService(tolerant(proto.n0stack[name].service), implementation);
+    server.addService(tolerant(grpcService(definition, name).service), implementation);
   }
   const resources = resourceService(options);
   const { Watch, ...resourceUnary } = resources;
@@ -158,7 +157,7 @@ export async function startFacade(given: FacadeOptions): Promise<Facade> {
     }
     Watch(call);
   };
-  server.addService(tolerant(proto.n0stack.ResourceService.service), resourceImpl);
+  server.addService(tolerant(grpcService(definition, 'ResourceService').service), resourceImpl);
   new ReflectionService(definition).addToServer(server);
 
   const credentials = options.tls ? facadeCredentials(options.tls) : grpc.ServerCredentials.createInsecure();

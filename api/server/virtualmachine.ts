@@ -101,6 +101,9 @@ export function virtualMachineService(context: FacadeContext): ServiceHandlers {
   return {
     async CreateVirtualMachine(req, call) {
       const name = validateName(req.name, 'name');
+      (req.nics ?? []).forEach((n: any, i: number) => {
+        if (mapOrUndefined(n.annotations)) throw new InvalidArgumentError(`nics[${i}].annotations: annotations of a NIC are not stored here; put them on the VirtualMachine`, `nics[${i}].annotations`);
+      });
       const annotations = seedAnnotations(req.annotations);
       const spec = compact({
         request_cpu_milli_core: given(num(req.request_cpu_milli_core)),
@@ -143,6 +146,9 @@ export function virtualMachineService(context: FacadeContext): ServiceHandlers {
         const value = given(num(req[field]));
         if (value !== undefined) next.spec[field] = value;
       }
+      // The seed's field; the VM's admission refuses a change (disks are fixed after creation).
+      const disks = given(req.block_storage_names);
+      if (disks !== undefined) next.spec.block_storage_names = disks;
       const annotations = seedAnnotations(req.annotations);
       if (annotations) next.metadata.annotations = { ...next.metadata.annotations, ...annotations };
       const labels = mapOrUndefined(req.labels);

@@ -40,7 +40,7 @@ describe('do file validation', () => {
     ]);
     expect(problemsOf(vm('    limit_memory: 5\n    cpu: 1\n    nics:\n      - network: n\n'))).toEqual([
       'task "vm": args.limit_memory is not a field of CreateVirtualMachineRequest (did you mean "limit_memory_bytes"?)',
-      'task "vm": args.cpu is not a field of CreateVirtualMachineRequest (fields: name, annotations, labels, request_cpu_milli_core, limit_cpu_milli_core, request_memory_bytes, limit_memory_bytes, block_storage_names, nics, uuid, login_username, ssh_authorized_keys, login_password)',
+      'task "vm": args.cpu is not a field of CreateVirtualMachineRequest (fields: name, annotations, request_cpu_milli_core, limit_cpu_milli_core, request_memory_bytes, limit_memory_bytes, block_storage_names, nics, uuid, login_username, ssh_authorized_keys, labels, login_password)',
       'task "vm": args.nics[0].network is not a field of VirtualMachineNIC (did you mean "network_name"?)',
     ]);
   });

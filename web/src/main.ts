@@ -98,17 +98,17 @@ function listView(spec: ListSpec): View {
 const views: Record<string, () => View> = {
   nodes: () => listView({
     kind: 'node', title: 'Nodes', headers: ['name', 'state', 'address', 'CPU (milli)', 'memory', 'storage', 'accelerator', 'last heartbeat'],
-    row: (n) => [n.name, state(n.state), n.address, String(n.cpu_milli_cores), bytes(n.memory_bytes), bytes(n.storage_bytes), n.accelerator, n.last_heartbeat_time],
+    row: (n) => [n.name, state(n.exact_state || n.state), n.address, String(n.cpu_milli_cores), bytes(n.memory_bytes), bytes(n.storage_bytes), n.accelerator, n.last_heartbeat_time],
   }),
   networks: () => listView({
     kind: 'network', title: 'Networks', headers: ['name', 'state', 'IPv4', 'IPv6', 'domain', 'interfaces'], remove: true,
-    row: (n) => [n.name, state(n.state), n.ipv4_cidr, n.ipv6_cidr, n.domain, String(Object.keys(n.reserved_network_interfaces ?? {}).length)],
+    row: (n) => [n.name, state(n.exact_state || n.state), n.ipv4_cidr, n.ipv6_cidr, n.domain, String(Object.keys(n.reserved_network_interfaces ?? {}).length)],
     create: form('New network', [field('name', 'name', { required: 'true' }), field('IPv4 CIDR', 'ipv4_cidr', { placeholder: '192.168.0.0/24' }), field('IPv6 CIDR', 'ipv6_cidr')],
       (d) => act(`Create network ${d.name}?`, () => call('PUT', path('network', d.name), { ipv4_cidr: d.ipv4_cidr, ipv6_cidr: d.ipv6_cidr }), `network ${d.name} created`)),
   }),
   block_storages: () => listView({
     kind: 'block_storage', title: 'Block storages', headers: ['name', 'state', 'request', 'limit', 'node'], remove: true,
-    row: (b) => [b.name, state(b.state), bytes(b.request_bytes), bytes(b.limit_bytes), b.node_name],
+    row: (b) => [b.name, state(b.exact_state || b.state), bytes(b.request_bytes), bytes(b.limit_bytes), b.node_name],
     create: form('New block storage', [field('name', 'name', { required: 'true' }), field('size (MiB)', 'size', { value: '1024', type: 'number', min: '1' }),
       field('fetch from URL (optional)', 'source_url', { placeholder: 'https://…/image.qcow2' }), field('copy of (optional)', 'source_block_storage')],
     (d) => {
@@ -125,7 +125,7 @@ const views: Record<string, () => View> = {
   }),
   vms: () => listView({
     kind: 'virtual_machine', title: 'Virtual machines', headers: ['name', 'state', 'node', 'CPU (milli)', 'memory', 'disks', 'addresses', 'power'], remove: true,
-    row: (v) => [el('a', { href: `#/vm/${encodeURIComponent(v.name)}` }, v.name), state(v.state), v.compute_node_name, `${v.request_cpu_milli_core}/${v.limit_cpu_milli_core}`,
+    row: (v) => [el('a', { href: `#/vm/${encodeURIComponent(v.name)}` }, v.name), state(v.exact_state || v.state), v.compute_node_name, `${v.request_cpu_milli_core}/${v.limit_cpu_milli_core}`,
       bytes(v.limit_memory_bytes), (v.block_storage_names ?? []).join(', '), (v.nics ?? []).map((n: any) => n.ipv4_address).filter(Boolean).join(', '), powerButtons(v.name)],
     create: form('New virtual machine', [field('name', 'name', { required: 'true' }), field('CPU cores', 'cores', { value: '1', type: 'number', min: '1' }),
       field('CPU request (milli)', 'cpu_request', { value: '100', type: 'number', min: '1' }),
@@ -184,7 +184,7 @@ function vmView(name: string): View {
       const vm = live.items.get(name);
       const stateEl = root.querySelector('[data-testid="vm-state"]')!;
       if (!vm) { replace(stateEl, live.synced ? state('DELETED') : ''); return; }
-      replace(stateEl, state(vm.state));
+      replace(stateEl, state(vm.exact_state || vm.state));
       const rows: [string, string][] = [
         ['node', vm.compute_node_name], ['uuid', vm.uuid], ['CPU (milli)', `${vm.request_cpu_milli_core} / ${vm.limit_cpu_milli_core}`],
         ['memory', `${bytes(vm.request_memory_bytes)} / ${bytes(vm.limit_memory_bytes)}`], ['disks', (vm.block_storage_names ?? []).join(', ')],
