@@ -1,7 +1,7 @@
 // The composition root of the server side: wires a store, the controllers, the facade and the
 // console proxy together. `n0stack up|api|controllers` and the integration tests all use it.
 import type { Store } from '../api/store/store';
-import { startFacade, type Facade, type FacadeTls } from '../api/server/server';
+import { startFacade, type Facade, type FacadeTls, type LegacyListener } from '../api/server/server';
 import type { TokenAuthority } from '../api/server/auth';
 import { ConsoleProxy } from '../api/server/console';
 import { Gateway } from '../api/gateway';
@@ -80,6 +80,8 @@ export interface ApiOptions {
   defaultWaitMs?: number;
   /** Kubernetes users whose writes the admission webhook lets through (the facade's and controllers' service accounts). */
   admissionTrustedUsers?: readonly string[];
+  /** The plaintext listener for seed-era clients (`--legacy-listen`). */
+  legacy?: LegacyListener;
 }
 
 /** Reaches a node's agent by reading its Node document (the facade keeps no cache). */
@@ -116,7 +118,7 @@ export async function startApi(options: ApiOptions): Promise<RunningApi> {
   }
   const facade = await startFacade({
     store: options.store, listen: options.listen, token: options.token, tokens: options.tokens, tls: options.tls,
-    consoles, defaultWaitMs: options.defaultWaitMs ?? 10 * 60_000,
+    consoles, defaultWaitMs: options.defaultWaitMs ?? 10 * 60_000, legacy: options.legacy,
   });
   return {
     facade, consoles, gateway,

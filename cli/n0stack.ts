@@ -12,7 +12,7 @@ import { openStore, type OpenStoreOptions } from '../api/store/index';
 import type { Store } from '../api/store/store';
 import { ensureAgentIdentity, ensureCertBundle, ensureControllersIdentity, exportAgentBundle, exportControllersBundle, isDnsName, readTlsMaterial } from '../api/pki';
 import { TOKEN_ROLES, TokenFile, type TokenRole } from '../api/server/auth';
-import type { FacadeTls } from '../api/server/server';
+import { isLoopbackListen, type FacadeTls, type LegacyListener } from '../api/server/server';
 import * as net from 'node:net';
 import { runAgent } from '../agent/main';
 import { chooseAccelerator, describeProbe, parseAcceleratorChoice, ACCELERATOR_CHOICES } from '../agent/drivers/accel-probe';
@@ -133,12 +133,23 @@ function tokensFile(dataDir: string): string {
  * original n0cli): on any other address every bearer token would cross the network readable.
  */
 function warnPlaintext(listen: string): void {
-  const host = listen.replace(/:\d+$/, '').replace(/^\[|\]$/g, '');
-  if (!['127.0.0.1', '::1', 'localhost'].includes(host) && !host.startsWith('127.')) {
-    throw new Error(`--insecure-plaintext listens on loopback only (127.0.0.1, ::1, localhost), not ${JSON.stringify(host)}; serve TLS with --tls-cert/--tls-key there`);
+  if (!isLoopbackListen(listen)) {
+    throw new Error(`--insecure-plaintext listens on loopback only (127.0.0.1, ::1, localhost), not ${JSON.stringify(listen)}; serve TLS with --tls-cert/--tls-key there`);
   }
   const banner = '!'.repeat(78);
   logger().warn(`${banner}\nINSECURE: the facade on ${listen} speaks PLAINTEXT (--insecure-plaintext): bearer tokens and\nconsole URLs travel unencrypted and no node certificate can be checked. Use --tls-cert/--tls-key.\n${banner}`);
+}
+
+/** `--legacy-listen` and its companions, on `up` and `api`. */
+function legacyOptions(command: Command): Command {
+  return command
+    .option('--legacy-listen <host:port>', 'also serve the seed-era API in PLAINTEXT without authentication, for the original n0cli (loopback only; e.g. 127.0.0.1:20183)')
+    .addOption(new Option('--legacy-role <role>', 'the role every call on the legacy listener acts with').choices([...TOKEN_ROLES]).default('viewer'))
+    .option('--legacy-listen-force', 'let --legacy-listen use an address other than loopback (anyone who reaches it gets --legacy-role)');
+}
+
+function legacyFrom(opts: { legacyListen?: string; legacyRole: TokenRole; legacyListenForce?: boolean }): LegacyListener | undefined {
+  return opts.legacyListen ? { listen: opts.legacyListen, role: opts.legacyRole, force: !!opts.legacyListenForce } : undefined;
 }
 
 function facadeTlsFrom(opts: { tlsCert?: string; tlsKey?: string; clientCa?: string }, pkiDir: string): FacadeTls {
@@ -151,7 +162,7 @@ function facadeTlsFrom(opts: { tlsCert?: string; tlsKey?: string; clientCa?: str
   return { cert: fs.readFileSync(certFile), key: fs.readFileSync(keyFile), clientCa: clientCa ? fs.readFileSync(clientCa) : undefined };
 }
 
-storeOptions(program.command('up'))
+legacyOptions(storeOptions(program.command('up')))
   .description('all-in-one: embedded store, gRPC facade, controllers and a local agent')
   .option('--data-dir <dir>', 'state directory (store, disks, VM run dirs, certificates, token)', '/var/lib/n0stack')
   .option('--listen <host:port>', 'facade gRPC address', '127.0.0.1:20180')
@@ -187,13 +198,14 @@ storeOptions(program.command('up'))
     const token = ensureToken(dataDir);
     const api = await startApi({
       store, listen: opts.listen, token, tokens: new TokenFile(tokensFile(dataDir)), tls: certs.facade,
-      consoleListen: opts.consoleListen, consolePublicUrl: opts.consolePublicUrl, agents: controllers.agents,
+      consoleListen: opts.consoleListen, consolePublicUrl: opts.consolePublicUrl, agents: controllers.agents, legacy: legacyFrom(opts),
     });
     life.onStop(() => api.stop());
     // A wildcard listen address is no address to dial: the config points at loopback then.
     const endpoint = opts.listen.replace(/^(0\.0\.0\.0|\[::\]):/, '127.0.0.1:').replace(/:\d+$/, `:${api.facade.port}`);
     const consoleAt = opts.consoleListen.replace(/:\d+$/, `:${api.consoles?.listenPort ?? 0}`);
     step(`facade: ${endpoint} (TLS, CA ${certs.caFile}; consoles on wss://${consoleAt}; web UI and REST gateway on https://${consoleAt}/)`);
+    if (api.facade.legacyPort !== undefined) step(`legacy listener: ${opts.legacyListen.replace(/:\d+$/, `:${api.facade.legacyPort}`)} (PLAINTEXT, no authentication, role ${opts.legacyRole}; for the original n0cli)`);
     const metrics = await startMetricsServer(opts.metricsListen);
     life.onStop(() => metrics.stop());
     writeClientConfig(opts.config, { endpoint, token, ca: certs.caFile });
@@ -202,7 +214,7 @@ storeOptions(program.command('up'))
     await life.wait();
   });
 
-storeOptions(program.command('api'))
+legacyOptions(storeOptions(program.command('api')))
   .description('the gRPC facade only (stateless; run several behind a load balancer)')
   .option('--data-dir <dir>', 'where the embedded store, token and certificates are', '/var/lib/n0stack')
   .option('--listen <host:port>', 'facade gRPC address', '127.0.0.1:20180')
@@ -228,11 +240,12 @@ storeOptions(program.command('api'))
     const agentTls = fs.existsSync(path.join(pkiDir, 'controllers.crt')) ? readTlsMaterial(pkiDir, 'controllers') : undefined;
     const api = await startApi({
       store, listen: opts.listen, token, tokens: new TokenFile(tokensFile(dataDir)), tls,
-      consoleListen: agentTls ? opts.consoleListen : undefined, consolePublicUrl: opts.consolePublicUrl, agentTls,
+      consoleListen: agentTls ? opts.consoleListen : undefined, consolePublicUrl: opts.consolePublicUrl, agentTls, legacy: legacyFrom(opts),
       admissionTrustedUsers: opts.admissionTrustedUsers ? String(opts.admissionTrustedUsers).split(',').map((u) => u.trim()).filter(Boolean) : undefined,
     });
     life.onStop(() => api.stop());
     step(`facade: ${opts.listen.replace(/:\d+$/, `:${api.facade.port}`)} (${tls ? 'TLS' : 'PLAINTEXT'}, store: ${store.backend})`);
+    if (api.facade.legacyPort !== undefined) step(`legacy listener: ${opts.legacyListen.replace(/:\d+$/, `:${api.facade.legacyPort}`)} (PLAINTEXT, no authentication, role ${opts.legacyRole})`);
     await life.wait();
   });
 

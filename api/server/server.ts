@@ -16,7 +16,8 @@ import { virtualMachineService } from './virtualmachine';
 import { resourceService } from './resource';
 import { rpcDuration } from './metrics';
 import { replyDeadline } from './wait';
-import { anyOf, authenticate, authorize, singleToken, type Principal, type TokenAuthority } from './auth';
+import { anyOf, authenticate, authorize, singleToken, TOKEN_ROLES, type Principal, type TokenAuthority, type TokenRole } from './auth';
+import { InvalidArgumentError } from '../errors';
 
 export interface FacadeTls {
   cert: Buffer;
@@ -36,11 +37,31 @@ export interface FacadeOptions extends FacadeContext {
   tokens?: TokenAuthority;
   /** Without it the facade speaks plaintext; `n0stack api` requires an explicit opt-in for that. */
   tls?: FacadeTls;
+  /**
+   * A second, plaintext listener for the original n0cli and other seed-era clients, which dial
+   * without TLS or metadata: every call there acts with this one role (no token is asked for).
+   */
+  legacy?: LegacyListener;
+}
+
+export interface LegacyListener {
+  listen: string;
+  role: TokenRole;
+  /** Listen beyond loopback too (--legacy-listen-force): anyone who reaches it has the role. */
+  force?: boolean;
+}
+
+/** 127.0.0.0/8, ::1 or localhost: the addresses only this host can reach. */
+export function isLoopbackListen(listen: string): boolean {
+  const host = listen.replace(/:\d+$/, '').replace(/^\[|\]$/g, '');
+  return host === '::1' || host === 'localhost' || /^127\.\d+\.\d+\.\d+$/.test(host);
 }
 
 export interface Facade {
   port: number;
   server: grpc.Server;
+  /** The legacy listener's port, when there is one. */
+  legacyPort?: number;
   stop(): Promise<void>;
 }
 
@@ -67,13 +88,27 @@ function authorityOf(options: FacadeOptions): TokenAuthority | undefined {
   return anyOf(options.token !== undefined ? singleToken(options.token) : undefined, options.tokens);
 }
 
-function admit(call: AuthenticatedCall, service: string, method: string, request: unknown, tokens: TokenAuthority | undefined): Principal {
-  const peer = call.getAuthContext?.()?.sslPeerCertificate as Parameters<typeof authenticate>[1];
-  const principal = authenticate(call.metadata, peer, { tokens });
+/** Who the caller is, then whether it may: the same authorization on every listener. */
+type Admission = (call: AuthenticatedCall, service: string, method: string, request: unknown) => Principal;
+
+function admitted(principal: Principal, service: string, method: string, request: unknown): Principal {
   authorize(principal, service, method, request);
   const bad = undecodable(request, `${service}.${method}`);
   if (bad) throw bad;
   return principal;
+}
+
+function tokenAdmission(tokens: TokenAuthority | undefined): Admission {
+  return (call, service, method, request) => {
+    const peer = call.getAuthContext?.()?.sslPeerCertificate as Parameters<typeof authenticate>[1];
+    return admitted(authenticate(call.metadata, peer, { tokens }), service, method, request);
+  };
+}
+
+/** The legacy listener's: whatever the call carries, it is the operator's chosen role. */
+function fixedAdmission(role: TokenRole): Admission {
+  const principal: Principal = { role, name: `legacy listener (${role})` };
+  return (_call, service, method, request) => admitted(principal, service, method, request);
 }
 
 /**
@@ -99,7 +134,7 @@ function callInfo(call: grpc.ServerUnaryCall<unknown, unknown>, defaultWaitMs: n
   };
 }
 
-function unary(service: string, method: string, handler: Handler, options: FacadeOptions, tokens: TokenAuthority | undefined): grpc.handleUnaryCall<any, any> {
+function unary(service: string, method: string, handler: Handler, options: FacadeOptions, admit: Admission): grpc.handleUnaryCall<any, any> {
   const log = logger('facade');
   const name = `${service}/${method}`;
   const ok = rpcDuration.labels({ method: name, code: 'OK' });
@@ -108,7 +143,7 @@ function unary(service: string, method: string, handler: Handler, options: Facad
     let done = false;
     const info = callInfo(call, options.defaultWaitMs, () => done);
     Promise.resolve()
-      .then(() => admit(call, service, method, call.request, tokens))
+      .then(() => admit(call, service, method, call.request))
       .then((principal) => { info.principal = principal; return handler(call.request, info); })
       .then((response) => {
         done = true;
@@ -126,13 +161,18 @@ function unary(service: string, method: string, handler: Handler, options: Facad
 }
 
 export async function startFacade(given: FacadeOptions): Promise<Facade> {
+  if (given.legacy) {
+    if (!TOKEN_ROLES.includes(given.legacy.role)) {
+      throw new InvalidArgumentError(`--legacy-role must be one of ${TOKEN_ROLES.join(', ')}, not ${JSON.stringify(given.legacy.role)}`, '--legacy-role');
+    }
+    if (!isLoopbackListen(given.legacy.listen) && !given.legacy.force) {
+      throw new InvalidArgumentError(`--legacy-listen ${given.legacy.listen}: the legacy listener is plaintext without authentication, so it listens on loopback only (127.0.0.1, ::1, localhost); --legacy-listen-force opens it on another address`, '--legacy-listen');
+    }
+  }
   // Every waiting RPC watches its kind: one shared watch per kind serves them all.
   const watchCache = new WatchCacheStore(given.store);
   const options = { ...given, store: watchCache };
   const definition = loadFacadeProto();
-  const tokens = authorityOf(options);
-  // Nothing reads channelz here, and its per-call trackers were a measurable share of a cheap read.
-  const server = new grpc.Server({ 'grpc.max_receive_message_length': 4 * 1024 * 1024, 'grpc.enable_channelz': 0 });
   const services: Record<string, ServiceHandlers> = {
     NodeService: nodeService(options),
     NetworkService: networkService(options),
@@ -140,36 +180,57 @@ export async function startFacade(given: FacadeOptions): Promise<Facade> {
     ImageService: imageService(options),
     VirtualMachineService: virtualMachineService(options),
   };
-  for (const [name, handlers] of Object.entries(services)) {
-    const implementation: grpc.UntypedServiceImplementation = {};
-    for (const [method, handler] of Object.entries(handlers)) implementation[method] = unary(name, method, handler, options, tokens);
-    server.addService(tolerant(grpcService(definition, name).service), implementation);
-  }
   const resources = resourceService(options);
-  const { Watch, ...resourceUnary } = resources;
-  const resourceImpl: grpc.UntypedServiceImplementation = {};
-  for (const [method, handler] of Object.entries(resourceUnary)) resourceImpl[method] = unary('ResourceService', method, handler as Handler, options, tokens);
-  resourceImpl.Watch = (call: grpc.ServerWritableStream<any, any>) => {
-    try { admit(call, 'ResourceService', 'Watch', call.request, tokens); } catch (err) {
-      // Not destroy(): a destroyed stream never sends its status, and the caller would wait forever.
-      call.emit('error', statusOf(err));
-      return;
-    }
-    Watch(call);
-  };
-  server.addService(tolerant(grpcService(definition, 'ResourceService').service), resourceImpl);
-  new ReflectionService(definition).addToServer(server);
+  const log = logger('facade');
 
-  const credentials = options.tls ? facadeCredentials(options.tls) : grpc.ServerCredentials.createInsecure();
-  const port = await new Promise<number>((resolve, reject) => server.bindAsync(options.listen, credentials, (err, p) => (err ? reject(err) : resolve(p))));
-  logger('facade').info(`facade listening on ${options.listen.replace(/:\d+$/, `:${port}`)} (${options.tls ? 'TLS' : 'PLAINTEXT'}, store: ${options.store.backend})`);
+  const serve = async (listen: string, credentials: grpc.ServerCredentials, admit: Admission): Promise<{ server: grpc.Server; port: number }> => {
+    // Nothing reads channelz here, and its per-call trackers were a measurable share of a cheap read.
+    const server = new grpc.Server({ 'grpc.max_receive_message_length': 4 * 1024 * 1024, 'grpc.enable_channelz': 0 });
+    for (const [name, handlers] of Object.entries(services)) {
+      const implementation: grpc.UntypedServiceImplementation = {};
+      for (const [method, handler] of Object.entries(handlers)) implementation[method] = unary(name, method, handler, options, admit);
+      server.addService(tolerant(grpcService(definition, name).service), implementation);
+    }
+    const { Watch, ...resourceUnary } = resources;
+    const resourceImpl: grpc.UntypedServiceImplementation = {};
+    for (const [method, handler] of Object.entries(resourceUnary)) resourceImpl[method] = unary('ResourceService', method, handler as Handler, options, admit);
+    resourceImpl.Watch = (call: grpc.ServerWritableStream<any, any>) => {
+      try { admit(call, 'ResourceService', 'Watch', call.request); } catch (err) {
+        // Not destroy(): a destroyed stream never sends its status, and the caller would wait forever.
+        call.emit('error', statusOf(err));
+        return;
+      }
+      Watch(call);
+    };
+    server.addService(tolerant(grpcService(definition, 'ResourceService').service), resourceImpl);
+    new ReflectionService(definition).addToServer(server);
+    const port = await new Promise<number>((resolve, reject) => server.bindAsync(listen, credentials, (err, p) => (err ? reject(err) : resolve(p))));
+    return { server, port };
+  };
+
+  const { server, port } = await serve(options.listen, options.tls ? facadeCredentials(options.tls) : grpc.ServerCredentials.createInsecure(), tokenAdmission(authorityOf(options)));
+  log.info(`facade listening on ${options.listen.replace(/:\d+$/, `:${port}`)} (${options.tls ? 'TLS' : 'PLAINTEXT'}, store: ${options.store.backend})`);
+  let legacy: { server: grpc.Server; port: number } | undefined;
+  if (options.legacy) {
+    try {
+      legacy = await serve(options.legacy.listen, grpc.ServerCredentials.createInsecure(), fixedAdmission(options.legacy.role));
+    } catch (err) {
+      server.forceShutdown();
+      await watchCache.close();
+      throw err;
+    }
+    const banner = '!'.repeat(78);
+    log.warn(`${banner}\nLEGACY LISTENER on ${options.legacy.listen.replace(/:\d+$/, `:${legacy.port}`)}: PLAINTEXT, NO AUTHENTICATION. Every call there acts as\n${options.legacy.role.toUpperCase()} (--legacy-role), for the original n0cli and other seed-era clients.\n${banner}`);
+  }
+  const shutdown = (s: grpc.Server) => new Promise<void>((resolve) => {
+    const timer = setTimeout(() => { s.forceShutdown(); resolve(); }, 5000);
+    s.tryShutdown(() => { clearTimeout(timer); resolve(); });
+  });
   return {
     port,
     server,
-    stop: () => new Promise<void>((resolve) => {
-      const timer = setTimeout(() => { server.forceShutdown(); resolve(); }, 5000);
-      server.tryShutdown(() => { clearTimeout(timer); resolve(); });
-    }).then(() => watchCache.close()),
+    legacyPort: legacy?.port,
+    stop: () => Promise.all([shutdown(server), legacy && shutdown(legacy.server)]).then(() => watchCache.close()),
   };
 }
 
