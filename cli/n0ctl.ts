@@ -13,13 +13,14 @@ import { configPath, loadConfig, readTokenFile, redactedConfig, resolveConnectio
 import { attachConsole } from './console';
 import { deployCommand } from './deploy/command';
 import { DagValidationError, dagToYaml, findCycles, levels, mergeDagFiles, parseDagYaml, reverseDag, validateDag, type Dag, type Task } from './do/dag';
-import { LiveRenderer, PlainRenderer, RateMeter, formatDuration, type Renderer } from './do/render';
-import { runDag, type TaskContext } from './do/run';
+import { LiveRenderer, OriginalRenderer, PlainRenderer, RateMeter, formatDuration, type Renderer } from './do/render';
+import { goCodeName, originalJson } from './do/original-json';
+import { runDag, type TaskContext, type TaskStatus } from './do/run';
 import { resolveKind } from './kinds';
 import { ManifestError, applyOrder, deleteOrder, readManifestSources, validateManifests } from './manifest';
 import { OUTPUT_FORMATS, describeDocument, describeEvents, formatPatch, parseOutputFormat, printDocuments, printEvents, printTable, seedJson } from './printer';
 import { eventsFor, type Event } from '../api/store/events';
-import { serviceForType } from './proto';
+import { methodInfo, serviceForType } from './proto';
 import { exitAfterFlush, onReaderGone } from './stdio';
 import { VERSION } from './version';
 
@@ -185,6 +186,18 @@ function waitingLine(client: FacadeClient, target: { kind: Kind; name: string })
   return () => { stop(); if (shown) process.stderr.write('\r\x1b[K'); };
 }
 
+/** A finished task's response as the original n0cli printed it (cli/do/original-json.ts). */
+function taskResponseJson(s: TaskStatus): unknown {
+  const info = methodInfo(serviceForType(s.task.type), s.task.action);
+  return info ? originalJson(info.responseType, (s.result ?? {}) as Record<string, unknown>) : s.result;
+}
+
+/** A failure in grpc-go's words, as the original printed it: `rpc error: code = NotFound desc = ...`. */
+function originalError(e: unknown): string {
+  if (e instanceof CallError) return `rpc error: code = ${goCodeName(e.codeName)} desc = ${e.details}`;
+  return e instanceof Error ? e.message : String(e);
+}
+
 async function runDo(files: string[], opts: { dryRun?: boolean; reverse?: boolean; concurrency: string; plain?: boolean; output?: string; failFast?: boolean }): Promise<void> {
   const { dag: forward, warnings } = loadDag(files);
   for (const w of warnings) err(`warning: ${w}`);
@@ -197,7 +210,7 @@ async function runDo(files: string[], opts: { dryRun?: boolean; reverse?: boolea
   }
   if (opts.dryRun) {
     if (opts.output === 'yaml') { out(dagToYaml(dag)); return; }
-    if (opts.output !== undefined) throw new N0Error('InvalidArgument', '-o: do --dry-run prints levels, or the DAG with -o yaml', '-o');
+    if (opts.output !== undefined) throw new N0Error('InvalidArgument', '-o: do --dry-run prints levels, or the DAG with -o yaml (-o json is for a run)', '-o');
     levels(dag).forEach((level, i) => {
       out(`level ${i + 1}:`);
       for (const name of level) {
@@ -207,11 +220,14 @@ async function runDo(files: string[], opts: { dryRun?: boolean; reverse?: boolea
     });
     return;
   }
+  if (opts.output !== undefined && opts.output !== 'json') throw new N0Error('InvalidArgument', `-o ${opts.output}: a run prints each response with -o json; -o yaml is for --dry-run`, '-o');
+  const original = opts.output === 'json';
   const concurrency = Number(opts.concurrency);
   if (!Number.isInteger(concurrency) || concurrency < 1) throw new N0Error('InvalidArgument', '--concurrency must be a positive integer', '--concurrency');
   await withClient(async (client, timeoutMs) => {
-    const live = !opts.plain && process.stdout.isTTY;
-    const renderer: Renderer = live ? new LiveRenderer(process.stdout) : new PlainRenderer(process.stdout);
+    const live = !original && !opts.plain && process.stdout.isTTY;
+    const renderer: Renderer = original ? new OriginalRenderer(process.stdout, dag.size, taskResponseJson)
+      : live ? new LiveRenderer(process.stdout) : new PlainRenderer(process.stdout);
     const interrupt = interruptSignal();
     const t0 = Date.now();
     try {
@@ -220,16 +236,20 @@ async function runDo(files: string[], opts: { dryRun?: boolean; reverse?: boolea
         try {
           return await client.call(serviceForType(task.type), task.action, task.args, { deadlineMs: timeoutMs, signal: ctx.signal });
         } finally { stop(); }
-      }, { concurrency, signal: interrupt.signal, failFast: !!opts.failFast, onChange: (s, all) => renderer.update(s, all) });
+      }, {
+        concurrency, signal: interrupt.signal, failFast: !!opts.failFast, onChange: (s, all) => renderer.update(s, all),
+        ...(original ? { errorMessage: originalError } : {}),
+      });
       renderer.finish(statuses);
       const count = (state: string) => [...statuses.values()].filter((s) => s.state === state).length;
       const summary = ['done', 'failed', 'ignored', 'skipped'].map((s) => [s, count(s)] as const).filter(([, n]) => n > 0).map(([s, n]) => `${n} ${s}`).join(', ');
-      (ok ? out : err)(`${summary} in ${formatDuration(Date.now() - t0)}`);
+      (ok && !original ? out : err)(`${summary} in ${formatDuration(Date.now() - t0)}`);
+      if (original) err(ok ? 'DAG tasks are completed' : 'Failed to do tasks');
       if (live) for (const s of statuses.values()) if (s.state === 'failed') err(`[failed] ${s.name}: ${s.error}`);
       // OpenConsole's answer is the one thing the user needs to see from a DAG.
       for (const s of statuses.values()) {
         const url = (s.result as { console_url?: string } | undefined)?.console_url;
-        if (s.state === 'done' && url) out(`${s.name}: console ${url}`);
+        if (s.state === 'done' && url && !original) out(`${s.name}: console ${url}`);
       }
       if (!ok) throw new ReportedFailure(EXIT_FAILURE);
     } finally { interrupt.dispose(); }
@@ -241,7 +261,7 @@ program.command('do')
   .argument('<file...>', 'YAML file(s); several are merged into one DAG ("-" reads stdin)')
   .option('--dry-run', 'validate and print the plan (levels of the DAG) without calling anything')
   .option('--reverse', 'run the inverse DAG: delete what the file creates, in reverse order')
-  .option('-o, --output <format>', 'with --dry-run: yaml prints the (reversed) DAG as a do file')
+  .option('-o, --output <format>', 'json: print each task\'s response as the original n0cli did (its field names, enum names, 64-bit integers as strings); with --dry-run: yaml prints the (reversed) DAG as a do file')
   .option('--concurrency <n>', 'at most this many calls at once', '8')
   .option('--plain', 'plain lines even on a terminal')
   .option('--fail-fast', 'after the first failure start no new task (the original n0cli\'s behaviour); running ones finish')

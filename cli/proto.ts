@@ -29,6 +29,8 @@ export interface FieldInfo {
   messageType?: string;
   /** For 'map': the value's kind (keys are always strings in our proto). */
   mapValue?: FieldInfo;
+  /** For 'enum': the name of its value 0 (proto3's default, which JSON leaves out). */
+  enumZero?: string;
 }
 
 const SCALARS: Record<string, FieldKind> = {
@@ -56,6 +58,11 @@ function fieldInfo(field: DescriptorField, owner: DescriptorMessage, scope: stri
   }
   const kind = SCALARS[field.type];
   if (!kind) throw new Error(`unsupported proto field type ${field.type} for ${field.name}`);
+  if (kind === 'enum') {
+    // Our enums are all nested in the message that uses them, as the seed's are.
+    const zero = owner.enumType?.find((e) => e.name === field.typeName)?.value.find((v) => v.number === 0)?.name;
+    return { name: field.name, kind, repeated, ...(zero !== undefined ? { enumZero: zero } : {}) };
+  }
   return { name: field.name, kind, repeated };
 }
 

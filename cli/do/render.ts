@@ -147,3 +147,25 @@ export class LiveRenderer implements Renderer {
     this.draw();
   }
 }
+
+/**
+ * `-o json`: the original n0cli's lines, `---> Task 'X' is started`, then `---> [ n/N ] Task 'X'
+ * is finished` and the response as indented JSON (`response` renders it), or the failure in
+ * grpc-go's words. Skipped tasks print nothing, as the original never started them.
+ */
+export class OriginalRenderer implements Renderer {
+  private readonly started = new Set<string>();
+  private finished = 0;
+  constructor(private readonly out: NodeJS.WritableStream, private readonly total: number, private readonly response: (s: TaskStatus) => unknown) {}
+  update(s: TaskStatus): void {
+    if (s.state === 'running' && !this.started.has(s.name)) {
+      this.started.add(s.name);
+      this.out.write(`---> Task '${s.name}' is started\n`);
+    } else if (s.state === 'done') {
+      this.out.write(`---> [ ${++this.finished}/${this.total} ] Task '${s.name}' is finished\n${JSON.stringify(this.response(s), null, 2)}\n`);
+    } else if (s.state === 'failed' || s.state === 'ignored') {
+      this.out.write(`---> [ ${++this.finished}/${this.total} ] Task '${s.name}' is failed: got error response: ${s.error}${s.state === 'ignored' ? ' (ignore_error)' : ''}\n`);
+    }
+  }
+  finish(): void { /* every line was printed as it happened */ }
+}
