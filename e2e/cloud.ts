@@ -46,6 +46,8 @@ export interface TestCloudOptions {
   agents?: 'in-process' | 'process';
   /** Where the controllers run (default in-process). 'process' needs the etcd store. */
   controllers?: 'in-process' | 'process';
+  /** Also serve the plaintext listener for seed-era clients with this role (`--legacy-listen`). */
+  legacyRole?: 'viewer' | 'admin';
 }
 
 export interface TestHost {
@@ -97,6 +99,8 @@ export class TestCloud {
   caFile!: string;
   /** host:port of the facade (TLS, verified with caFile). */
   endpoint!: string;
+  /** host:port of the legacy listener (plaintext, no credentials), with `legacyRole`. */
+  legacyEndpoint?: string;
 
   static async start(options: TestCloudOptions): Promise<TestCloud> {
     const cloud = new TestCloud();
@@ -149,8 +153,10 @@ export class TestCloud {
       store: this.store, listen: '127.0.0.1:0', token: this.token, consoleListen: '127.0.0.1:0', defaultWaitMs: 120_000,
       tls: { cert: this.tls.facade.cert, key: this.tls.facade.key, clientCa: this.tls.facade.ca },
       ...(this.controllers ? { agents: this.controllers.agents } : { agentTls: this.tls.client }),
+      ...(options.legacyRole ? { legacy: { listen: '127.0.0.1:0', role: options.legacyRole } } : {}),
     });
     this.endpoint = `127.0.0.1:${this.api.facade.port}`;
+    if (this.api.facade.legacyPort !== undefined) this.legacyEndpoint = `127.0.0.1:${this.api.facade.legacyPort}`;
     this.client = new FacadeClient({ endpoint: this.endpoint, token: this.token, ca: this.caFile, sources: { endpoint: 'test' } }, 180_000);
     await this.waitNodes((options.nodes ?? ['vm-host1']), 'Ready', 60_000);
   }
