@@ -69,3 +69,16 @@ test('the bootstrap admin token is a 0600 file; one left readable by others is t
   expect(r.output).not.toContain('an-old-token');
   expect(r.output).not.toContain(token.trim());
 });
+
+test('--legacy-listen: loopback only unless forced; on loopback it serves with the chosen role, said loudly', async () => {
+  const refused = await api(['--listen', '127.0.0.1:0', '--insecure-plaintext', '--legacy-listen', '0.0.0.0:0']);
+  expect(refused.code).toBe(1);
+  expect(refused.output).toMatch(/--legacy-listen 0\.0\.0\.0:0: the legacy listener is plaintext without authentication, so it listens on loopback only .*--legacy-listen-force/);
+  const served = await api(['--listen', '127.0.0.1:0', '--insecure-plaintext', '--legacy-listen', '127.0.0.1:0', '--legacy-role', 'admin'], /legacy listener: 127\.0\.0\.1:\d+ \(PLAINTEXT/);
+  expect(served.output).toMatch(/LEGACY LISTENER on 127\.0\.0\.1:\d+: PLAINTEXT, NO AUTHENTICATION/);
+  expect(served.output).toContain('ADMIN (--legacy-role)');
+  expect(served.output).toMatch(/legacy listener: 127\.0\.0\.1:\d+ \(PLAINTEXT, no authentication, role admin\)/);
+  const badRole = await api(['--listen', '127.0.0.1:0', '--insecure-plaintext', '--legacy-listen', '127.0.0.1:0', '--legacy-role', 'node']);
+  expect(badRole.code).not.toBe(0);
+  expect(badRole.output).toMatch(/--legacy-role.*node.*(admin, viewer|Allowed choices are admin, viewer)/);
+});
