@@ -18,7 +18,7 @@ import { goCodeName, originalJson } from './do/original-json';
 import { runDag, type TaskContext, type TaskStatus } from './do/run';
 import { resolveKind } from './kinds';
 import { ManifestError, applyOrder, deleteOrder, readManifestSources, validateManifests } from './manifest';
-import { OUTPUT_FORMATS, describeDocument, describeEvents, formatPatch, parseOutputFormat, printDocuments, printEvents, printTable, seedJson } from './printer';
+import { OUTPUT_FORMATS, describeDocument, describeEvents, formatPatch, parseOutputFormat, printDocuments, printEvents, printTable } from './printer';
 import { eventsFor, type Event } from '../api/store/events';
 import { methodInfo, serviceForType } from './proto';
 import { exitAfterFlush, onReaderGone } from './stdio';
@@ -380,13 +380,14 @@ Examples:
 // ---------------------------------------------------------------------------------------------
 // get / describe
 
-/** The seed's own List/Get RPCs for a kind, for `-o seed`. */
+/** `get -o seed`: the seed's Get/List answer, printed as the original n0cli printed it. */
 async function seedGet(client: FacadeClient, kind: Kind, name: string | undefined, selector: string, timeoutMs: number): Promise<unknown> {
   const service = `${kind}Service`;
-  if (name) return client.call(service, `Get${kind}`, { name }, { deadlineMs: timeoutMs });
   const plural = ({ Node: 'Nodes', Network: 'Networks', BlockStorage: 'BlockStorages', Image: 'Images', VirtualMachine: 'VirtualMachines' } as Partial<Record<Kind, string>>)[kind];
   if (!plural) throw new InvalidArgumentError(`-o seed: the seed has no RPCs for ${kind} (an n0stack-internal kind); use -o yaml`, 'output');
-  return client.call(service, `List${plural}`, { label_selector: selector }, { deadlineMs: timeoutMs });
+  const [method, request] = name ? [`Get${kind}`, { name }] : [`List${plural}`, { label_selector: selector }];
+  const response = await client.call(service, method, request, { deadlineMs: timeoutMs });
+  return originalJson(methodInfo(service, method)!.responseType, response);
 }
 
 function render(docs: Resource[], kind: Kind, format: ReturnType<typeof parseOutputFormat>, single: boolean, noHeaders: boolean): string {
@@ -444,7 +445,7 @@ Examples:
     const format = parseOutputFormat(opts.output);
     if (format === 'seed') {
       if (opts.watch) throw new N0Error('InvalidArgument', '-o seed cannot be combined with --watch', '-o');
-      out(JSON.stringify(seedJson(await seedGet(client, kind, name, opts.selector ?? '', timeoutMs)), null, 2));
+      out(JSON.stringify(await seedGet(client, kind, name, opts.selector ?? '', timeoutMs), null, 2));
       return;
     }
     let docs: Resource[];

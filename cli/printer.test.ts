@@ -1,7 +1,7 @@
 import { loadCrds } from '../api/schema';
 import type { Resource } from '../api/types';
 import { resolveKind } from './kinds';
-import { describeDocument, evalJsonPath, formatAge, formatPatch, parseOutputFormat, printDocuments, printTable, seedJson } from './printer';
+import { describeDocument, evalJsonPath, formatAge, formatPatch, parseOutputFormat, printDocuments, printTable } from './printer';
 
 const NOW = Date.parse('2024-05-01T12:00:00Z');
 const vm = (name: string, ips: string[], state = 'RUNNING'): Resource => ({
@@ -65,10 +65,6 @@ describe('output formats', () => {
     expect(JSON.parse(printDocuments(docs, 'json', false))).toMatchObject({ kind: 'List', items: [{ metadata: { name: 'a' } }, { metadata: { name: 'b' } }] });
     expect(printDocuments([docs[0]], 'yaml', true)).toMatch(/^apiVersion: n0stack.io\/v1alpha1\nkind: VirtualMachine\n/);
     expect(() => parseOutputFormat('xml')).toThrow('-o xml: output format must be one of wide, yaml, json, name, seed');
-  });
-  it('seed JSON drops defaults and keeps 64-bit integers as strings, like the seed\'s n0cli get node', () => {
-    expect(seedJson({ nodes: [{ name: 'vm-host1', labels: {}, address: '192.168.122.10', memory_bytes: '1033236480', storage_bytes: '0', unit: 1, unschedulable: false, conditions: [], reserved_computes: { d: { request_cpu_milli_core: 10, annotations: {} } } }] }))
-      .toEqual({ nodes: [{ name: 'vm-host1', address: '192.168.122.10', memory_bytes: '1033236480', unit: 1, reserved_computes: { d: { request_cpu_milli_core: 10 } } }] });
   });
   it('describe shows spec, status and the conditions table', () => {
     const doc = vm('web', ['192.168.0.1']);

@@ -110,26 +110,6 @@ export function printDocuments(docs: Resource[], format: 'yaml' | 'json' | 'name
   return format === 'json' ? JSON.stringify(value, null, 2) : YAML.stringify(value).trimEnd();
 }
 
-/**
- * The seed's JSON for its own messages (protojson without defaults): empty strings, zeros, false,
- * empty lists and maps left out; 64-bit integers stay strings, as in the seed's `n0cli get node`.
- */
-export function seedJson(value: unknown): unknown {
-  if (Array.isArray(value)) return value.map(seedJson);
-  if (value && typeof value === 'object') {
-    const out: Record<string, unknown> = {};
-    for (const [k, v] of Object.entries(value)) {
-      const c = seedJson(v);
-      if (c === '' || c === 0 || c === '0' || c === false || c === null || c === undefined) continue;
-      if (Array.isArray(c) && c.length === 0) continue;
-      if (typeof c === 'object' && !Array.isArray(c) && Object.keys(c as object).length === 0) continue;
-      out[k] = c;
-    }
-    return out;
-  }
-  return value;
-}
-
 /** `n0ctl describe`: identity, spec, status facts, then conditions as a table. */
 /** A message on one table line (QEMU's stderr lines joined as the agent's probe reason joins them). */
 const oneLine = (text: string) => text.split(/\r?\n/).filter(Boolean).join(' | ');
