@@ -158,7 +158,7 @@ describe('REST gateway', () => {
       expect({ route: `${route.method} ${route.path}`, operationId: op?.operationId }).toEqual({ route: `${route.method} ${route.path}`, operationId: `${route.service}_${route.rpc}` });
     }
     expect(doc.body.paths[WATCH_PATH].get).toBeDefined();
-    expect(doc.body.components.schemas.CreateVirtualMachineRequest.properties.block_storage_names).toEqual({ type: 'array', items: { type: 'string' } });
+    expect(doc.body.components.schemas['provisioning.CreateVirtualMachineRequest'].properties.block_storage_names).toEqual({ type: 'array', items: { type: 'string' } });
   });
 
   it('keeps a browser session in an HttpOnly SameSite=Strict cookie and requires the CSRF token to write', async () => {
