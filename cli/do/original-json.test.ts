@@ -18,6 +18,10 @@ describe('a response as the original n0cli printed it', () => {
       reserved_computes: { debug: { request_cpu_milli_core: 10, limit_cpu_milli_core: 1000, request_memory_bytes: '536870912', limit_memory_bytes: '536870912' } },
       accelerator: 'kvm', exact_state: 'Ready',
     }));
+    // jsonpb's order is the message's, whatever order the object's keys came in (the facade's
+    // converter put conditions first, so `n0ctl get node -o seed` began with them).
+    const scrambled = Object.fromEntries(Object.entries(node).reverse());
+    expect(Object.keys(originalJson('n0stack.pool.Node', scrambled))).toEqual(['name', 'annotations', 'address', 'serial', 'cpu_milli_cores', 'memory_bytes', 'storage_bytes', 'unit', 'state', 'reserved_computes', 'accelerator', 'exact_state']);
     // An enum at its value 0 is left out as jsonpb leaves it out; the exact state stays.
     expect(originalJson('n0stack.pool.Node', { ...node, state: 'NotReady', exact_state: 'Unknown' })).not.toHaveProperty('state');
     expect(originalJson('n0stack.provisioning.VirtualMachine', { name: 'v', state: 'RUNNING', limit_memory_bytes: '0', nics: [{ network_name: 'n', annotations: {}, ipv4_address: '' }] }))

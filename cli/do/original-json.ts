@@ -32,9 +32,10 @@ function value(field: FieldInfo, v: unknown): unknown {
 export function originalJson(messageType: string, message: Record<string, unknown>): Record<string, unknown> {
   const fields = messageFields(messageType);
   const out: Record<string, unknown> = {};
-  for (const [name, v] of Object.entries(message)) {
-    const field = fields.get(name);
-    if (!field || isDefault(v, field)) continue;
+  // In the message's field order, as jsonpb prints (the seed's `n0cli get node` starts with name).
+  for (const [name, field] of fields) {
+    const v = message[name];
+    if (isDefault(v, field)) continue;
     if (field.kind === 'map') {
       const entries = Object.entries(v as Record<string, unknown>).map(([k, x]) => [k, value(field.mapValue!, x)]);
       out[name] = Object.fromEntries(entries);
