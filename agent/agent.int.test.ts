@@ -205,6 +205,17 @@ test('the agent lifecycle through the gRPC client', async () => {
   expect(copy.info?.backingFile).toBeUndefined();
   expect((await client.resizeBlockStorage('copy1', 96 * MiB)).info?.virtualSize).toBe(96 * MiB);
 
+  // ReadBlockStorage (DownloadBlockStorage's source): the file byte for byte, in order; a name
+  // that would leave the disks dir or a disk that is not there is refused before any byte.
+  const read = await client.readBlockStorage('copy1', new AbortController().signal);
+  const parts: Buffer[] = [];
+  for await (const chunk of read.chunks) parts.push(chunk);
+  const onDisk = fs.readFileSync(path.join(dataDir, 'disks', 'copy1.qcow2'));
+  expect(read.size).toBe(onDisk.length);
+  expect(Buffer.concat(parts).equals(onDisk)).toBe(true);
+  await expect(client.readBlockStorage('../agent', new AbortController().signal)).rejects.toMatchObject({ code: 'InvalidArgument', field: 'name' });
+  await expect(client.readBlockStorage('nope', new AbortController().signal)).rejects.toMatchObject({ code: 'NotFound' });
+
   // Network in the test namespace, with a gateway address the host side can ping from.
   const network = await client.ensureNetwork({ name: 'net1', segmentId: 4242, peers: [], gatewayCidr: '192.168.77.1/24' });
   expect(network.present).toBe(true);

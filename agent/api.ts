@@ -111,6 +111,12 @@ export interface ConsoleStream {
   close(): void;
 }
 
+/** A disk's bytes on their way out: its size first, then the chunks in order. */
+export interface BlockStorageContent {
+  size: number;
+  chunks: AsyncIterable<Buffer>;
+}
+
 export interface AgentApi {
   /**
    * Idempotent; returns when the disk exists, or with inProgress for long fetches/copies: a host
@@ -140,6 +146,8 @@ export interface AgentApi {
    * panicked, QEMU exited) until the signal aborts or the stream breaks; then resolves.
    */
   watchVms(signal: AbortSignal, onChange: (name: string) => void): Promise<void>;
+  /** The disk's file as it is on the node, for downloads (agents without disks lack it). */
+  readBlockStorage?(name: string, signal: AbortSignal): Promise<BlockStorageContent>;
   /** This agent with its calls cancelled when `signal` aborts (remote clients; others ignore it). */
   withSignal?(signal: AbortSignal): AgentApi;
   /** Probes the accelerator again (agents with real drivers). */

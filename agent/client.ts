@@ -2,10 +2,11 @@
 // deadline, and failures come back as the typed errors of api/errors.ts (NotFound, InvalidArgument
 // with its field, FailedPrecondition, Unavailable, ...) so reconcilers can branch on them.
 import * as grpc from '@grpc/grpc-js';
-import { DeadlineExceededError, UnavailableError } from '../api/errors';
+import { DeadlineExceededError, NotFoundError, UnavailableError } from '../api/errors';
 import { isDnsName, peerNameMismatch } from '../api/pki';
 import type {
   AgentApi,
+  BlockStorageContent,
   BlockStorageObservation,
   ConsoleStream,
   EnsureBlockStorageRequest,
@@ -170,6 +171,22 @@ export class AgentClient implements AgentApi {
       call.on('error', done);
       call.on('end', done);
     });
+  }
+
+  /** Resolves with the disk's size once the agent has opened its file (or rejects with its typed error). */
+  readBlockStorage(name: string, signal: AbortSignal): Promise<BlockStorageContent> {
+    const call = (this.client as unknown as { ReadBlockStorage(req: unknown, options: grpc.CallOptions): grpc.ClientReadableStream<{ data: Buffer; size?: number | string }> }).ReadBlockStorage({ name }, {});
+    signal.addEventListener('abort', () => call.cancel(), { once: true });
+    const chunks = call[Symbol.asyncIterator]();
+    return chunks.next().then((first) => {
+      if (first.done) throw new NotFoundError('block storage', name);
+      const head = first.value as { data: Buffer; size?: number | string };
+      async function* rest(): AsyncGenerator<Buffer> {
+        if (head.data.length) yield head.data;
+        for (let next = await chunks.next(); !next.done; next = await chunks.next()) yield (next.value as { data: Buffer }).data;
+      }
+      return { size: Number(head.size ?? 0), chunks: rest() };
+    }, (err) => { throw fromGrpcError(err); });
   }
 
   /**

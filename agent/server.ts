@@ -4,6 +4,7 @@
 import * as grpc from '@grpc/grpc-js';
 import { FailedPreconditionError, InvalidArgumentError } from '../api/errors';
 import { logger } from '../api/log';
+import { validateName } from '../api/names';
 import { tolerant, undecodable } from '../api/server/decode';
 import type { AgentApi, ConsoleStream } from './api';
 import { toGrpcStatus } from './status';
@@ -148,6 +149,29 @@ function watchVmsHandler(agent: AgentApi): grpc.handleServerStreamingCall<unknow
   };
 }
 
+function readBlockStorageHandler(agent: AgentApi): grpc.handleServerStreamingCall<{ name?: string }, { data: Buffer; size?: number }> {
+  return (call) => {
+    const stop = new AbortController();
+    call.on('cancelled', () => stop.abort());
+    call.on('error', () => stop.abort());
+    (async () => {
+      const bad = undecodable(call.request, 'ReadBlockStorage');
+      if (bad) throw bad;
+      if (!agent.readBlockStorage) throw new FailedPreconditionError('this agent keeps no disk files to read', 'name');
+      const { size, chunks } = await agent.readBlockStorage(validateName(call.request.name, 'name'), stop.signal);
+      let first = true;
+      for await (const data of chunks) {
+        // Backpressure: a slow downloader holds the file read, not the agent's memory.
+        if (!call.write(first ? { data, size } : { data })) await new Promise((resolve) => call.once('drain', resolve));
+        first = false;
+        if (stop.signal.aborted) return;
+      }
+      if (first) call.write({ data: Buffer.alloc(0), size });
+      call.end();
+    })().catch((err) => { if (!stop.signal.aborted) call.emit('error', toGrpcStatus(err)); });
+  };
+}
+
 function implementation(agent: AgentApi): grpc.UntypedServiceImplementation {
   return {
     EnsureBlockStorage: unary('EnsureBlockStorage', async (req: WireEnsureBlockStorageRequest) => blockStorageToWire(await agent.ensureBlockStorage(ensureBlockStorageFromWire(req)))),
@@ -162,6 +186,7 @@ function implementation(agent: AgentApi): grpc.UntypedServiceImplementation {
     ListVms: unary('ListVms', async () => ({ vms: (await agent.listVms()).map(vmObservationToWire) })),
     Console: consoleHandler(agent),
     WatchVms: watchVmsHandler(agent),
+    ReadBlockStorage: readBlockStorageHandler(agent),
     ProbeAccelerator: unary('ProbeAccelerator', async () => {
       if (!agent.reprobeAccelerator) throw new FailedPreconditionError('this agent cannot probe its accelerator', 'accelerator');
       const p = await agent.reprobeAccelerator();

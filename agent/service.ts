@@ -10,6 +10,7 @@ import { logger } from '../api/log';
 import { nameProblem, validateName } from '../api/names';
 import type {
   AgentApi,
+  BlockStorageContent,
   BlockStorageObservation,
   ConsoleStream,
   EnsureBlockStorageRequest,
@@ -661,6 +662,17 @@ export class HostAgent implements AgentApi {
    * an internal error or panicked, QEMU exited), until the signal aborts; then resolves. Drivers
    * that cannot tell (the simulated one) never call it: the controllers' audit still finds drift.
    */
+  async readBlockStorage(name: string, signal: AbortSignal): Promise<BlockStorageContent> {
+    const file = this.paths.disk(name);
+    // Opened before answering, so a missing disk is NOT_FOUND rather than a stream that breaks.
+    const handle = await fs.promises.open(file, 'r').catch((err: NodeJS.ErrnoException) => {
+      if (err.code === 'ENOENT') throw new NotFoundError('block storage', name);
+      throw err;
+    });
+    const { size } = await handle.stat();
+    return { size, chunks: handle.createReadStream({ highWaterMark: 1024 * 1024, signal }) };
+  }
+
   watchVms(signal: AbortSignal, onChange: (name: string) => void): Promise<void> {
     return new Promise((resolve) => {
       if (signal.aborted) return resolve();

@@ -1,6 +1,7 @@
 // The composition root of the server side: wires a store, the controllers, the facade and the
 // console proxy together. `n0stack up|api|controllers` and the integration tests all use it.
 import type { Store } from '../api/store/store';
+import { FailedPreconditionError } from '../api/errors';
 import { startFacade, type Facade, type FacadeTls, type LegacyListener } from '../api/server/server';
 import type { TokenAuthority } from '../api/server/auth';
 import { ConsoleProxy } from '../api/server/console';
@@ -113,6 +114,11 @@ export async function startApi(options: ApiOptions): Promise<RunningApi> {
     gateway = new Gateway({
       store: options.store, defaultWaitMs: options.defaultWaitMs ?? 10 * 60_000, consoles,
       token: options.token, tokens: options.tokens, secure: !!options.tls, admissionTrustedUsers: options.admissionTrustedUsers,
+      readBlockStorage: async (node, name, signal) => {
+        const agent = await agents(node);
+        if (!agent.readBlockStorage) throw new FailedPreconditionError(`the agent of node ${node} reads no disk files`);
+        return agent.readBlockStorage(name, signal);
+      },
     });
     await consoles.start();
   }

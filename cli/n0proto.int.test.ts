@@ -3,7 +3,9 @@
 // the original paths and field numbers, as the original n0cli dials: plaintext, no metadata, to
 // the legacy listener (admin role) of a whole control plane with a real agent and QEMU (TCG).
 // Then the built n0ctl's `do -o json` prints a response the way the original n0cli did.
+import { createHash } from 'node:crypto';
 import * as fs from 'node:fs';
+import * as https from 'node:https';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import * as grpc from '@grpc/grpc-js';
@@ -112,9 +114,24 @@ test('an original client runs the seed use cases by the original paths and numbe
   expect(original).not.toHaveProperty('exact_state');
   expect(original).not.toHaveProperty('conditions');
 
-  // A download URL the facade could not serve would be a lie: the answer says so instead.
+  // DownloadBlockStorage: a disk a VM runs on would be read torn, so it is refused; the image's
+  // base disk (PROTECTED) gives a URL on the facade's HTTP side that streams its file from the
+  // node, byte for byte, to a caller with a token, and to no one without.
   await expect(call('n0stack.provisioning.BlockStorageService', 'DownloadBlockStorage', { name: 'seed-vm-disk' }))
-    .rejects.toMatchObject({ code: grpc.status.FAILED_PRECONDITION, details: expect.stringMatching(/serves no downloads/) });
+    .rejects.toMatchObject({ code: grpc.status.FAILED_PRECONDITION, details: expect.stringMatching(/IN_USE by seed-vm/) });
+  const { download_url: url } = await call('n0stack.provisioning.BlockStorageService', 'DownloadBlockStorage', { name: 'seed-base' });
+  expect(url).toMatch(/^https:\/\/127\.0\.0\.1:\d+\/download\/blockstorages\/seed-base$/);
+  const get = (headers: Record<string, string>) => new Promise<{ status: number; body: Buffer; type?: string }>((resolve, reject) => {
+    https.get(url, { ca: fs.readFileSync(cloud.caFile), headers }, (res) => {
+      const parts: Buffer[] = [];
+      res.on('data', (d: Buffer) => parts.push(d)).on('end', () => resolve({ status: res.statusCode ?? 0, body: Buffer.concat(parts), type: res.headers['content-type'] })).on('error', reject);
+    }).on('error', reject);
+  });
+  const downloaded = await get({ authorization: `Bearer ${cloud.token}` });
+  const onNode = fs.readFileSync(path.join(cloud.host('vm-host1').dataDir, 'disks', 'seed-base.qcow2'));
+  expect({ status: downloaded.status, type: downloaded.type, bytes: downloaded.body.length }).toEqual({ status: 200, type: 'application/octet-stream', bytes: onNode.length });
+  expect(createHash('sha256').update(downloaded.body).digest('hex')).toBe(createHash('sha256').update(onNode).digest('hex'));
+  expect((await get({})).status).toBe(401);
 
   // The seed's inverse: delete what was made, in reverse order.
   await call('n0stack.provisioning.VirtualMachineService', 'DeleteVirtualMachine', { name: 'seed-vm' });

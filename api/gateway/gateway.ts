@@ -16,7 +16,9 @@ import type { AnyResource, Kind } from '../types';
 import { loadFacadeProto, serviceDefinition } from '../server/proto';
 import { toServiceError } from '../server/status';
 import { anyOf, authenticate, authorize, singleToken, type Principal, type TokenAuthority } from '../server/auth';
-import type { ConsoleIssuer, Handler, ServiceHandlers } from '../server/context';
+import { DOWNLOAD_PATH, type ConsoleIssuer, type DiskContent, type Handler, type ServiceHandlers } from '../server/context';
+import { downloadableOn } from '../server/blockstorage';
+import { validateName } from '../names';
 import { nodeService } from '../server/node';
 import { networkService } from '../server/network';
 import { blockStorageService } from '../server/blockstorage';
@@ -53,6 +55,8 @@ export interface GatewayOptions {
    * the facade's and controllers' service accounts, whose writes are admitted already.
    */
   admissionTrustedUsers?: readonly string[];
+  /** Reads a disk's file from its node's agent (DownloadBlockStorage's URL); absent: no downloads. */
+  readBlockStorage?: (nodeName: string, name: string, signal: AbortSignal) => Promise<DiskContent>;
 }
 
 class HttpError extends Error {
@@ -137,6 +141,7 @@ export class Gateway {
     const method = req.method ?? 'GET';
     const pathname = url.pathname;
     if (pathname === ADMISSION_PATH && method === 'POST') return this.serveAdmission(req, res);
+    if (pathname.startsWith(`${DOWNLOAD_PATH}/`) && (method === 'GET' || method === 'HEAD')) return this.serveDownload(decodeURIComponent(pathname.slice(DOWNLOAD_PATH.length + 1)), method, req, res);
     if (!pathname.startsWith('/api/')) return this.serveStatic(method, pathname, res);
     if (pathname === '/api/v0/openapi.json' && method === 'GET') {
       this.openapi ??= JSON.stringify(openApiDocument(this.facadeProto), null, 2);
@@ -311,6 +316,32 @@ export class Gateway {
       'Cache-Control': relative.startsWith('assets/') ? 'public, max-age=31536000, immutable' : 'no-cache',
     });
     res.end(method === 'HEAD' ? undefined : data);
+  }
+
+  /**
+   * A disk's file, streamed from its node's agent: what DownloadBlockStorage's URL points at. The
+   * caller authenticates as for the RPC (bearer token, or the web UI's session) and needs what the
+   * RPC needs; the disk must be whole (not IN_USE), as the RPC checked when it gave the URL.
+   */
+  private async serveDownload(name: string, method: string, req: http.IncomingMessage, res: http.ServerResponse): Promise<void> {
+    const principal = this.principal(req, 'GET');
+    const request = { name: validateName(name, 'name') };
+    authorize(principal, 'BlockStorageService', 'DownloadBlockStorage', request);
+    if (!this.options.readBlockStorage) throw new HttpError(grpc.status.FAILED_PRECONDITION, 'this facade reaches no agents, so it serves no downloads');
+    const node = downloadableOn(await this.store.get('BlockStorage', request.name));
+    const controller = new AbortController();
+    res.on('close', () => { if (!res.writableFinished) controller.abort(); });
+    const { size, chunks } = await this.options.readBlockStorage(node, request.name, controller.signal);
+    res.writeHead(200, {
+      ...SECURITY_HEADERS, 'Content-Type': 'application/octet-stream', 'Content-Length': size, 'Cache-Control': 'no-store',
+      'Content-Disposition': `attachment; filename="${request.name}.qcow2"`,
+    });
+    if (method === 'HEAD') { controller.abort(); res.end(); return; }
+    for await (const chunk of chunks) {
+      if (!res.write(chunk)) await new Promise((resolve) => res.once('drain', resolve));
+      if (controller.signal.aborted) return;
+    }
+    res.end();
   }
 
   /** The Kubernetes API server's call for a kubectl write (api/admission/review.ts); it authenticates by TLS, not tokens. */

@@ -8,7 +8,7 @@ import { getCondition } from '../conditions';
 import { deleteChecked, mutate } from '../store/mutate';
 import { waitFor, type WaitVerdict } from './wait';
 import { blockStorageMessage, given, mapOrUndefined, num, seedAnnotations } from './convert';
-import { admitted, compact, type CallInfo, type FacadeContext, type ServiceHandlers } from './context';
+import { admitted, compact, DOWNLOAD_PATH, type CallInfo, type FacadeContext, type ServiceHandlers } from './context';
 
 const READY_STATES = new Set(['AVAILABLE', 'IN_USE', 'PROTECTED']);
 
@@ -27,6 +27,22 @@ export function blockStorageSettled(generation: number) {
 }
 
 /** Creates through the kind's admission (sizes, sources that exist and stay, the finalizer). */
+/**
+ * The node a disk can be read from whole, or FAILED_PRECONDITION: a disk a VM uses changes while
+ * it is read (a torn image), and one not yet made has nothing to read.
+ */
+export function downloadableOn(bs: BlockStorage): string {
+  const name = bs.metadata.name;
+  if (bs.status?.state === 'IN_USE' || bs.status?.in_use_by) {
+    throw new FailedPreconditionError(`BlockStorage "${name}" is IN_USE by ${bs.status?.in_use_by ?? 'a virtual machine'}: its bytes change while it runs; shut the VM down and SetAvailableBlockStorage, or CopyBlockStorage it and download the copy`);
+  }
+  const node = bs.status?.node_name;
+  if (!node || (bs.status?.state !== 'AVAILABLE' && bs.status?.state !== 'PROTECTED')) {
+    throw new FailedPreconditionError(`BlockStorage "${name}" is ${bs.status?.state ?? 'PENDING'}; it can be downloaded once AVAILABLE`);
+  }
+  return node;
+}
+
 export async function createBlockStorage(context: FacadeContext, call: CallInfo, doc: BlockStorage): Promise<BlockStorage> {
   const ctx = admitted(context);
   const created = await ctx.store.create(doc);
@@ -123,10 +139,11 @@ export function blockStorageService(context: FacadeContext): ServiceHandlers {
       });
     },
     async DownloadBlockStorage(req) {
-      // The disk's bytes stay on its node: no agent RPC streams them out, so no URL could serve
-      // them. Said as such rather than answered with a URL that does not work.
       const bs = await get(req.name);
-      throw new FailedPreconditionError(`DownloadBlockStorage of BlockStorage "${bs.metadata.name}": this n0stack serves no downloads (the disk stays on node ${JSON.stringify(bs.status?.node_name ?? '')}); copy it with CopyBlockStorage, or read it on the node`);
+      downloadableOn(bs);
+      if (!context.consoles) throw new FailedPreconditionError('this facade serves no downloads (start it with a console listener: its HTTP side serves them)');
+      // The URL carries no credential: the download asks for the caller's token like every call.
+      return { download_url: `${context.consoles.httpBase()}${DOWNLOAD_PATH}/${encodeURIComponent(bs.metadata.name)}` };
     },
     async SetProtectedBlockStorage(req, call) {
       // A disk in use cannot be protected: the kind's admission (blockstorage.protect-in-use).

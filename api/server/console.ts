@@ -121,6 +121,11 @@ export class ConsoleProxy implements ConsoleIssuer {
     return { console_url: `${base}/console?ticket=${payload}.${this.sign(payload)}`, expires_at: new Date(ticket.exp).toISOString() };
   }
 
+  httpBase(): string {
+    const host = this.options.publicHost ?? this.options.listen.replace(/:\d+$/, '');
+    return (this.options.publicUrl ?? `${this.options.tls ? 'wss' : 'ws'}://${host}:${this.port}`).replace(/^ws/, 'http');
+  }
+
   private sign(payload: string): string {
     if (!this.secret) throw new FailedPreconditionError('the console relay has not started');
     return createHmac('sha256', this.secret).update(payload).digest('base64url');

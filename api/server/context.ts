@@ -11,7 +11,18 @@ export interface FacadeContext {
   consoles?: ConsoleIssuer;
 }
 
+/** A disk's bytes from its node (the agent's ReadBlockStorage), as api/ sees them without importing agent/. */
+export interface DiskContent {
+  size: number;
+  chunks: AsyncIterable<Buffer>;
+}
+
+/** Where the HTTP side serves a disk's download (GET <base>/download/blockstorages/<name>). */
+export const DOWNLOAD_PATH = '/download/blockstorages';
+
 export interface ConsoleIssuer {
+  /** https://host:port (http:// without TLS) of the HTTP side, as clients reach it. */
+  httpBase(): string;
   /** A ticket for `vm`'s console, bound to the caller who asked for it. */
   issue(vm: import('../types').VirtualMachine, kind: 'serial' | 'vnc', user: Principal | undefined): Promise<{ console_url: string; expires_at: string }>;
 }
