@@ -116,14 +116,17 @@ export class ConsoleProxy implements ConsoleIssuer {
       ...(user ? { user: principalId(user) } : {}), exp: Date.now() + (this.options.ttlMs ?? 30_000),
     };
     const payload = Buffer.from(JSON.stringify(ticket)).toString('base64url');
-    const host = this.options.publicHost ?? this.options.listen.replace(/:\d+$/, '');
-    const base = this.options.publicUrl ?? `${this.options.tls ? 'wss' : 'ws'}://${host}:${this.port}`;
-    return { console_url: `${base}/console?ticket=${payload}.${this.sign(payload)}`, expires_at: new Date(ticket.exp).toISOString() };
+    return { console_url: `${this.wsBase()}/console?ticket=${payload}.${this.sign(payload)}`, expires_at: new Date(ticket.exp).toISOString() };
   }
 
   httpBase(): string {
+    return this.wsBase().replace(/^ws/, 'http');
+  }
+
+  /** ws(s)://host:port as clients reach this server: --console-public-url, else the listen host. */
+  private wsBase(): string {
     const host = this.options.publicHost ?? this.options.listen.replace(/:\d+$/, '');
-    return (this.options.publicUrl ?? `${this.options.tls ? 'wss' : 'ws'}://${host}:${this.port}`).replace(/^ws/, 'http');
+    return this.options.publicUrl ?? `${this.options.tls ? 'wss' : 'ws'}://${host}:${this.port}`;
   }
 
   private sign(payload: string): string {
