@@ -25,6 +25,7 @@ import type {
   Accelerator,
   CloudInitDriver,
   DiskDriver,
+  DiskInfo,
   FetchDriver,
   NetworkDriver,
   NetworkState,
@@ -78,6 +79,8 @@ interface BackgroundOperation {
   progress: Progress;
   abort: AbortController;
   done: Promise<void>;
+  /** What the finished work made, as its driver saw it: the answer held open for it needs no qemu-img info. */
+  made?: DiskInfo;
 }
 
 /** Serialises operations per key: two reconciles of one VM must not interleave start and delete. */
@@ -220,7 +223,11 @@ export class HostAgent implements AgentApi {
     let timer: NodeJS.Timeout | undefined;
     await Promise.race([op.done, new Promise<void>((resolve) => { timer = setTimeout(resolve, this.completionWaitMs); })]);
     clearTimeout(timer);
-    return this.locks.run(`disk/${req.name}`, async () => (await this.observeOnce(req.name)) ?? this.observeDisk(req.name));
+    return this.locks.run(`disk/${req.name}`, async () => {
+      // Finished while held, and nothing ran on the disk since (the lock is ours, the operation gone).
+      if (op.made && !this.operations.has(req.name) && exists(op.made.path)) return { name: req.name, present: true, info: op.made };
+      return (await this.observeOnce(req.name)) ?? this.observeDisk(req.name);
+    });
   }
 
   private async startBlockStorage(req: EnsureBlockStorageRequest): Promise<BlockStorageObservation> {
@@ -236,7 +243,7 @@ export class HostAgent implements AgentApi {
           sha256: req.sourceSha256,
           signal: op.abort.signal,
           onProgress: (p) => { op.progress = p; },
-        }).then(() => undefined));
+        }).then((info) => { op.made = info; }));
         return this.observeDisk(req.name);
       }
       if (req.copyFrom !== undefined) {

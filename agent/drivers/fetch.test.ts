@@ -1,5 +1,6 @@
 import { isN0Error } from '../../api/errors';
-import { parseContentRange, parseSha256, parseSourceUrl, ProgressThrottle } from './fetch';
+import { BackgroundFlush, parseContentRange, parseSha256, parseSourceUrl, ProgressThrottle } from './fetch';
+import type { FileHandle } from 'node:fs/promises';
 import type { Progress } from './types';
 
 function thrown(fn: () => unknown): unknown {
@@ -63,5 +64,54 @@ describe('ProgressThrottle', () => {
   });
   it('works without a listener', () => {
     expect(() => new ProgressThrottle(250, undefined).final({ phase: 'x', bytesDone: 0, bytesTotal: 0 })).not.toThrow();
+  });
+});
+
+describe('BackgroundFlush', () => {
+  /** A handle whose datasync calls are counted and finished (or failed) by the test. */
+  function fakeHandle() {
+    const pending: { resolve: () => void; reject: (e: Error) => void }[] = [];
+    const handle = { datasync: () => new Promise<void>((resolve, reject) => { pending.push({ resolve, reject }); }) } as unknown as FileHandle;
+    return { handle, pending };
+  }
+  const tick = () => new Promise((r) => setImmediate(r));
+
+  it('starts one flush per `everyBytes` written, never two at once, counting from the last one', async () => {
+    const { handle, pending } = fakeHandle();
+    const flush = new BackgroundFlush(handle, 100);
+    flush.wrote(99);
+    expect(pending).toHaveLength(0);
+    flush.wrote(100);
+    expect(pending).toHaveLength(1);
+    flush.wrote(250);
+    expect(pending).toHaveLength(1);
+    pending[0].resolve();
+    await tick();
+    flush.wrote(260); // 160 unflushed since 100: a second flush
+    expect(pending).toHaveLength(2);
+    pending[1].resolve();
+    await flush.settle();
+    flush.wrote(300); // 40 since 260
+    expect(pending).toHaveLength(2);
+  });
+
+  it('counts from the start again after restart (the file was truncated)', async () => {
+    const { handle, pending } = fakeHandle();
+    const flush = new BackgroundFlush(handle, 100);
+    flush.wrote(500);
+    pending[0].resolve();
+    await flush.settle();
+    flush.restart();
+    flush.wrote(120);
+    expect(pending).toHaveLength(2);
+  });
+
+  it('reports a failed flush from settle and from the next write', async () => {
+    const { handle, pending } = fakeHandle();
+    const flush = new BackgroundFlush(handle, 10);
+    flush.wrote(10);
+    pending[0].reject(new Error('EIO'));
+    await expect(flush.settle()).rejects.toThrow('EIO');
+    expect(() => flush.wrote(100)).toThrow('EIO');
   });
 });

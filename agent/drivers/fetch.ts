@@ -92,6 +92,44 @@ interface Opened { res: http.IncomingMessage; url: URL }
 interface Received { done: number; hash?: Hash }
 
 const WRITE_BATCH_BYTES = 1024 * 1024;
+const IOV_MAX = 1024;
+/** Written bytes after which a flush to the disk is started while the download goes on. */
+const FLUSH_EVERY_BYTES = 32 * 1024 * 1024;
+
+/**
+ * Flushes a file being written in the background, one fdatasync at a time, each once
+ * `everyBytes` more were written. The kernel starts writing back only once gigabytes are dirty
+ * (or after 30 s), so a download synced only at its end left the disk idle while the network
+ * ran and then waited for the whole file to be written; flushed as it goes, the disk works
+ * while the network does and the final sync has only the tail to write.
+ */
+export class BackgroundFlush {
+  private flushing?: Promise<void>;
+  private flushedTo = 0;
+  private failure?: Error;
+  constructor(private readonly handle: FileHandle, private readonly everyBytes: number) {}
+
+  /** `done` bytes are written; start a flush if enough are unflushed and none is running. */
+  wrote(done: number): void {
+    if (this.failure) throw this.failure;
+    if (this.flushing || done - this.flushedTo < this.everyBytes) return;
+    this.flushing = this.handle.datasync().then(
+      () => { this.flushedTo = Math.max(this.flushedTo, done); },
+      (err: Error) => { this.failure = err; },
+    ).finally(() => { this.flushing = undefined; });
+  }
+
+  /** The file was truncated: count from its start again. */
+  restart(): void {
+    this.flushedTo = 0;
+  }
+
+  /** Waits for a running flush; throws what a flush failed with (the final sync must not hide it). */
+  async settle(): Promise<void> {
+    await this.flushing;
+    if (this.failure) throw this.failure;
+  }
+}
 
 export class HttpFetchDriver implements FetchDriver {
   private readonly disk: QemuImgDriver;
@@ -166,6 +204,7 @@ export class HttpFetchDriver implements FetchDriver {
   ): Promise<number> {
     const progress = new ProgressThrottle(this.progressIntervalMs, onProgress);
     const handle = await fs.open(file, 'w', 0o600);
+    const flusher = new BackgroundFlush(handle, FLUSH_EVERY_BYTES);
     // Shared with receive(), so bytes written before a drop are counted and hashed exactly once.
     const got: Received = { done: 0, hash: sha256 === undefined ? undefined : createHash('sha256') };
     let total = 0;
@@ -204,7 +243,9 @@ export class HttpFetchDriver implements FetchDriver {
               log.warn('server cannot resume; downloading again from the start', { url: url.href, at: got.done });
               got.done = 0;
               got.hash = sha256 === undefined ? undefined : createHash('sha256');
+              await flusher.settle();
               await handle.truncate(0);
+              flusher.restart();
             }
             const length = Number(res.headers['content-length']);
             total = Number.isSafeInteger(length) && length >= 0 ? length : 0;
@@ -214,7 +255,7 @@ export class HttpFetchDriver implements FetchDriver {
             throw statusError(url, res.statusCode ?? 0);
           }
           progress.update({ phase: 'download', bytesDone: got.done, bytesTotal: total });
-          await this.receive(res, handle, got, total, progress);
+          await this.receive(res, handle, got, total, progress, flusher);
           if (total > 0 && got.done !== total) {
             throw new UnavailableError(`source_url ${url.href} ended after ${got.done} of ${total} bytes`);
           }
@@ -231,8 +272,11 @@ export class HttpFetchDriver implements FetchDriver {
         }
       }
       progress.final({ phase: 'download', bytesDone: got.done, bytesTotal: total || got.done });
+      // What the flushes during the download left: the tail, and the size in the inode.
+      await flusher.settle();
       await handle.sync();
     } finally {
+      await flusher.settle().catch(() => undefined);
       await handle.close();
     }
     if (sha256 !== undefined) {
@@ -244,8 +288,8 @@ export class HttpFetchDriver implements FetchDriver {
     return got.done;
   }
 
-  private async receive(res: http.IncomingMessage, handle: FileHandle, got: Received, total: number, progress: ProgressThrottle): Promise<void> {
-    // The socket's chunks (64 KiB) are gathered into batches of WRITE_BATCH_BYTES and written
+  private async receive(res: http.IncomingMessage, handle: FileHandle, got: Received, total: number, progress: ProgressThrottle, flusher: BackgroundFlush): Promise<void> {
+    // The socket's chunks (64 KiB) are gathered into batches of WRITE_BATCH_BYTES and written (one pwritev)
     // while the next batch arrives, one write in flight: a write per chunk, awaited before
     // reading on, left the socket idle during every write and the disk idle during every read.
     // Async iteration still applies back-pressure (at most two batches held) and throws when the
@@ -253,12 +297,12 @@ export class HttpFetchDriver implements FetchDriver {
     let batch: Buffer[] = [];
     let batchBytes = 0;
     let writing: Promise<void> = Promise.resolve();
-    const write = (chunks: Buffer[]) => {
-      const data = chunks.length === 1 ? chunks[0] : Buffer.concat(chunks);
-      return writeAll(handle, data, got.done).then(() => {
-        got.hash?.update(data);
-        got.done += data.length;
+    const write = (chunks: Buffer[], bytes: number) => {
+      return writevAll(handle, chunks, bytes, got.done).then(() => {
+        for (const chunk of chunks) got.hash?.update(chunk);
+        got.done += bytes;
         progress.update({ phase: 'download', bytesDone: got.done, bytesTotal: total });
+        flusher.wrote(got.done);
       });
     };
     try {
@@ -267,14 +311,13 @@ export class HttpFetchDriver implements FetchDriver {
         batchBytes += chunk.length;
         if (batchBytes < WRITE_BATCH_BYTES) continue;
         await writing;
-        const chunks = batch;
-        writing = write(chunks);
+        writing = write(batch, batchBytes);
         batch = [];
         batchBytes = 0;
       }
     } finally {
       await writing;
-      if (batchBytes > 0) await write(batch);
+      if (batchBytes > 0) await write(batch, batchBytes);
     }
     // A body cut short while the message still looked complete to the parser.
     if (!res.complete) throw new UnavailableError(`connection closed after ${got.done} bytes`);
@@ -317,11 +360,18 @@ export class HttpFetchDriver implements FetchDriver {
   }
 }
 
-async function writeAll(handle: FileHandle, chunk: Buffer, position: number): Promise<void> {
+/** The socket's chunks in one pwritev, not copied into one buffer first (a copy of every byte). */
+async function writevAll(handle: FileHandle, chunks: Buffer[], bytes: number, position: number): Promise<void> {
+  // pwritev takes at most IOV_MAX (1024) pieces: a server that sends tiny chunks gets one copy.
+  const { bytesWritten } = await handle.writev(chunks.length > IOV_MAX ? [Buffer.concat(chunks)] : chunks, position);
+  if (bytesWritten === bytes) return;
+  // A short write (a signal, a full disk about to say so): the rest one piece at a time.
+  const rest = Buffer.concat(chunks).subarray(bytesWritten);
   let offset = 0;
-  while (offset < chunk.length) {
-    const { bytesWritten } = await handle.write(chunk, offset, chunk.length - offset, position + offset);
-    offset += bytesWritten;
+  while (offset < rest.length) {
+    const written = (await handle.write(rest, offset, rest.length - offset, position + bytesWritten + offset)).bytesWritten;
+    if (written === 0) throw new Error(`writing at byte ${position + bytesWritten + offset} wrote nothing`);
+    offset += written;
   }
 }
 
