@@ -1,7 +1,7 @@
 // Real-VM latency: a real agent (runAgent: HostAgent with its real drivers behind gRPC + mTLS, QEMU
 // started inside a test network namespace) behind the real controllers and facade on the
 // embedded store. 20 VMs (1 vCPU, 128 MiB, a copy-on-write disk of the test boot disk, a
-// cloud-init seed ISO) are created 100 ms apart on one node; measured per VM: create → QEMU
+// cloud-init seed ISO, written by the agent in-process) are created 100 ms apart on one node; measured per VM: create → QEMU
 // running (its QMP answers), split into the agent's own work (timestamps around the cloud-init
 // ISO and around QEMU's start, taken inside the agent's drivers) and the control plane (the rest:
 // facade write, watch, queue, reconcile steps, gRPC hops). Physical baseline in the same run: the
@@ -238,6 +238,10 @@ async function main(): Promise<void> {
     ]));
     const cpShare = percentile(col('controlPlaneMs'), 50) / percentile(col('createToQemuMs'), 50);
     lines.push('', `control plane share of create→running (p50): ${round(cpShare * 100, 0)}%; n0stack p50 vs bare QEMU p50: ${round(burstVsBare, 2)}x (goal <= ${BURST_VS_BARE_GOAL}x: ${burstVsBare <= BURST_VS_BARE_GOAL ? 'met' : 'not met'})`);
+    lines.push('each side: n0stack = CreateVirtualMachine through the facade, store, VM controller (placement, status), gRPC to the agent, '
+      + 'the agent writing the cloud-init seed ISO (in-process) and starting QEMU, until QMP answers; bare = the same qemu-system-x86_64 argv '
+      + '(same accelerator, same overlay disks, a copy of each VM\'s seed ISO, same netns) spawned directly, until QMP answers. '
+      + 'The overlays are made before either side is timed (GenerateBlockStorage), so neither includes qemu-img create.');
     lines.push(`from /metrics: agent EnsureVm mean ${round((ensureSum / ensureCount) * 1000, 0)} ms over ${ensureCount} calls; facade CreateVirtualMachine mean ${round(((facade1.sum - facade0.sum) / (facade1.count - facade0.count)) * 1000, 0)} ms over ${facade1.count - facade0.count} calls`);
     process.stdout.write(`${lines.join('\n')}\n`);
     writeResults('vm-latency', { options: opts, accelerator: acc, disk: disk.what, solo, soloControlPlaneP50Ms: soloControlPlane, burstVsBareP50: burstVsBare, perVm: per, bareMs, controlPlaneShareP50: cpShare, ensureVmMeanMs: (ensureSum / ensureCount) * 1000 });

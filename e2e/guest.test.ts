@@ -165,7 +165,7 @@ describe('the Debian cloud guest booted by the agent drivers', () => {
     expect((await new QemuImgDriver().info(disk)).backingFile).toBe(image);
 
     const seedIso = path.join(tmp, 'seed.iso');
-    await new NoCloudDriver({ scratchDir: tmp }).buildSeedIso(seedIso, {
+    await new NoCloudDriver().buildSeedIso(seedIso, {
       instanceId: seed.vm.uuid,
       hostname: vmName,
       loginUsername: user,

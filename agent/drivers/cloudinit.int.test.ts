@@ -1,11 +1,13 @@
-// Builds real NoCloud seed ISOs with genisoimage and reads them back with isoinfo; the files are
-// also parsed by PyYAML, the parser cloud-init itself uses, to prove YAML 1.1 reads them as we meant.
+// Builds real NoCloud seed ISOs (in-process, iso9660.ts) and reads them back with isoinfo and
+// blkid beside genisoimage's image of the same files; the files are also parsed by PyYAML, the
+// parser cloud-init itself uses, to prove YAML 1.1 reads them as we meant. The guests of
+// bootdisk.int.test.ts and e2e/guest.test.ts mount them with Linux's isofs.
 import { mkdtempSync, promises as fs, rmSync } from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { isN0Error } from '../../api/errors';
 import { run } from '../exec';
-import { metaDataDocument, networkConfigDocument, NoCloudDriver, parseYaml, userDataDocument } from './cloudinit';
+import { metaDataDocument, networkConfigDocument, NoCloudDriver, parseYaml, renderSeedFiles, userDataDocument } from './cloudinit';
 import type { CloudInitSpec } from './types';
 
 jest.setTimeout(30_000);
@@ -23,22 +25,16 @@ const spec: CloudInitSpec = {
   ],
 };
 
-describe('NoCloudDriver (real genisoimage + isoinfo)', () => {
+describe('NoCloudDriver (isoinfo, blkid, genisoimage)', () => {
   let dir: string;
   /** Where the ISOs go, apart from the test's own scratch files. */
   let out: string;
-  /** genisoimage's staging dirs, which must be gone after every build. */
-  let scratch: string;
-  let driver: NoCloudDriver;
+  const driver = new NoCloudDriver();
   beforeEach(async () => {
     dir = mkdtempSync(path.join(os.tmpdir(), 'n0-seed-test-'));
     out = path.join(dir, 'out');
-    scratch = path.join(dir, 'scratch');
     await fs.mkdir(out);
-    await fs.mkdir(scratch);
-    driver = new NoCloudDriver({ scratchDir: scratch });
   });
-  afterEach(async () => { expect(await fs.readdir(scratch)).toEqual([]); });
   afterEach(() => { rmSync(dir, { recursive: true, force: true }); });
 
   async function readIsoFile(iso: string, name: string, extension: '-J' | '-R'): Promise<string> {
@@ -95,13 +91,54 @@ describe('NoCloudDriver (real genisoimage + isoinfo)', () => {
     expect(await fs.readdir(out)).toEqual(['seed.iso']);
   });
 
-  it('refuses an invalid spec before writing anything, and cleans up when genisoimage fails', async () => {
+  it('reads back through isoinfo and blkid as genisoimage -joliet -rock\'s image of the same files does', async () => {
+    const iso = path.join(out, 'seed.iso');
+    await driver.buildSeedIso(iso, spec);
+    const files = renderSeedFiles(spec);
+    const staged = path.join(dir, 'staged');
+    await fs.mkdir(staged);
+    for (const [name, text] of Object.entries(files)) await fs.writeFile(path.join(staged, name), text, { mode: 0o600 });
+    const theirs = path.join(dir, 'genisoimage.iso');
+    await run('genisoimage', ['-quiet', '-output', theirs, '-volid', 'cidata', '-joliet', '-rock', ...Object.keys(files).map((n) => path.join(staged, n))]);
+
+    // Listings without the columns that must differ (dates, sector numbers).
+    const listing = async (image: string, extension: string[]) => (await run('isoinfo', ['-i', image, ...extension, '-l'])).stdout
+      .split('\n').filter((l) => /^[d-]/.test(l)).map((l) => l.replace(/ +[A-Z][a-z]{2} +\d+ \d{4} \[ *\d+ (\d+)\]/, ' [$1]'));
+    for (const extension of [['-R'], ['-J'], []]) {
+      const mine = await listing(iso, extension);
+      expect(mine).toEqual(await listing(theirs, extension));
+      expect(mine.length).toBe(5);
+    }
+    expect((await listing(iso, ['-R'])).filter((l) => l.startsWith('-'))).toEqual([
+      expect.stringMatching(/^-rw------- +1 +0 +0 +\d+ \[00\] +meta-data $/),
+      expect.stringMatching(/^-rw------- +1 +0 +0 +\d+ \[00\] +network-config $/),
+      expect.stringMatching(/^-rw------- +1 +0 +0 +\d+ \[00\] +user-data $/),
+    ]);
+    // The plain ISO 9660 names and contents too, for a reader with neither extension.
+    for (const [name, primary] of [['meta-data', 'META_DAT.;1'], ['user-data', 'USER_DAT.;1'], ['network-config', 'NETWORK_.;1']] as const) {
+      const plain = (await run('isoinfo', ['-i', iso, '-x', `/${primary}`])).stdout;
+      expect(plain).toBe(files[name]);
+      expect(plain).toBe((await run('isoinfo', ['-i', theirs, '-x', `/${primary}`])).stdout);
+    }
+    const description = async (image: string) => (await run('isoinfo', ['-d', '-i', image])).stdout.split('\n').filter((l) => !/^(Application id|Volume size is)/.test(l));
+    expect(await description(iso)).toEqual(await description(theirs));
+    // What cloud-init's ds-identify asks: blkid's label and type (the Joliet label counts there too).
+    const probe = async (image: string) => (await run('blkid', ['-p', '-o', 'export', image])).stdout.split('\n').filter((l) => /^(LABEL|TYPE|VERSION|BLOCK_SIZE)=/.test(l)).sort();
+    expect(await probe(iso)).toEqual(['BLOCK_SIZE=2048', 'LABEL=cidata', 'TYPE=iso9660', 'VERSION=Joliet\\ Extension']);
+    expect(await probe(iso)).toEqual(await probe(theirs));
+  });
+
+  it('refuses an invalid spec before writing anything, and leaves nothing when the write fails', async () => {
     const iso = path.join(out, 'seed.iso');
     const err = await driver.buildSeedIso(iso, { ...spec, sshAuthorizedKeys: ['ssh-rsa A\nssh-rsa B'] }).catch((e) => e);
     expect(isN0Error(err, 'InvalidArgument')).toBe(true);
     expect(err.field).toBe('ssh_authorized_keys');
-    await expect(new NoCloudDriver({ binary: 'false', scratchDir: scratch }).buildSeedIso(iso, spec)).rejects.toThrow(/false -quiet -output/);
     expect(await fs.readdir(out)).toEqual([]);
+    // A directory in the way: the rename fails, and no temporary file stays beside it.
+    await fs.mkdir(iso);
+    await fs.writeFile(path.join(iso, 'x'), 'x');
+    await expect(driver.buildSeedIso(iso, spec)).rejects.toThrow(/EISDIR|ENOTEMPTY|EEXIST/);
+    expect(await fs.readdir(out)).toEqual(['seed.iso']);
     expect(isN0Error(await driver.buildSeedIso('seed.iso', spec).catch((e) => e), 'InvalidArgument')).toBe(true);
   });
 });

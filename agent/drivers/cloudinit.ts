@@ -1,16 +1,15 @@
 // cloud-init NoCloud seed: meta-data, user-data and network-config rendered from plain objects
-// with the yaml package (never by pasting user input into text), packed by genisoimage into an
-// ISO labelled "cidata" that the guest's cloud-init finds on its CD-ROM.
+// with the yaml package (never by pasting user input into text), packed in-process (iso9660.ts,
+// the layout genisoimage -joliet -rock writes) into an ISO labelled "cidata" that the guest's
+// cloud-init finds on its CD-ROM.
 import { promises as fs } from 'node:fs';
 import { isIPv4, isIPv6 } from 'node:net';
-import * as os from 'node:os';
-import * as path from 'node:path';
 import YAML from 'yaml';
 import { InvalidArgumentError } from '../../api/errors';
 import { logger } from '../../api/log';
 import { SHA512_CRYPT_PATTERN } from '../../api/logic/password';
-import { run } from '../exec';
 import { removeQuietly, requireAbsolutePath, tempPathBeside } from './fsutil';
+import { buildIso9660 } from './iso9660';
 import type { CloudInitDriver, CloudInitSpec, NicSpec } from './types';
 
 const log = logger('cloudinit');
@@ -185,50 +184,22 @@ export function renderSeedFiles(spec: CloudInitSpec): SeedFiles {
   };
 }
 
-export interface NoCloudOptions {
-  binary?: string;
-  timeoutMs?: number;
-  /** Where the three files are staged for genisoimage (default: the OS temp dir). */
-  scratchDir?: string;
-}
-
 export class NoCloudDriver implements CloudInitDriver {
-  private readonly binary: string;
-  private readonly timeoutMs: number;
-  private readonly scratchDir: string;
-
-  constructor(options: NoCloudOptions = {}) {
-    this.binary = options.binary ?? 'genisoimage';
-    this.timeoutMs = options.timeoutMs ?? 30_000;
-    this.scratchDir = options.scratchDir ?? os.tmpdir();
-  }
-
   async buildSeedIso(isoPath: string, spec: CloudInitSpec): Promise<void> {
     requireAbsolutePath(isoPath);
     const files = renderSeedFiles(spec);
-    const dir = await fs.mkdtemp(path.join(this.scratchDir, 'n0-seed-'));
+    // The password is in user-data: readable by root only, in the file and in the ISO.
+    const image = buildIso9660('cidata', (Object.keys(files) as Array<keyof SeedFiles>).map((name) => ({ name, data: Buffer.from(files[name], 'utf8'), mode: 0o600 })));
     const tmp = tempPathBeside(isoPath);
-    let published = false;
-    // Few steps, side by side where they can be: with 20 guests booting on two cores each step
-    // waits its turn for a CPU, and this is on the path of every VM's start.
     try {
-      const names = Object.keys(files) as Array<keyof SeedFiles>;
-      // The password is in user-data: readable by root only, here and in the ISO (genisoimage
-      // truncates the output made here and keeps its mode, so it is never readable by others).
-      await Promise.all([
-        ...names.map((name) => fs.writeFile(path.join(dir, name), files[name], { mode: 0o600 })),
-        fs.writeFile(tmp, '', { mode: 0o600 }),
-      ]);
-      await run(this.binary, [
-        '-quiet', '-output', tmp, '-volid', 'cidata', '-joliet', '-rock', ...names.map((n) => path.join(dir, n)),
-      ], { timeoutMs: this.timeoutMs });
+      await fs.writeFile(tmp, image, { mode: 0o600, flag: 'wx' });
       // Replaced, not refused: the seed follows the VM's spec, and a running QEMU keeps the old inode.
       // Not synced: the agent builds the seed again before every boot, so one torn by a host crash
-      // is never booted from, and two fsyncs were most of this step while other guests wrote.
+      // is never booted from.
       await fs.rename(tmp, isoPath);
-      published = true;
-    } finally {
-      await Promise.all([published ? undefined : removeQuietly(tmp), removeQuietly(dir)]);
+    } catch (err) {
+      await removeQuietly(tmp);
+      throw err;
     }
     log.debug('seed iso built', { path: isoPath, instanceId: spec.instanceId });
   }
