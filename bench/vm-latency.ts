@@ -25,29 +25,34 @@ import { withQmp } from '../agent/drivers/qmp';
 import type { CloudInitDriver, VmDriver } from '../agent/drivers/types';
 import { AgentPaths } from '../agent/paths';
 import { StoreNodeRegistrar } from '../agent/registration';
-import { startControllers } from '../cli/controlplane';
+import { DEFAULT_WORKERS, startControllers } from '../cli/controlplane';
 import { NetnsLab } from '../e2e/netns';
 import { histogramTotals, loadAverage, parseArgs, percentile, round, table, writeResults } from './util';
 import { Cleanups, startFacadeClient } from './harness';
 
 const MiB = 2 ** 20;
-const defaults = { vms: 20, intervalMs: 100, memoryMib: 128, solo: 3 };
+const defaults = { vms: 20, intervalMs: 100, memoryMib: 128, solo: 3, workers: DEFAULT_WORKERS };
 /** Goals of issue 17: the control plane's part for one VM on an idle node, and the burst against bare QEMU. */
 const SOLO_CONTROL_PLANE_GOAL_MS = 100;
 const BURST_VS_BARE_GOAL = 1.3;
 
-interface Stamps { isoStart?: number; isoEnd?: number; qemuStart?: number; qemuEnd?: number }
+interface Stamps { agentEnter?: number; isoStart?: number; isoEnd?: number; qemuStart?: number; qemuEnd?: number }
 
 /** The agent's VM and cloud-init drivers with timestamps around the calls that matter. */
 function instrument(vm: VmDriver, cloudInit: CloudInitDriver, stamps: Map<string, Stamps>): { vm: VmDriver; cloudInit: CloudInitDriver } {
   const of = (name: string) => { let s = stamps.get(name); if (!s) stamps.set(name, (s = {})); return s; };
   return {
     vm: new Proxy(vm, {
-      get: (target, prop, receiver) => prop !== 'start' ? Reflect.get(target, prop, receiver) : async (spec: Parameters<VmDriver['start']>[0]) => {
+      get: (target, prop, receiver) => {
+        // The agent's EnsureVm looks at the VM's state first: the moment the control plane's call arrived.
+        if (prop === 'state') return (name: string) => { of(name).agentEnter ??= Date.now(); return target.state(name); };
+        if (prop !== 'start') return Reflect.get(target, prop, receiver);
+        return async (spec: Parameters<VmDriver['start']>[0]) => {
         of(spec.name).qemuStart = Date.now();
         const state = await target.start(spec);
         of(spec.name).qemuEnd = Date.now();
         return state;
+        };
       },
     }),
     cloudInit: {
@@ -125,7 +130,7 @@ async function main(): Promise<void> {
     // The Node says what the host has: 2 cores here, and the scheduler's 4x overcommit of CPU
     // limits would fit only 8 one-vCPU VMs. An admin's capacity override lets the 20 in.
     await mutate(store, 'Node', 'bench-host', (n) => { n.spec.cpu_milli_cores = Math.max(n.spec.cpu_milli_cores ?? 0, opts.vms * 1000); });
-    const controllers = await startControllers({ store, agentTls: { ca: ca.certPem, cert: clientCert.certPem, key: clientCert.keyPem }, signal: stopControllers.signal });
+    const controllers = await startControllers({ store, workers: opts.workers, agentTls: { ca: ca.certPem, cert: clientCert.certPem, key: clientCert.keyPem }, signal: stopControllers.signal });
     controllersStopped = controllers.manager.stopped.catch(() => undefined);
     const client = await startFacadeClient(store, cleanups, 300_000);
     const call = (service: string, method: string, req: unknown) => client.call<any>(service, method, req);
@@ -156,7 +161,7 @@ async function main(): Promise<void> {
       const total = (s.qemuEnd ?? NaN) - t0;
       const qemu = (s.qemuEnd ?? NaN) - (s.qemuStart ?? NaN);
       const iso = (s.isoEnd ?? NaN) - (s.isoStart ?? NaN);
-      return { name, createToQemuMs: total, qemuStartMs: qemu, isoMs: iso, controlPlaneMs: total - qemu - iso, replyAfterQemuMs: replied.get(name)! - (s.qemuEnd ?? NaN), createToReplyMs: replied.get(name)! - t0 };
+      return { name, createToQemuMs: total, qemuStartMs: qemu, isoMs: iso, controlPlaneMs: total - qemu - iso, toAgentMs: (s.agentEnter ?? NaN) - t0, replyAfterQemuMs: replied.get(name)! - (s.qemuEnd ?? NaN), createToReplyMs: replied.get(name)! - t0 };
     };
 
     // One VM at a time on the otherwise idle node, each deleted (its guest stopped) before the next.
@@ -219,10 +224,11 @@ async function main(): Promise<void> {
     const acc = agent.accelerator;
     const soloControlPlane = percentile(col('controlPlaneMs', solo), 50);
     const burstVsBare = percentile(col('createToQemuMs'), 50) / percentile(bareMs, 50);
-    const lines = [`vm-latency: ${opts.solo} VMs one at a time, then ${opts.vms} VMs created ${opts.intervalMs} ms apart, on one node (${acc}), ${opts.memoryMib} MiB, 1 vCPU, disk: ${disk.what}; load ${loadAverage()}`, ''];
+    const lines = [`vm-latency: ${opts.solo} VMs one at a time, then ${opts.vms} VMs created ${opts.intervalMs} ms apart, on one node (${acc}), ${opts.workers} workers per kind, ${opts.memoryMib} MiB, 1 vCPU, disk: ${disk.what}; load ${loadAverage()}`, ''];
     lines.push(table(['one VM at a time on an idle node', 'p50 ms', 'max ms'], [
       ['create → QEMU running (QMP answers), through n0stack', p('createToQemuMs', 50, solo), p('createToQemuMs', 100, solo)],
       ['  of which control plane (facade, store, queue, reconcile, gRPC, agent bookkeeping)', p('controlPlaneMs', 50, solo), p('controlPlaneMs', 100, solo)],
+      ['    of which create → the agent EnsureVm begins', p('toAgentMs', 50, solo), p('toAgentMs', 100, solo)],
       ['  of which agent: cloud-init seed ISO', p('isoMs', 50, solo), p('isoMs', 100, solo)],
       ['  of which agent: QEMU spawn → QMP answers', p('qemuStartMs', 50, solo), p('qemuStartMs', 100, solo)],
       ['QEMU running → CreateVirtualMachine returns RUNNING', p('replyAfterQemuMs', 50, solo), p('replyAfterQemuMs', 100, solo)],
@@ -231,6 +237,7 @@ async function main(): Promise<void> {
     lines.push(table([`${opts.vms} VMs, ${opts.intervalMs} ms apart`, 'p50 ms', 'p95 ms', 'max ms'], [
       ['create → QEMU running (QMP answers), through n0stack', p('createToQemuMs', 50), p('createToQemuMs', 95), p('createToQemuMs', 100)],
       ['  of which control plane (facade, store, queue, reconcile, gRPC)', p('controlPlaneMs', 50), p('controlPlaneMs', 95), p('controlPlaneMs', 100)],
+      ['    of which create → the agent EnsureVm begins (facade, store, watch, queue, placement, gRPC)', p('toAgentMs', 50), p('toAgentMs', 95), p('toAgentMs', 100)],
       ['  of which agent: cloud-init seed ISO', p('isoMs', 50), p('isoMs', 95), p('isoMs', 100)],
       ['  of which agent: QEMU spawn → QMP answers', p('qemuStartMs', 50), p('qemuStartMs', 95), p('qemuStartMs', 100)],
       ['QEMU running → CreateVirtualMachine returns RUNNING', p('replyAfterQemuMs', 50), p('replyAfterQemuMs', 95), p('replyAfterQemuMs', 100)],

@@ -2,7 +2,7 @@
 // with the yaml package (never by pasting user input into text), packed in-process (iso9660.ts,
 // the layout genisoimage -joliet -rock writes) into an ISO labelled "cidata" that the guest's
 // cloud-init finds on its CD-ROM.
-import { promises as fs } from 'node:fs';
+import { renameSync, writeFileSync } from 'node:fs';
 import { isIPv4, isIPv6 } from 'node:net';
 import YAML from 'yaml';
 import { InvalidArgumentError } from '../../api/errors';
@@ -191,12 +191,15 @@ export class NoCloudDriver implements CloudInitDriver {
     // The password is in user-data: readable by root only, in the file and in the ISO.
     const image = buildIso9660('cidata', (Object.keys(files) as Array<keyof SeedFiles>).map((name) => ({ name, data: Buffer.from(files[name], 'utf8'), mode: 0o600 })));
     const tmp = tempPathBeside(isoPath);
+    // Written with blocking calls: a few hundred KiB into the page cache and a rename take well
+    // under a millisecond, while each of the four hops through libuv's thread pool waited its
+    // turn for a CPU (and behind the pool's other work) in a burst of booting guests.
     try {
-      await fs.writeFile(tmp, image, { mode: 0o600, flag: 'wx' });
+      writeFileSync(tmp, image, { mode: 0o600, flag: 'wx' });
       // Replaced, not refused: the seed follows the VM's spec, and a running QEMU keeps the old inode.
       // Not synced: the agent builds the seed again before every boot, so one torn by a host crash
       // is never booted from.
-      await fs.rename(tmp, isoPath);
+      renameSync(tmp, isoPath);
     } catch (err) {
       await removeQuietly(tmp);
       throw err;
