@@ -112,8 +112,29 @@ async function main(): Promise<void> {
     // Controllers accept an agent only with a certificate naming its Node.
     const serverCert = issueServerCert(ca, { commonName: 'bench-host', dnsNames: ['bench-host', 'localhost'], ipAddresses: ['127.0.0.1'] });
     const clientCert = issueClientCert(ca, { commonName: 'controllers' });
-    const store = await openStore({ backend: 'embedded', dataDir: path.join(dir, 'store') });
-    cleanups.push(() => store.close());
+    const rawStore = await openStore({ backend: 'embedded', dataDir: path.join(dir, 'store') });
+    cleanups.push(() => rawStore.close());
+    // Every write of the facade and the controllers, timed (each is a durable commit): in the
+    // burst they are most of the control plane's part.
+    const writes: { kind: string; ms: number; at: number; failed: boolean }[] = [];
+    const store = new Proxy(rawStore, {
+      get: (target, prop, receiver) => {
+        const value = Reflect.get(target, prop, receiver);
+        if (!['create', 'update', 'patch', 'delete'].includes(String(prop))) return typeof value === 'function' ? value.bind(target) : value;
+        return async (...args: unknown[]) => {
+          const at = Date.now();
+          const kind = String(prop === 'create' || prop === 'update' ? (args[0] as { kind: string }).kind : args[0]);
+          try {
+            const result = await (value as (...a: unknown[]) => Promise<unknown>).apply(target, args);
+            writes.push({ kind, ms: Date.now() - at, at, failed: false });
+            return result;
+          } catch (err) {
+            writes.push({ kind, ms: Date.now() - at, at, failed: true });
+            throw err;
+          }
+        };
+      },
+    });
     const netns = await lab.create();
     const dataDir = path.join(dir, 'node');
     const paths = new AgentPaths(dataDir);
@@ -178,6 +199,7 @@ async function main(): Promise<void> {
     // The measured burst: one create every intervalMs, not waiting for the previous one.
     const facade0 = await histogramTotals('n0stack_facade_rpc_duration_seconds', { method: 'VirtualMachineService/CreateVirtualMachine' });
     const calls: Promise<void>[] = [];
+    const burstFrom = Date.now();
     for (const name of names) {
       created.set(name, Date.now());
       calls.push(create(name).then((vm) => {
@@ -187,6 +209,7 @@ async function main(): Promise<void> {
       await new Promise((r) => setTimeout(r, opts.intervalMs));
     }
     await Promise.all(calls);
+    const burstWrites = writes.filter((w) => w.at >= burstFrom && w.kind !== 'Event');
     const facade1 = await histogramTotals('n0stack_facade_rpc_duration_seconds', { method: 'VirtualMachineService/CreateVirtualMachine' });
     const metricsText = await new Promise<string>((resolve, reject) => {
       http.get(`http://127.0.0.1:${running.metricsPort}/metrics`, (res) => { let t = ''; res.on('data', (c) => { t += c; }); res.on('end', () => resolve(t)); }).on('error', reject);
@@ -249,9 +272,12 @@ async function main(): Promise<void> {
       + 'the agent writing the cloud-init seed ISO (in-process) and starting QEMU, until QMP answers; bare = the same qemu-system-x86_64 argv '
       + '(same accelerator, same overlay disks, a copy of each VM\'s seed ISO, same netns) spawned directly, until QMP answers. '
       + 'The overlays are made before either side is timed (GenerateBlockStorage), so neither includes qemu-img create.');
+    const byKind = [...new Set(burstWrites.map((w) => w.kind))].sort().map((k) => `${k} ${burstWrites.filter((w) => w.kind === k).length}`).join(', ');
+    lines.push(`store writes during the burst (without Events): ${burstWrites.length} (${round(burstWrites.length / opts.vms, 1)} per VM: ${byKind}; ${burstWrites.filter((w) => w.failed).length} refused, e.g. conflicts), `
+      + `each p50 ${round(percentile(burstWrites.map((w) => w.ms), 50), 0)} ms, p95 ${round(percentile(burstWrites.map((w) => w.ms), 95), 0)} ms`);
     lines.push(`from /metrics: agent EnsureVm mean ${round((ensureSum / ensureCount) * 1000, 0)} ms over ${ensureCount} calls; facade CreateVirtualMachine mean ${round(((facade1.sum - facade0.sum) / (facade1.count - facade0.count)) * 1000, 0)} ms over ${facade1.count - facade0.count} calls`);
     process.stdout.write(`${lines.join('\n')}\n`);
-    writeResults('vm-latency', { options: opts, accelerator: acc, disk: disk.what, solo, soloControlPlaneP50Ms: soloControlPlane, burstVsBareP50: burstVsBare, perVm: per, bareMs, controlPlaneShareP50: cpShare, ensureVmMeanMs: (ensureSum / ensureCount) * 1000 });
+    writeResults('vm-latency', { options: opts, burstWrites, accelerator: acc, disk: disk.what, solo, soloControlPlaneP50Ms: soloControlPlane, burstVsBareP50: burstVsBare, perVm: per, bareMs, controlPlaneShareP50: cpShare, ensureVmMeanMs: (ensureSum / ensureCount) * 1000 });
   } finally {
     for (const pid of bare) { try { process.kill(pid, 'SIGKILL'); } catch { /* already gone */ } }
     stopControllers.abort();
