@@ -3,7 +3,10 @@
 //  - GenerateBlockStorage (copy-on-write overlay) from a 100 MiB and from a 10 GiB base: must be
 //    flat; beside it a bare `qemu-img create -b` and a full `qemu-img convert` copy of each base;
 //  - FetchBlockStorage from a loopback HTTP server, next to the agent's fetch driver alone and
-//    `curl -o` of the same file (and curl followed by an fsync), in the same run; goal >= 0.9x curl -o.
+//    `curl -o` of the same file (and curl followed by an fsync), in the same run, the order of the
+//    four turned each round; goal >= 0.9x curl -o. The fetch inside each RPC is timed where the
+//    agent calls it, so the control plane's part (the RPC less that) is printed beside it.
+// Options: --repeats N (rounds; medians are printed).
 // The bases are honest: the 100 MiB one is fully written; the 10 GiB one is a sparse raw file
 // with 256 MiB of data written in 16 MiB pieces spread over its whole length, converted to qcow2
 // (so a full copy has 256 MiB to move and 10 GiB of address space to walk).
