@@ -127,6 +127,67 @@ describe('a controller killed between recording a placement and committing it', 
     expect(await holders('reserved_storages', 'disk2')).toEqual([]);
     expect(agentCalls).not.toContain('ensureBlockStorage disk2');
   });
+
+  // GenerateBlockStorage's overlay is pinned at creation (spec.node_name): its creation is its
+  // record, so no record write comes before the commit, and the disk's one status write names the node.
+  const pinnedDoc = { ...bsDoc, metadata: { name: 'disk3' }, spec: { ...bsDoc.spec, node_name: 'n2' } } as KindMap['BlockStorage'];
+  const statusWrites = (s: Store, kind: Kind, log: string[]): Store => new Proxy(s, {
+    get: (target, prop, receiver) => prop === 'update'
+      ? (obj: KindMap[Kind], o?: { subresource?: 'status' }) => { if (obj.kind === kind && o?.subresource === 'status') log.push(String((obj.status as { state?: string })?.state)); return target.update(obj, o); }
+      : Reflect.get(target, prop, receiver),
+  });
+
+  it('BlockStorage pinned at creation: counts from its creation; a crash after the agent made it, before any status write, leaks nothing', async () => {
+    const r = new BlockStorageReconciler(() => agent);
+    await store.create(pinnedDoc);
+    expect(await holders('reserved_storages', 'disk3')).toEqual(['n2']);
+    // Killed the moment the agent has made it: no write of that process lands after.
+    let killed = false;
+    const dying = { ...agent, ensureBlockStorage: async (req: { name: string; limitBytes: number }) => { const made = await (agent.ensureBlockStorage as any)(req); killed = true; return made; } } as unknown as AgentApi;
+    const dead = new Proxy(store, { get: (target, prop, receiver) => (prop === 'update' ? (...a: Parameters<Store['update']>) => (killed ? Promise.reject(new Error('controller killed')) : target.update(...a)) : Reflect.get(target, prop, receiver)) });
+    await expect(new BlockStorageReconciler(() => dying).reconcile('disk3', await ctxOf(r, dead))).rejects.toThrow('controller killed');
+    expect((await store.get('BlockStorage', 'disk3')).status?.conditions).toBeUndefined();
+    expect(BigInt((await committed('n2')).BlockStorage!)).toBeGreaterThan(0n);
+    expect(await holders('reserved_storages', 'disk3')).toEqual(['n2']);
+    // Deleted now: the file the agent made is removed from the pinned node, and its storage is free.
+    await store.delete('BlockStorage', 'disk3');
+    await r.reconcile('disk3', await ctxOf(r));
+    await expect(store.get('BlockStorage', 'disk3')).rejects.toThrow(/not found/i);
+    expect(agentCalls).toEqual(['ensureBlockStorage disk3', 'deleteBlockStorage disk3']);
+    expect(await holders('reserved_storages', 'disk3')).toEqual([]);
+  });
+
+  it('BlockStorage pinned at creation: made with one status write; a VM claiming it is the disk\'s second, and its own pass then writes nothing', async () => {
+    const writes: string[] = [];
+    const r = new BlockStorageReconciler(() => agent);
+    await store.create(pinnedDoc);
+    await r.reconcile('disk3', await ctxOf(r, statusWrites(store, 'BlockStorage', writes)));
+    expect(writes).toEqual(['AVAILABLE']);
+    expect((await store.get('BlockStorage', 'disk3')).status).toMatchObject({ node_name: 'n2', state: 'AVAILABLE' });
+    const vms = new VirtualMachineReconciler(() => agent);
+    await store.create({ ...vmDoc, spec: { ...vmDoc.spec, block_storage_names: ['disk3'] } });
+    await vms.reconcile('vm1', await ctxOf(vms, statusWrites(store, 'BlockStorage', writes)));
+    expect(writes).toEqual(['AVAILABLE', 'IN_USE']);
+    const claimed = await store.get('BlockStorage', 'disk3');
+    expect(claimed.status).toMatchObject({ in_use_by: 'vm1', state: 'IN_USE' });
+    expect(claimed.status?.conditions?.find((c) => c.type === 'Ready')).toMatchObject({ status: 'True', reason: 'IN_USE', message: 'on node n2' });
+    await r.reconcile('disk3', await ctxOf(r, statusWrites(store, 'BlockStorage', writes)));
+    expect(writes).toEqual(['AVAILABLE', 'IN_USE']);
+  });
+
+  it('BlockStorage pinned at creation to a node without room: one FAILED write, no longer counted, the agent never asked', async () => {
+    const writes: string[] = [];
+    const r = new BlockStorageReconciler(() => agent);
+    await store.create({ ...pinnedDoc, spec: { ...pinnedDoc.spec, request_bytes: 200 * GiB, limit_bytes: 200 * GiB } });
+    expect(await holders('reserved_storages', 'disk3')).toEqual(['n2']);
+    await r.reconcile('disk3', await ctxOf(r, statusWrites(store, 'BlockStorage', writes)));
+    expect(writes).toEqual(['FAILED']);
+    const failed = await store.get('BlockStorage', 'disk3');
+    expect(failed.status?.node_name).toBeUndefined();
+    expect(failed.status?.conditions?.find((c) => c.type === 'Ready')).toMatchObject({ reason: 'Unschedulable' });
+    expect(await holders('reserved_storages', 'disk3')).toEqual([]);
+    expect(agentCalls).toEqual([]);
+  });
 });
 
 describe('a VM naming a disk that is being deleted', () => {

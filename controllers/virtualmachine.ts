@@ -15,6 +15,7 @@ import type { AgentResolver } from './agents';
 import type { VmNic, VmObservation } from '../agent/api';
 import { commitPlacement, placeAndRecord, VM_RESERVED_BY, type PlacementRecord, type Reservation } from '../api/placement';
 import { cacheView, USAGE_INDEXES } from './usage';
+import { setUser } from './blockstorage';
 import { getWithFinalizer } from './runtime/finalizer';
 import { sleep } from './runtime/sleep';
 import type { AuditContext, Cache, IndexSpec, ReconcileContext, ReconcileResult, Reconciler } from './runtime/types';
@@ -292,9 +293,7 @@ export class VirtualMachineReconciler implements Reconciler<'VirtualMachine'> {
         if (b.status?.in_use_by) throw new StepFailure('BlockStorageInUse', `BlockStorage "${b.metadata.name}" is IN_USE by ${b.status.in_use_by}`);
         // Checked on the stored object too: the cached copy may predate the delete.
         if (b.metadata.deletionTimestamp) throw new StepFailure('BlockStorageBeingDeleted', `block_storage_names: BlockStorage "${b.metadata.name}" is being deleted`, 30_000);
-        b.status ??= {};
-        b.status.in_use_by = name;
-        b.status.state = 'IN_USE';
+        return setUser(b, name);
       }, { subresource: 'status' });
     }
 
@@ -422,8 +421,7 @@ export class VirtualMachineReconciler implements Reconciler<'VirtualMachine'> {
     for (const bsName of vm.spec.block_storage_names ?? []) {
       await mutate(ctx.store, 'BlockStorage', bsName, (b) => {
         if (b.status?.in_use_by !== name) return false;
-        delete b.status.in_use_by;
-        b.status.state = b.spec.protected ? 'PROTECTED' : 'AVAILABLE';
+        return setUser(b, undefined);
       }, { subresource: 'status' }).catch((err) => { if (!isN0Error(err, 'NotFound')) throw err; });
     }
     // Its compute is released by its going: what a node gives away is derived from what is placed.
