@@ -62,7 +62,8 @@ export function reservationName(what: Reservation['what'], node: string, key: st
   return `${what}.${node}.${key}`;
 }
 
-const vmCompute = (vm: VirtualMachine): ComputeRequest => ({
+/** What a VM asks of its node, in the seed's field names (a request defaults to its limit). */
+export const vmCompute = (vm: Pick<VirtualMachine, 'spec'>): ComputeRequest => ({
   request_cpu_milli_core: vm.spec.request_cpu_milli_core ?? vm.spec.limit_cpu_milli_core,
   limit_cpu_milli_core: vm.spec.limit_cpu_milli_core,
   request_memory_bytes: vm.spec.request_memory_bytes ?? vm.spec.limit_memory_bytes,

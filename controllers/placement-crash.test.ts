@@ -188,6 +188,34 @@ describe('a controller killed between recording a placement and committing it', 
     expect(await holders('reserved_storages', 'disk3')).toEqual([]);
     expect(agentCalls).toEqual([]);
   });
+
+  it('VM resized behind admission\'s back (two raises side by side, written to the store): the counter\'s commit refuses what does not fit, and the VM keeps its size', async () => {
+    const r = new VirtualMachineReconciler(() => agent);
+    const vm = (name: string) => ({ ...vmDoc, metadata: { name }, spec: { ...vmDoc.spec, node_name: 'n1' } }) as KindMap['VirtualMachine'];
+    for (const name of ['vm1', 'vm2']) {
+      await store.create(vm(name));
+      await r.reconcile(name, await ctxOf(r));
+      expect((await store.get('VirtualMachine', name)).status).toMatchObject({ state: 'RUNNING', allocated_compute: { limit_cpu_milli_core: 1000 } });
+    }
+    // n1 has 4 cores: 2 + 3 do not fit together; each raise alone would.
+    const raise = async (name: string, cores: number) => { const v = await store.get('VirtualMachine', name); return store.update({ ...v, spec: { ...v.spec, limit_cpu_milli_core: cores * 1000 } }); };
+    await raise('vm1', 2);
+    await raise('vm2', 3);
+    agentCalls.length = 0;
+    for (const name of ['vm1', 'vm2']) await r.reconcile(name, await ctxOf(r));
+    const after = await Promise.all(['vm1', 'vm2'].map((n) => store.get('VirtualMachine', n)));
+    for (const v of after) {
+      expect(v.status?.allocated_compute?.limit_cpu_milli_core).toBe(1000);
+      expect(v.status?.conditions?.find((c) => c.type === 'Ready')).toMatchObject({ status: 'False', reason: 'Unschedulable', message: expect.stringMatching(/^limit_cpu_milli_core: the resize does not fit node n1/) });
+    }
+    expect(agentCalls).toEqual([]);
+    // vm2 goes back to 1 core: vm1's raise fits now, and is taken at its next pass.
+    await raise('vm2', 1);
+    for (const name of ['vm2', 'vm1']) await r.reconcile(name, await ctxOf(r));
+    expect((await store.get('VirtualMachine', 'vm1')).status).toMatchObject({ state: 'RUNNING', allocated_compute: { limit_cpu_milli_core: 2000 } });
+    expect((await store.get('VirtualMachine', 'vm2')).status).toMatchObject({ state: 'RUNNING', allocated_compute: { limit_cpu_milli_core: 1000 } });
+    expect(agentCalls).toEqual(['ensureVm vm2', 'ensureVm vm1']);
+  });
 });
 
 describe('a VM naming a disk that is being deleted', () => {
