@@ -145,8 +145,9 @@ export function storeView(store: Store): PlacementView {
   };
 }
 
-const revisionNumber = (rv: string | undefined): bigint => (rv !== undefined && /^\d+$/.test(rv) ? BigInt(rv) : -1n);
-const newer = (a: string | undefined, b: string | undefined): string | undefined => (revisionNumber(b) > revisionNumber(a) ? b : a);
+/** A resourceVersion as a number to order by (-1 for none). */
+export const revisionNumber = (rv: string | undefined): bigint => (rv !== undefined && /^\d+$/.test(rv) ? BigInt(rv) : -1n);
+export const newer = (a: string | undefined, b: string | undefined): string | undefined => (revisionNumber(b) > revisionNumber(a) ? b : a);
 
 /** What a record's commit needs: which object, at which revision, and how it must fit. */
 export interface PlacementRecord {

@@ -11,13 +11,14 @@ import { cacheView } from './usage';
 
 /**
  * Commits `vm`'s compute (`reservation`) on `nodeName` when it asks more than the node last
- * accepted (status.allocated_compute; a VM without one, placed before it was recorded, is
- * committed once). FailedPrecondition naming the raised field when it does not fit; the VM keeps
+ * accepted (status.allocated_compute). FailedPrecondition naming the raised field when it does not fit; the VM keeps
  * running at the size it had, and what the node gives away already counts the raise.
  */
 export async function commitRaise(ctx: ReconcileContext, vm: VirtualMachine, nodeName: string, reservation: Reservation & { what: 'compute' }): Promise<void> {
   const allocated = vm.status?.allocated_compute as Reservation['value'] | undefined;
-  const raised = allocated ? raisedCompute(allocated as never, reservation.value) : ['limit_cpu_milli_core'];
+  // A VM placed before the field was recorded is taken at its size (its next write records it):
+  // judging it now could stop a running VM on a node its upgrade found already full.
+  const raised = raisedCompute(allocated as never, reservation.value);
   if (!raised.length) return;
   try {
     await commitPlacement(ctx.store, cacheView(ctx), nodeName, { kind: 'VirtualMachine', key: vm.metadata.name, resourceVersion: vm.metadata.resourceVersion!, reservation });

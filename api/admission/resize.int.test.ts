@@ -2,9 +2,8 @@
 // admission module whatever the entrance (the seed's UpdateVirtualMachine, ResourceService.Apply as
 // n0ctl apply sends it, the admission webhook's review of a store write), FAILED_PRECONDITION naming
 // the field, and nothing is written; a raise that fits is written.
-import { randomBytes } from 'node:crypto';
-import { openStore, type Store } from '../store';
-import { startEtcd } from '../store/etcd-process';
+import type { Store } from '../store';
+import { openTestEtcdStore } from '../store/testing/etcd';
 import { API_VERSION, type Node, type VirtualMachine } from '../types';
 import { virtualMachineService } from '../server/virtualmachine';
 import { resourceService } from '../server/resource';
@@ -14,11 +13,9 @@ jest.setTimeout(60_000);
 const GiB = 2 ** 30;
 
 let store: Store;
-let stopEtcd: () => Promise<void> = async () => undefined;
+let close: () => Promise<void>;
 beforeAll(async () => {
-  let endpoint = process.env.N0STACK_TEST_ETCD;
-  if (!endpoint) { const etcd = await startEtcd(); endpoint = etcd.endpoint; stopEtcd = () => etcd.stop(); }
-  store = await openStore({ backend: 'etcd', etcdEndpoints: [endpoint], prefix: `/n0stack-resize-${randomBytes(4).toString('hex')}` });
+  ({ store, close } = await openTestEtcdStore('resize'));
   const node = await store.create({ apiVersion: API_VERSION, kind: 'Node', metadata: { name: 'n1' }, spec: { address: '10.255.0.1', cpu_milli_cores: 4000, memory_bytes: 8 * GiB, storage_bytes: 100 * GiB } } as Node);
   await store.update({ ...node, status: { state: 'Ready' } }, { subresource: 'status' });
   // Two VMs placed on n1 (as their controller leaves them), one core and 1 GiB each: 2 cores and 6 GiB free.
@@ -27,7 +24,7 @@ beforeAll(async () => {
     await store.update({ ...vm, status: { node_name: 'n1', state: 'RUNNING' } }, { subresource: 'status' });
   }
 });
-afterAll(async () => { await store?.close(); await stopEtcd(); });
+afterAll(async () => { await close?.(); });
 
 const call = () => ({ deadline: Date.now() + 5_000, signal: new AbortController().signal });
 const context = () => ({ store, defaultWaitMs: 1_000 });
