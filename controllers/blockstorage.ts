@@ -225,12 +225,17 @@ export class BlockStorageReconciler implements Reconciler<'BlockStorage'> {
     if (bs.status?.conditions?.find((c) => c.type === 'Ready')?.reason !== DELETION_BLOCKED) ctx.events?.normal(bs, 'Deleting', `deleting block storage ${name}${bs.status?.node_name ? ` from node ${bs.status.node_name}` : ''}`);
     const dependants = await this.dependants(bs, ctx);
     if (dependants.length) {
-      await this.setStatus(ctx, name, bs.metadata.generation ?? 1, {}, { type: 'Ready', status: 'False', reason: DELETION_BLOCKED, message: `deletion waits for ${describeDependants(dependants)}` });
+      // A disk placed by its creation keeps counting on its node while it waits: the write names the node.
+      const placed = blockStorageNode(bs);
+      await this.setStatus(ctx, name, bs.metadata.generation ?? 1, placed ? { node_name: placed } : {}, { type: 'Ready', status: 'False', reason: DELETION_BLOCKED, message: `deletion waits for ${describeDependants(dependants)}` });
       // The watches requeue it when a dependant changes; the delay covers a missed event.
       return { requeueAfterMs: 30000 };
     }
-    // A disk committed on its pinned node may have been made before its status named the node.
-    const nodeName = blockStorageNode(bs);
+    // A disk pinned at creation may have been made on its node before any status write named it
+    // (a pass killed after the agent's answer; one refused later, e.g. after a grow, writes none):
+    // its pinned node is asked too while that Node exists. Deleting a disk an agent lacks is a no-op.
+    const pinned = bs.spec.node_name && (ctx.cache.get('Node', bs.spec.node_name) ?? await ctx.store.get('Node', bs.spec.node_name).catch((err) => { if (isN0Error(err, 'NotFound')) return undefined; throw err; })) ? bs.spec.node_name : undefined;
+    const nodeName = bs.status?.node_name ?? pinned;
     if (nodeName) await this.agents(nodeName).deleteBlockStorage(name);
     // Its storage is released by its going: what a node gives away is derived from what is placed.
     await mutate(ctx.store, 'BlockStorage', name, (b) => {

@@ -137,15 +137,19 @@ describe('a controller killed between recording a placement and committing it', 
       : Reflect.get(target, prop, receiver),
   });
 
-  it('BlockStorage pinned at creation: counts from its creation; a crash after the agent made it, before any status write, leaks nothing', async () => {
-    const r = new BlockStorageReconciler(() => agent);
-    await store.create(pinnedDoc);
-    expect(await holders('reserved_storages', 'disk3')).toEqual(['n2']);
-    // Killed the moment the agent has made it: no write of that process lands after.
+  /** A pass killed the moment the agent has made disk3: no write of that process lands after. */
+  async function killedOnceMade(r: BlockStorageReconciler): Promise<void> {
     let killed = false;
     const dying = { ...agent, ensureBlockStorage: async (req: { name: string; limitBytes: number }) => { const made = await (agent.ensureBlockStorage as any)(req); killed = true; return made; } } as unknown as AgentApi;
     const dead = new Proxy(store, { get: (target, prop, receiver) => (prop === 'update' ? (...a: Parameters<Store['update']>) => (killed ? Promise.reject(new Error('controller killed')) : target.update(...a)) : Reflect.get(target, prop, receiver)) });
     await expect(new BlockStorageReconciler(() => dying).reconcile('disk3', await ctxOf(r, dead))).rejects.toThrow('controller killed');
+  }
+
+  it('BlockStorage pinned at creation: counts from its creation; a crash after the agent made it, before any status write, leaks nothing', async () => {
+    const r = new BlockStorageReconciler(() => agent);
+    await store.create(pinnedDoc);
+    expect(await holders('reserved_storages', 'disk3')).toEqual(['n2']);
+    await killedOnceMade(r);
     expect((await store.get('BlockStorage', 'disk3')).status?.conditions).toBeUndefined();
     expect(BigInt((await committed('n2')).BlockStorage!)).toBeGreaterThan(0n);
     expect(await holders('reserved_storages', 'disk3')).toEqual(['n2']);
@@ -155,6 +159,20 @@ describe('a controller killed between recording a placement and committing it', 
     await expect(store.get('BlockStorage', 'disk3')).rejects.toThrow(/not found/i);
     expect(agentCalls).toEqual(['ensureBlockStorage disk3', 'deleteBlockStorage disk3']);
     expect(await holders('reserved_storages', 'disk3')).toEqual([]);
+  });
+
+  it('BlockStorage pinned at creation, made by a pass killed before any status write, then grown past its node: refused, and its delete still removes the file', async () => {
+    const r = new BlockStorageReconciler(() => agent);
+    await store.create(pinnedDoc);
+    await killedOnceMade(r);
+    const made = await store.get('BlockStorage', 'disk3');
+    await store.update({ ...made, spec: { ...made.spec, request_bytes: 200 * GiB, limit_bytes: 200 * GiB } });
+    await r.reconcile('disk3', await ctxOf(r));
+    expect((await store.get('BlockStorage', 'disk3')).status).toMatchObject({ state: 'FAILED', conditions: [expect.objectContaining({ reason: 'Unschedulable' })] });
+    await store.delete('BlockStorage', 'disk3');
+    await r.reconcile('disk3', await ctxOf(r));
+    await expect(store.get('BlockStorage', 'disk3')).rejects.toThrow(/not found/i);
+    expect(agentCalls).toEqual(['ensureBlockStorage disk3', 'deleteBlockStorage disk3']);
   });
 
   it('BlockStorage pinned at creation: made with one status write; a VM claiming it is the disk\'s second, and its own pass then writes nothing', async () => {
