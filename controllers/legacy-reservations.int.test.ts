@@ -9,7 +9,7 @@ import type { Store } from '../api/store';
 import { openTestEtcdStore } from '../api/store/testing/etcd';
 import { API_VERSION, type Kind, type KindMap, type Node } from '../api/types';
 import { NodeReconciler } from './node';
-import type { ReconcileContext } from './runtime/types';
+import { snapshotContext } from './runtime/testing/snapshot';
 
 jest.setTimeout(60_000);
 const GiB = 2 ** 30;
@@ -37,13 +37,7 @@ async function legacyNode(name: string): Promise<Node> {
   } }, { subresource: 'status' });
 }
 
-/** A reconcile context whose cache is the store as of now. */
-async function ctxOf(s: Store = store): Promise<ReconcileContext> {
-  const objects = new Map<Kind, KindMap[Kind][]>();
-  for (const kind of ['Node', 'NodeLease', 'Reservation'] as Kind[]) objects.set(kind, (await store.list(kind)).items);
-  const list = <K extends Kind>(kind: K) => (objects.get(kind) ?? []) as KindMap[K][];
-  return { store: s, cache: { get: (kind, name) => list(kind).find((o) => o.metadata.name === name), list, byIndex: () => [] }, signal: new AbortController().signal, enqueue: () => undefined } as ReconcileContext;
-}
+const ctxOf = (s: Store = store) => snapshotContext(store, [], s);
 const reservations = async (node: string) => (await store.list('Reservation')).items.filter((r) => r.spec.node_name === node).map((r) => r.metadata.name).sort();
 /** The store as a controller killed just before its Node write sees it. */
 const killedAtNodeWrite = (s: Store): Store => new Proxy(s, {

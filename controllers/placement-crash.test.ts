@@ -11,6 +11,7 @@ import type { Store } from '../api/store/store';
 import type { Kind, KindMap, Node } from '../api/types';
 import { BlockStorageReconciler } from './blockstorage';
 import { MemoryStore } from './runtime/testing/memory-store';
+import { snapshotContext } from './runtime/testing/snapshot';
 import type { Cache, ReconcileContext, Reconciler } from './runtime/types';
 import { VirtualMachineReconciler } from './virtualmachine';
 
@@ -48,19 +49,7 @@ describe('a controller killed between recording a placement and committing it', 
   } as unknown as AgentApi;
 
   /** A reconcile context whose cache is the store as of now (what a restarted controller's informers list). */
-  async function ctxOf(reconciler: Reconciler, s: Store = store): Promise<ReconcileContext> {
-    const objects = new Map<Kind, KindMap[Kind][]>();
-    for (const kind of KINDS) objects.set(kind, (await store.list(kind)).items);
-    const list = <K extends Kind>(kind: K) => (objects.get(kind) ?? []) as KindMap[K][];
-    const cache: Cache = {
-      get: (kind, name) => list(kind).find((o) => o.metadata.name === name),
-      list,
-      byIndex: (kind, index, key) => list(kind).filter((o) => reconciler.indexes!.find((i) => i.kind === kind && i.name === index)!.keys(o).includes(key)),
-    };
-    // Any event recorder the reconcilers may call answers nothing.
-    const events = new Proxy({} as NonNullable<ReconcileContext['events']>, { get: () => () => undefined });
-    return { store: s, cache, signal: new AbortController().signal, enqueue: () => undefined, events } as ReconcileContext;
-  }
+  const ctxOf = (reconciler: Reconciler, s: Store = store) => snapshotContext(store, reconciler.indexes, s);
   /** Which nodes' derived usage holds `key` (the seed's view of every node). */
   const holders = async (field: 'reserved_computes' | 'reserved_storages', key: string) =>
     (await renderFromStore(store, (await store.list('Node')).items)).filter((n) => n.status?.[field]?.[key]).map((n) => n.metadata.name);
