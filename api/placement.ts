@@ -62,7 +62,8 @@ export function reservationName(what: Reservation['what'], node: string, key: st
   return `${what}.${node}.${key}`;
 }
 
-const vmCompute = (vm: VirtualMachine): ComputeRequest => ({
+/** What a VM asks of its node, in the seed's field names (a request defaults to its limit). */
+export const vmCompute = (vm: Pick<VirtualMachine, 'spec'>): ComputeRequest => ({
   request_cpu_milli_core: vm.spec.request_cpu_milli_core ?? vm.spec.limit_cpu_milli_core,
   limit_cpu_milli_core: vm.spec.limit_cpu_milli_core,
   request_memory_bytes: vm.spec.request_memory_bytes ?? vm.spec.limit_memory_bytes,
@@ -97,12 +98,22 @@ export function renderNode(node: Node, placed: Placed): Node {
   return rendered;
 }
 
+/**
+ * The node a disk is placed on: its status's, or, for a disk pinned when it was created
+ * (spec.node_name, e.g. GenerateBlockStorage's overlay on its base's node) that no reconcile has
+ * written yet, its spec's. Such a disk's creation is its placement record (step 2), so the
+ * reconciler commits it without writing a record first; its first status write names the node.
+ */
+export function blockStorageNode(bs: BlockStorage): string | undefined {
+  return bs.status?.node_name ?? (bs.spec.node_name && readyReason(bs) === undefined ? bs.spec.node_name : undefined);
+}
+
 /** Groups everything placed, by node (one pass over each kind). */
 export function groupPlaced(vms: readonly VirtualMachine[], disks: readonly BlockStorage[], reservations: readonly ReservationDoc[]): (node: string) => Placed {
   const by = new Map<string, { virtualMachines: VirtualMachine[]; blockStorages: BlockStorage[]; reservations: ReservationDoc[] }>();
   const of = (node: string) => { let p = by.get(node); if (!p) by.set(node, p = { virtualMachines: [], blockStorages: [], reservations: [] }); return p; };
   for (const vm of vms) if (vm.status?.node_name) of(vm.status.node_name).virtualMachines.push(vm);
-  for (const bs of disks) if (bs.status?.node_name) of(bs.status.node_name).blockStorages.push(bs);
+  for (const bs of disks) { const n = blockStorageNode(bs); if (n) of(n).blockStorages.push(bs); }
   for (const r of reservations) of(r.spec.node_name).reservations.push(r);
   return (node) => by.get(node) ?? { virtualMachines: [], blockStorages: [], reservations: [] };
 }
@@ -134,8 +145,9 @@ export function storeView(store: Store): PlacementView {
   };
 }
 
-const revisionNumber = (rv: string | undefined): bigint => (rv !== undefined && /^\d+$/.test(rv) ? BigInt(rv) : -1n);
-const newer = (a: string | undefined, b: string | undefined): string | undefined => (revisionNumber(b) > revisionNumber(a) ? b : a);
+/** A resourceVersion as a number to order by (-1 for none). */
+export const revisionNumber = (rv: string | undefined): bigint => (rv !== undefined && /^\d+$/.test(rv) ? BigInt(rv) : -1n);
+export const newer = (a: string | undefined, b: string | undefined): string | undefined => (revisionNumber(b) > revisionNumber(a) ? b : a);
 
 /** What a record's commit needs: which object, at which revision, and how it must fit. */
 export interface PlacementRecord {
@@ -173,7 +185,7 @@ function counted(placed: Placed, own: PlacementRecord, committed: Revisions): Pl
   };
   return {
     virtualMachines: placed.virtualMachines.filter((vm) => keep('VirtualMachine', vm.metadata.name, vm.metadata.resourceVersion, readyReason(vm) === PLACED_REASON.VirtualMachine)),
-    blockStorages: placed.blockStorages.filter((bs) => keep('BlockStorage', bs.metadata.name, bs.metadata.resourceVersion, bs.status?.state === 'PENDING' && readyReason(bs) === PLACED_REASON.BlockStorage)),
+    blockStorages: placed.blockStorages.filter((bs) => keep('BlockStorage', bs.metadata.name, bs.metadata.resourceVersion, readyReason(bs) === undefined || (bs.status?.state === 'PENDING' && readyReason(bs) === PLACED_REASON.BlockStorage))),
     reservations: placed.reservations.filter((r) => keep('Reservation', r.metadata.name, r.metadata.resourceVersion, true)),
   };
 }

@@ -9,7 +9,7 @@ import { setCondition, type ConditionInput } from '../api/conditions';
 import { mutate } from '../api/store/mutate';
 import { DELETION_BLOCKED, describeDependants, FINALIZERS, strategyFor, type World } from '../api/admission';
 import type { AgentResolver } from './agents';
-import { commitPlacement, placeAndRecord, type Reservation } from '../api/placement';
+import { blockStorageNode, commitPlacement, placeAndRecord, type Reservation } from '../api/placement';
 import { cacheView, USAGE_INDEXES } from './usage';
 import { getWithFinalizer } from './runtime/finalizer';
 import type { ReconcileContext, ReconcileResult, Reconciler } from './runtime/types';
@@ -30,6 +30,27 @@ const PROGRESS_MS = 1000;
 const READY_REASONS = new Set(['AVAILABLE', 'IN_USE', 'PROTECTED']);
 
 const INDEX = { bySource: 'blockstorage-by-source', byBlockStorage: 'vm-by-blockstorage-protection' } as const;
+
+/** The Ready condition of a disk that is made: its state, and where. */
+const readyCondition = (state: string, nodeName: string | undefined): ConditionInput => ({ type: 'Ready', status: 'True', reason: state, message: `on node ${nodeName}` });
+
+/**
+ * A VM's claim on a made disk (`vm`) or its release (undefined), as the VM reconciler writes it:
+ * with the state and Ready condition this reconciler would write next, so the claim is the disk's
+ * one write for it, and the pass the claim wakes up has nothing to change. False when it already says so.
+ */
+export function setUser(b: BlockStorage, vm: string | undefined): boolean {
+  const state = vm ? 'IN_USE' : b.spec.protected ? 'PROTECTED' : 'AVAILABLE';
+  if (b.status?.in_use_by === vm && b.status?.state === state) return false;
+  b.status ??= {};
+  if (vm) b.status.in_use_by = vm; else delete b.status.in_use_by;
+  b.status.state = state;
+  // Only a disk that was made carries a Ready condition to follow (claims wait for AVAILABLE).
+  if (READY_REASONS.has(readyReasonOf(b) ?? '')) b.status.conditions = setCondition(b.status.conditions, readyCondition(state, b.status.node_name), b.status.observedGeneration);
+  return true;
+}
+
+const readyReasonOf = (b: BlockStorage) => b.status?.conditions?.find((c) => c.type === 'Ready')?.reason;
 
 /** A deleting disk's dependants changed: look at it again (only ones in deletion are requeued). */
 const deleting = (names: (string | undefined)[], cache: { get(kind: 'BlockStorage', name: string): BlockStorage | undefined }) =>
@@ -57,6 +78,9 @@ export class BlockStorageReconciler implements Reconciler<'BlockStorage'> {
 
     // 1. Placement: kept once chosen; a copy or overlay goes where its source is.
     let nodeName = bs.status?.node_name;
+    // Written with every status write until the status names the node: a disk pinned at creation
+    // is committed without a record write of its own (api/placement.ts blockStorageNode).
+    let recordNode: Partial<BlockStorageStatus> = {};
     const reservation: Reservation = { what: 'storage', value: { request_bytes: bs.spec.request_bytes, limit_bytes: bs.spec.limit_bytes } };
     const unplace = () => this.setStatus(ctx, name, generation, { node_name: undefined, state: 'PENDING' }, { type: 'Ready', status: 'False', reason: 'Unschedulable', message: 'the placement was refused; placing again' });
     if (!nodeName) {
@@ -75,15 +99,23 @@ export class BlockStorageReconciler implements Reconciler<'BlockStorage'> {
         }
         pinned = sourceNode;
       }
-      // Record the node in status, then commit it against the node's placement counter (api/placement.ts).
       try {
-        nodeName = await placeAndRecord(ctx.store, cacheView(ctx), name, reservation, {
-          record: async (n) => {
-            const written = await this.setStatus(ctx, name, generation, { node_name: n, state: 'PENDING' }, { type: 'Ready', status: 'False', reason: 'Creating', message: `creating on node ${n}` });
-            return { kind: 'BlockStorage', key: name, resourceVersion: written.metadata.resourceVersion!, reservation };
-          },
-          undo: async () => { await unplace(); },
-        }, { pinnedNode: pinned });
+        if (pinned && blockStorageNode(bs) === pinned) {
+          // Its creation is the record: commit it (a no-op when a pass already did), then make it.
+          await commitPlacement(ctx.store, cacheView(ctx), pinned, { kind: 'BlockStorage', key: name, resourceVersion: bs.metadata.resourceVersion!, reservation });
+          nodeName = pinned;
+          recordNode = { node_name: pinned };
+          ctx.events?.normal(bs, 'Scheduled', `creating on node ${pinned}`);
+        } else {
+          // Record the node in status, then commit it against the node's placement counter (api/placement.ts).
+          nodeName = await placeAndRecord(ctx.store, cacheView(ctx), name, reservation, {
+            record: async (n) => {
+              const written = await this.setStatus(ctx, name, generation, { node_name: n, state: 'PENDING' }, { type: 'Ready', status: 'False', reason: 'Creating', message: `creating on node ${n}` });
+              return { kind: 'BlockStorage', key: name, resourceVersion: written.metadata.resourceVersion!, reservation };
+            },
+            undo: async () => { await unplace(); },
+          }, { pinnedNode: pinned });
+        }
       } catch (err) {
         if (!isN0Error(err, 'FailedPrecondition')) throw err;
         await this.setStatus(ctx, name, generation, { state: 'FAILED' }, { type: 'Ready', status: 'False', reason: 'Unschedulable', message: (err as Error).message });
@@ -114,19 +146,19 @@ export class BlockStorageReconciler implements Reconciler<'BlockStorage'> {
       });
     } catch (err) {
       if (isN0Error(err, 'InvalidArgument') || isN0Error(err, 'FailedPrecondition')) {
-        await this.setStatus(ctx, name, generation, { state: 'FAILED' }, { type: 'Ready', status: 'False', reason: 'AgentRejected', message: (err as Error).message });
+        await this.setStatus(ctx, name, generation, { ...recordNode, state: 'FAILED' }, { type: 'Ready', status: 'False', reason: 'AgentRejected', message: (err as Error).message });
         return { requeueAfterMs: 30000 };
       }
-      await this.setStatus(ctx, name, generation, {}, { type: 'Ready', status: 'Unknown', reason: 'AgentUnavailable', message: `node ${nodeName}: ${(err as Error).message}` });
+      await this.setStatus(ctx, name, generation, recordNode, { type: 'Ready', status: 'Unknown', reason: 'AgentUnavailable', message: `node ${nodeName}: ${(err as Error).message}` });
       throw err;
     }
     if (obs.error) {
-      await this.setStatus(ctx, name, generation, { state: 'FAILED' }, { type: 'Ready', status: 'False', reason: bs.spec.source_url ? 'FetchFailed' : 'CreateFailed', message: obs.error });
+      await this.setStatus(ctx, name, generation, { ...recordNode, state: 'FAILED' }, { type: 'Ready', status: 'False', reason: bs.spec.source_url ? 'FetchFailed' : 'CreateFailed', message: obs.error });
       return { requeueAfterMs: 30000 };
     }
     if (obs.inProgress || !obs.present) {
       const p = obs.inProgress;
-      await this.setStatus(ctx, name, generation, { state: 'PENDING', progress: p ? { bytes_done: p.bytesDone, bytes_total: p.bytesTotal, phase: p.phase } : undefined },
+      await this.setStatus(ctx, name, generation, { ...recordNode, state: 'PENDING', progress: p ? { bytes_done: p.bytesDone, bytes_total: p.bytesTotal, phase: p.phase } : undefined },
         { type: 'Ready', status: 'False', reason: 'InProgress', message: p ? `${p.phase}: ${p.bytesDone}/${p.bytesTotal || '?'} bytes` : 'creating' });
       // An agent holds the answer while the work runs (completionWaitMs) and answers the moment
       // it ends, so asking again at once loses nothing; one that answers at once is asked once a second.
@@ -140,8 +172,8 @@ export class BlockStorageReconciler implements Reconciler<'BlockStorage'> {
     const user = fresh.status?.in_use_by || fresh.spec.claimed_by;
     const state = fresh.spec.protected ? 'PROTECTED' : user ? 'IN_USE' : 'AVAILABLE';
     // Fenced on `fresh`: a VM claiming the disk meanwhile (IN_USE) must not be overwritten by AVAILABLE.
-    await this.setStatus(ctx, name, generation, { state, actual_limit_bytes: obs.info?.virtualSize, progress: undefined },
-      { type: 'Ready', status: 'True', reason: state, message: `on node ${nodeName}` }, fresh);
+    await this.setStatus(ctx, name, generation, { ...recordNode, state, actual_limit_bytes: obs.info?.virtualSize, progress: undefined },
+      readyCondition(state, nodeName), fresh);
     return {};
   }
 
@@ -193,11 +225,17 @@ export class BlockStorageReconciler implements Reconciler<'BlockStorage'> {
     if (bs.status?.conditions?.find((c) => c.type === 'Ready')?.reason !== DELETION_BLOCKED) ctx.events?.normal(bs, 'Deleting', `deleting block storage ${name}${bs.status?.node_name ? ` from node ${bs.status.node_name}` : ''}`);
     const dependants = await this.dependants(bs, ctx);
     if (dependants.length) {
-      await this.setStatus(ctx, name, bs.metadata.generation ?? 1, {}, { type: 'Ready', status: 'False', reason: DELETION_BLOCKED, message: `deletion waits for ${describeDependants(dependants)}` });
+      // A disk placed by its creation keeps counting on its node while it waits: the write names the node.
+      const placed = blockStorageNode(bs);
+      await this.setStatus(ctx, name, bs.metadata.generation ?? 1, placed ? { node_name: placed } : {}, { type: 'Ready', status: 'False', reason: DELETION_BLOCKED, message: `deletion waits for ${describeDependants(dependants)}` });
       // The watches requeue it when a dependant changes; the delay covers a missed event.
       return { requeueAfterMs: 30000 };
     }
-    const nodeName = bs.status?.node_name;
+    // A disk pinned at creation may have been made on its node before any status write named it
+    // (a pass killed after the agent's answer; one refused later, e.g. after a grow, writes none):
+    // its pinned node is asked too while that Node exists. Deleting a disk an agent lacks is a no-op.
+    const pinned = bs.spec.node_name && (ctx.cache.get('Node', bs.spec.node_name) ?? await ctx.store.get('Node', bs.spec.node_name).catch((err) => { if (isN0Error(err, 'NotFound')) return undefined; throw err; })) ? bs.spec.node_name : undefined;
+    const nodeName = bs.status?.node_name ?? pinned;
     if (nodeName) await this.agents(nodeName).deleteBlockStorage(name);
     // Its storage is released by its going: what a node gives away is derived from what is placed.
     await mutate(ctx.store, 'BlockStorage', name, (b) => {

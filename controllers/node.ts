@@ -12,6 +12,7 @@ import type { Node, NodeStatus } from '../api/types';
 import type { Cache } from './runtime/types';
 import { setCondition } from '../api/conditions';
 import { lastHeartbeat } from '../api/lease';
+import { hasLegacyReservations, migrateLegacyReservations } from './legacy-reservations';
 import type { ReconcileContext, ReconcileResult, Reconciler } from './runtime/types';
 
 export const DEFAULT_HEARTBEAT_TIMEOUT_MS = 20_000;
@@ -74,6 +75,11 @@ export class NodeReconciler implements Reconciler<'Node'> {
   async reconcile(name: string, ctx: ReconcileContext): Promise<ReconcileResult> {
     // Most Node events are lease renewals and placements that leave readiness as it is: judge the cached copy first and touch the store only when something is to write.
     const cached = ctx.cache.get('Node', name);
+    // Lists stored by an older version first: until they are Reservations, placement cannot see them.
+    if (hasLegacyReservations(cached)) {
+      const again = await migrateLegacyReservations(ctx, name);
+      if (again !== undefined) return { requeueAfterMs: again };
+    }
     let held = false;
     // The store is read only while the finalizer is missing or the node is being deleted.
     if (!cached || cached.metadata.deletionTimestamp || !cached.metadata.finalizers?.includes(FINALIZERS.node)) {

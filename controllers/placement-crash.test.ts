@@ -11,6 +11,7 @@ import type { Store } from '../api/store/store';
 import type { Kind, KindMap, Node } from '../api/types';
 import { BlockStorageReconciler } from './blockstorage';
 import { MemoryStore } from './runtime/testing/memory-store';
+import { snapshotContext } from './runtime/testing/snapshot';
 import type { Cache, ReconcileContext, Reconciler } from './runtime/types';
 import { VirtualMachineReconciler } from './virtualmachine';
 
@@ -48,19 +49,7 @@ describe('a controller killed between recording a placement and committing it', 
   } as unknown as AgentApi;
 
   /** A reconcile context whose cache is the store as of now (what a restarted controller's informers list). */
-  async function ctxOf(reconciler: Reconciler, s: Store = store): Promise<ReconcileContext> {
-    const objects = new Map<Kind, KindMap[Kind][]>();
-    for (const kind of KINDS) objects.set(kind, (await store.list(kind)).items);
-    const list = <K extends Kind>(kind: K) => (objects.get(kind) ?? []) as KindMap[K][];
-    const cache: Cache = {
-      get: (kind, name) => list(kind).find((o) => o.metadata.name === name),
-      list,
-      byIndex: (kind, index, key) => list(kind).filter((o) => reconciler.indexes!.find((i) => i.kind === kind && i.name === index)!.keys(o).includes(key)),
-    };
-    // Any event recorder the reconcilers may call answers nothing.
-    const events = new Proxy({} as NonNullable<ReconcileContext['events']>, { get: () => () => undefined });
-    return { store: s, cache, signal: new AbortController().signal, enqueue: () => undefined, events } as ReconcileContext;
-  }
+  const ctxOf = (reconciler: Reconciler, s: Store = store) => snapshotContext(store, reconciler.indexes, s);
   /** Which nodes' derived usage holds `key` (the seed's view of every node). */
   const holders = async (field: 'reserved_computes' | 'reserved_storages', key: string) =>
     (await renderFromStore(store, (await store.list('Node')).items)).filter((n) => n.status?.[field]?.[key]).map((n) => n.metadata.name);
@@ -126,6 +115,113 @@ describe('a controller killed between recording a placement and committing it', 
     await expect(store.get('BlockStorage', 'disk2')).rejects.toThrow(/not found/i);
     expect(await holders('reserved_storages', 'disk2')).toEqual([]);
     expect(agentCalls).not.toContain('ensureBlockStorage disk2');
+  });
+
+  // GenerateBlockStorage's overlay is pinned at creation (spec.node_name): its creation is its
+  // record, so no record write comes before the commit, and the disk's one status write names the node.
+  const pinnedDoc = { ...bsDoc, metadata: { name: 'disk3' }, spec: { ...bsDoc.spec, node_name: 'n2' } } as KindMap['BlockStorage'];
+  const statusWrites = (s: Store, kind: Kind, log: string[]): Store => new Proxy(s, {
+    get: (target, prop, receiver) => prop === 'update'
+      ? (obj: KindMap[Kind], o?: { subresource?: 'status' }) => { if (obj.kind === kind && o?.subresource === 'status') log.push(String((obj.status as { state?: string })?.state)); return target.update(obj, o); }
+      : Reflect.get(target, prop, receiver),
+  });
+
+  /** A pass killed the moment the agent has made disk3: no write of that process lands after. */
+  async function killedOnceMade(r: BlockStorageReconciler): Promise<void> {
+    let killed = false;
+    const dying = { ...agent, ensureBlockStorage: async (req: { name: string; limitBytes: number }) => { const made = await (agent.ensureBlockStorage as any)(req); killed = true; return made; } } as unknown as AgentApi;
+    const dead = new Proxy(store, { get: (target, prop, receiver) => (prop === 'update' ? (...a: Parameters<Store['update']>) => (killed ? Promise.reject(new Error('controller killed')) : target.update(...a)) : Reflect.get(target, prop, receiver)) });
+    await expect(new BlockStorageReconciler(() => dying).reconcile('disk3', await ctxOf(r, dead))).rejects.toThrow('controller killed');
+  }
+
+  it('BlockStorage pinned at creation: counts from its creation; a crash after the agent made it, before any status write, leaks nothing', async () => {
+    const r = new BlockStorageReconciler(() => agent);
+    await store.create(pinnedDoc);
+    expect(await holders('reserved_storages', 'disk3')).toEqual(['n2']);
+    await killedOnceMade(r);
+    expect((await store.get('BlockStorage', 'disk3')).status?.conditions).toBeUndefined();
+    expect(BigInt((await committed('n2')).BlockStorage!)).toBeGreaterThan(0n);
+    expect(await holders('reserved_storages', 'disk3')).toEqual(['n2']);
+    // Deleted now: the file the agent made is removed from the pinned node, and its storage is free.
+    await store.delete('BlockStorage', 'disk3');
+    await r.reconcile('disk3', await ctxOf(r));
+    await expect(store.get('BlockStorage', 'disk3')).rejects.toThrow(/not found/i);
+    expect(agentCalls).toEqual(['ensureBlockStorage disk3', 'deleteBlockStorage disk3']);
+    expect(await holders('reserved_storages', 'disk3')).toEqual([]);
+  });
+
+  it('BlockStorage pinned at creation, made by a pass killed before any status write, then grown past its node: refused, and its delete still removes the file', async () => {
+    const r = new BlockStorageReconciler(() => agent);
+    await store.create(pinnedDoc);
+    await killedOnceMade(r);
+    const made = await store.get('BlockStorage', 'disk3');
+    await store.update({ ...made, spec: { ...made.spec, request_bytes: 200 * GiB, limit_bytes: 200 * GiB } });
+    await r.reconcile('disk3', await ctxOf(r));
+    expect((await store.get('BlockStorage', 'disk3')).status).toMatchObject({ state: 'FAILED', conditions: [expect.objectContaining({ reason: 'Unschedulable' })] });
+    await store.delete('BlockStorage', 'disk3');
+    await r.reconcile('disk3', await ctxOf(r));
+    await expect(store.get('BlockStorage', 'disk3')).rejects.toThrow(/not found/i);
+    expect(agentCalls).toEqual(['ensureBlockStorage disk3', 'deleteBlockStorage disk3']);
+  });
+
+  it('BlockStorage pinned at creation: made with one status write; a VM claiming it is the disk\'s second, and its own pass then writes nothing', async () => {
+    const writes: string[] = [];
+    const r = new BlockStorageReconciler(() => agent);
+    await store.create(pinnedDoc);
+    await r.reconcile('disk3', await ctxOf(r, statusWrites(store, 'BlockStorage', writes)));
+    expect(writes).toEqual(['AVAILABLE']);
+    expect((await store.get('BlockStorage', 'disk3')).status).toMatchObject({ node_name: 'n2', state: 'AVAILABLE' });
+    const vms = new VirtualMachineReconciler(() => agent);
+    await store.create({ ...vmDoc, spec: { ...vmDoc.spec, block_storage_names: ['disk3'] } });
+    await vms.reconcile('vm1', await ctxOf(vms, statusWrites(store, 'BlockStorage', writes)));
+    expect(writes).toEqual(['AVAILABLE', 'IN_USE']);
+    const claimed = await store.get('BlockStorage', 'disk3');
+    expect(claimed.status).toMatchObject({ in_use_by: 'vm1', state: 'IN_USE' });
+    expect(claimed.status?.conditions?.find((c) => c.type === 'Ready')).toMatchObject({ status: 'True', reason: 'IN_USE', message: 'on node n2' });
+    await r.reconcile('disk3', await ctxOf(r, statusWrites(store, 'BlockStorage', writes)));
+    expect(writes).toEqual(['AVAILABLE', 'IN_USE']);
+  });
+
+  it('BlockStorage pinned at creation to a node without room: one FAILED write, no longer counted, the agent never asked', async () => {
+    const writes: string[] = [];
+    const r = new BlockStorageReconciler(() => agent);
+    await store.create({ ...pinnedDoc, spec: { ...pinnedDoc.spec, request_bytes: 200 * GiB, limit_bytes: 200 * GiB } });
+    expect(await holders('reserved_storages', 'disk3')).toEqual(['n2']);
+    await r.reconcile('disk3', await ctxOf(r, statusWrites(store, 'BlockStorage', writes)));
+    expect(writes).toEqual(['FAILED']);
+    const failed = await store.get('BlockStorage', 'disk3');
+    expect(failed.status?.node_name).toBeUndefined();
+    expect(failed.status?.conditions?.find((c) => c.type === 'Ready')).toMatchObject({ reason: 'Unschedulable' });
+    expect(await holders('reserved_storages', 'disk3')).toEqual([]);
+    expect(agentCalls).toEqual([]);
+  });
+
+  it('VM resized behind admission\'s back (two raises side by side, written to the store): the counter\'s commit refuses what does not fit, and the VM keeps its size', async () => {
+    const r = new VirtualMachineReconciler(() => agent);
+    const vm = (name: string) => ({ ...vmDoc, metadata: { name }, spec: { ...vmDoc.spec, node_name: 'n1' } }) as KindMap['VirtualMachine'];
+    for (const name of ['vm1', 'vm2']) {
+      await store.create(vm(name));
+      await r.reconcile(name, await ctxOf(r));
+      expect((await store.get('VirtualMachine', name)).status).toMatchObject({ state: 'RUNNING', allocated_compute: { limit_cpu_milli_core: 1000 } });
+    }
+    // n1 has 4 cores: 2 + 3 do not fit together; each raise alone would.
+    const raise = async (name: string, cores: number) => { const v = await store.get('VirtualMachine', name); return store.update({ ...v, spec: { ...v.spec, limit_cpu_milli_core: cores * 1000 } }); };
+    await raise('vm1', 2);
+    await raise('vm2', 3);
+    agentCalls.length = 0;
+    for (const name of ['vm1', 'vm2']) await r.reconcile(name, await ctxOf(r));
+    const after = await Promise.all(['vm1', 'vm2'].map((n) => store.get('VirtualMachine', n)));
+    for (const v of after) {
+      expect(v.status?.allocated_compute?.limit_cpu_milli_core).toBe(1000);
+      expect(v.status?.conditions?.find((c) => c.type === 'Ready')).toMatchObject({ status: 'False', reason: 'Unschedulable', message: expect.stringMatching(/^limit_cpu_milli_core: the resize does not fit node n1/) });
+    }
+    expect(agentCalls).toEqual([]);
+    // vm2 goes back to 1 core: vm1's raise fits now, and is taken at its next pass.
+    await raise('vm2', 1);
+    for (const name of ['vm2', 'vm1']) await r.reconcile(name, await ctxOf(r));
+    expect((await store.get('VirtualMachine', 'vm1')).status).toMatchObject({ state: 'RUNNING', allocated_compute: { limit_cpu_milli_core: 2000 } });
+    expect((await store.get('VirtualMachine', 'vm2')).status).toMatchObject({ state: 'RUNNING', allocated_compute: { limit_cpu_milli_core: 1000 } });
+    expect(agentCalls).toEqual(['ensureVm vm2', 'ensureVm vm1']);
   });
 });
 

@@ -2,7 +2,7 @@
 // caches through one index per kind, and "has this cache seen that record yet" from each
 // informer's resourceVersion. The store is read only for the Node being committed.
 import { UnavailableError } from '../api/errors';
-import { storeView, type PlacementView, type RecordKind, type Revisions } from '../api/placement';
+import { blockStorageNode, storeView, type PlacementView, type RecordKind, type Revisions } from '../api/placement';
 import type { BlockStorage, Reservation, VirtualMachine } from '../api/types';
 import { sleep } from './runtime/sleep';
 import type { IndexSpec, ReconcileContext } from './runtime/types';
@@ -12,7 +12,7 @@ export const PLACED_ON = 'placement.byNode';
 /** Declared by every reconciler that places (the manager registers an index once). */
 export const USAGE_INDEXES: IndexSpec[] = [
   { kind: 'VirtualMachine', name: PLACED_ON, keys: (vm) => { const n = (vm as VirtualMachine).status?.node_name; return n ? [n] : []; } },
-  { kind: 'BlockStorage', name: PLACED_ON, keys: (bs) => { const n = (bs as BlockStorage).status?.node_name; return n ? [n] : []; } },
+  { kind: 'BlockStorage', name: PLACED_ON, keys: (bs) => { const n = blockStorageNode(bs as BlockStorage); return n ? [n] : []; } },
   { kind: 'Reservation', name: PLACED_ON, keys: (r) => [(r as Reservation).spec.node_name] },
 ];
 

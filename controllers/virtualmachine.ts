@@ -15,6 +15,8 @@ import type { AgentResolver } from './agents';
 import type { VmNic, VmObservation } from '../agent/api';
 import { commitPlacement, placeAndRecord, VM_RESERVED_BY, type PlacementRecord, type Reservation } from '../api/placement';
 import { cacheView, USAGE_INDEXES } from './usage';
+import { setUser } from './blockstorage';
+import { commitRaise } from './resize';
 import { getWithFinalizer } from './runtime/finalizer';
 import { sleep } from './runtime/sleep';
 import type { AuditContext, Cache, IndexSpec, ReconcileContext, ReconcileResult, Reconciler } from './runtime/types';
@@ -247,7 +249,7 @@ export class VirtualMachineReconciler implements Reconciler<'VirtualMachine'> {
     // 2. Place (where the disks are; pinned by the seed's annotation), once: record the node in
     // status, then commit it against the node's placement counter (api/placement.ts).
     let nodeName = vm.status?.node_name;
-    const reservation: Reservation = { what: 'compute', value: {
+    const reservation: Reservation & { what: 'compute' } = { what: 'compute', value: {
       request_cpu_milli_core: vm.spec.request_cpu_milli_core ?? vm.spec.limit_cpu_milli_core, limit_cpu_milli_core: vm.spec.limit_cpu_milli_core,
       request_memory_bytes: vm.spec.request_memory_bytes ?? vm.spec.limit_memory_bytes, limit_memory_bytes: vm.spec.limit_memory_bytes,
     } };
@@ -256,7 +258,7 @@ export class VirtualMachineReconciler implements Reconciler<'VirtualMachine'> {
       if (!nodeName) {
         nodeName = await placeAndRecord(ctx.store, cacheView(ctx), name, reservation, {
           record: async (n): Promise<PlacementRecord> => {
-            const written = await this.setStatus(ctx, name, generation, { node_name: n, uuid: vm.spec.uuid ?? randomUUID(), state: 'PENDING' }, { type: 'Ready', status: 'False', reason: 'Scheduled', message: `placed on node ${n}` });
+            const written = await this.setStatus(ctx, name, generation, { node_name: n, uuid: vm.spec.uuid ?? randomUUID(), state: 'PENDING', allocated_compute: reservation.value }, { type: 'Ready', status: 'False', reason: 'Scheduled', message: `placed on node ${n}` });
             if (!written) throw new StepFailure('Deleted', `virtual machine ${name} is gone`);
             return { kind: 'VirtualMachine', key: name, resourceVersion: written.metadata.resourceVersion!, reservation };
           },
@@ -273,6 +275,8 @@ export class VirtualMachineReconciler implements Reconciler<'VirtualMachine'> {
           if (isN0Error(err, 'FailedPrecondition')) await unplace();
           throw err;
         }
+      } else {
+        await commitRaise(ctx, vm, nodeName, reservation);
       }
     } catch (err) {
       if (isN0Error(err, 'FailedPrecondition')) throw new StepFailure('Unschedulable', (err as Error).message, 15_000);
@@ -292,9 +296,7 @@ export class VirtualMachineReconciler implements Reconciler<'VirtualMachine'> {
         if (b.status?.in_use_by) throw new StepFailure('BlockStorageInUse', `BlockStorage "${b.metadata.name}" is IN_USE by ${b.status.in_use_by}`);
         // Checked on the stored object too: the cached copy may predate the delete.
         if (b.metadata.deletionTimestamp) throw new StepFailure('BlockStorageBeingDeleted', `block_storage_names: BlockStorage "${b.metadata.name}" is being deleted`, 30_000);
-        b.status ??= {};
-        b.status.in_use_by = name;
-        b.status.state = 'IN_USE';
+        return setUser(b, name);
       }, { subresource: 'status' });
     }
 
@@ -381,7 +383,7 @@ export class VirtualMachineReconciler implements Reconciler<'VirtualMachine'> {
       ? { start_failures: undefined, next_start_time: undefined } : {};
     observeFirstRunning(fresh, state);
     await this.setStatus(ctx, name, fresh.metadata.generation ?? generation, {
-      state, accelerator: obs.accelerator, ...(pending ? { last_action_id: pending.id } : {}), ...resetFailures,
+      state, accelerator: obs.accelerator, ...(pending ? { last_action_id: pending.id } : {}), ...resetFailures, allocated_compute: reservation.value,
       nics: (fresh.spec.nics ?? []).map((n, i) => ({ network_name: n.network_name, hardware_address: nics[i].hardwareAddress, ipv4_address: nics[i].ipv4Address, ipv6_address: nics[i].ipv6Address })),
     }, state === runState
       ? { type: 'Ready', status: 'True', reason: state, message: `${state} on node ${nodeName}${obs.accelerator ? ` (${obs.accelerator})` : ''}` }
@@ -422,8 +424,7 @@ export class VirtualMachineReconciler implements Reconciler<'VirtualMachine'> {
     for (const bsName of vm.spec.block_storage_names ?? []) {
       await mutate(ctx.store, 'BlockStorage', bsName, (b) => {
         if (b.status?.in_use_by !== name) return false;
-        delete b.status.in_use_by;
-        b.status.state = b.spec.protected ? 'PROTECTED' : 'AVAILABLE';
+        return setUser(b, undefined);
       }, { subresource: 'status' }).catch((err) => { if (!isN0Error(err, 'NotFound')) throw err; });
     }
     // Its compute is released by its going: what a node gives away is derived from what is placed.

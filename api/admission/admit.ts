@@ -2,6 +2,7 @@
 // objects a create names, the objects that could depend on one being deleted); the rules are in
 // the strategies and the table (rules.ts).
 import { isN0Error } from '../errors';
+import { renderedNode } from '../placement';
 import type { Store } from '../store/store';
 import type { AnyResource, Kind, KindMap } from '../types';
 import { blockStorageStrategy } from './blockstorage';
@@ -45,9 +46,19 @@ export async function admitCreate<T extends AnyResource>(store: Store, doc: T, o
   strategy.validateCreate(doc as never, lookup);
 }
 
-/** Transition rules for a spec/metadata update of `old` (as stored) to `next`. */
-export function admitUpdate<T extends AnyResource>(old: T, next: T): void {
-  (strategyFor(next.kind) as unknown as Strategy<T['kind']>).validateUpdate(old as never, next as never);
+/**
+ * Transition rules for a spec/metadata update of `old` (as stored) to `next`, with the objects
+ * the kind's updateReferences names read from `store` (a Node rendered with what is placed on it).
+ */
+export async function admitUpdate<T extends AnyResource>(store: Store, old: T, next: T): Promise<void> {
+  const strategy = strategyFor(next.kind) as unknown as Strategy<T['kind']>;
+  const found = new Map<string, AnyResource>();
+  for (const ref of strategy.updateReferences?.(old as never, next as never) ?? []) {
+    try {
+      found.set(`${ref.kind}/${ref.name}`, ref.kind === 'Node' ? await renderedNode(store, ref.name) : await store.get(ref.kind, ref.name));
+    } catch (err) { if (!isN0Error(err, 'NotFound')) throw err; }
+  }
+  strategy.validateUpdate(old as never, next as never, (kind, name) => found.get(`${kind}/${name}`) as never);
 }
 
 /** What keeps `obj` from being deleted, from the kinds that can depend on it. */

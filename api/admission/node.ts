@@ -3,6 +3,7 @@
 // finalizers retrying forever: the delete is refused up front (the seed's DeleteNode) and held by
 // the Node controller's protection finalizer (any other entrance) until they are gone.
 import type { Node } from '../types';
+import { blockStorageNode } from '../placement';
 import { FINALIZERS } from './finalizers';
 import { violation } from './rules';
 import { describeDependants, type Dependant, type Strategy, type World } from './types';
@@ -22,7 +23,7 @@ export const nodeStrategy: Strategy<'Node'> = {
       if (vm.status?.node_name === name) found.push({ kind: 'VirtualMachine', name: vm.metadata.name, why: 'placed on it' });
     }
     for (const bs of world.blockStorages) {
-      if (bs.status?.node_name === name) found.push({ kind: 'BlockStorage', name: bs.metadata.name, why: 'placed on it' });
+      if (blockStorageNode(bs) === name) found.push({ kind: 'BlockStorage', name: bs.metadata.name, why: 'placed on it' });
     }
     // The seed's ReserveCompute/ReserveStorage reservations (named as before: node/key).
     for (const r of world.reservations ?? []) {

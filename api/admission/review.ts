@@ -73,7 +73,7 @@ export async function reviewAdmission(store: Store, review: AdmissionReview, tru
         break;
       case 'UPDATE':
         if (!request.oldObject || !request.object) throw new AdmissionReviewError('an UPDATE review carries object and oldObject');
-        admitUpdate({ ...request.oldObject, kind } as AnyResource, { ...request.object, kind } as AnyResource);
+        await admitUpdate(store, { ...request.oldObject, kind } as AnyResource, { ...request.object, kind } as AnyResource);
         break;
       case 'DELETE':
         // What it names is refused up front, as the seed's Delete* RPCs do; a delete of an object

@@ -96,6 +96,10 @@ export const RULES = [
   { id: 'virtualmachine.block-storage-names-immutable', kind: 'VirtualMachine', field: 'block_storage_names', stages: ['update'], code: 'InvalidArgument',
     message: 'block_storage_names cannot change after creation (their claims are released by what the spec names); delete and create the VM again',
     cel: unchanged('block_storage_names'), celScope: 'spec' },
+  // Needs the node and what is placed on it, so no CEL; the controller commits a raise again
+  // under the node's placement counter, which catches two raises admitted side by side.
+  { id: 'virtualmachine.resize-fits', kind: 'VirtualMachine', field: 'limit_cpu_milli_core', stages: ['update'], code: 'FailedPrecondition',
+    message: 'a placed VM\'s cpu and memory may rise only as far as its node has room for' },
   { id: 'virtualmachine.block-storage-usable', kind: 'VirtualMachine', field: 'block_storage_names', stages: ['create'], code: 'FailedPrecondition',
     message: 'every block storage a VM names must exist, not be PROTECTED, not be IN_USE by another VM and not be being deleted' },
   { id: 'virtualmachine.network-usable', kind: 'VirtualMachine', field: 'nics', stages: ['create'], code: 'FailedPrecondition',

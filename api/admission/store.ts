@@ -34,7 +34,7 @@ export class AdmittingStore implements Store {
       // Judged against exactly the version it replaces: at another resourceVersion the store would
       // refuse it anyway, and refusing here too means no write lands unjudged.
       if (old.metadata.resourceVersion !== doc.metadata.resourceVersion) throw new ConflictError(doc.kind, doc.metadata.name);
-      admitUpdate(old as T, doc);
+      await admitUpdate(this.inner, old as T, doc);
     }
     return this.inner.update(doc, options);
   }
@@ -47,7 +47,7 @@ export class AdmittingStore implements Store {
     if (options.resourceVersion !== undefined && options.resourceVersion !== current.metadata.resourceVersion) throw new ConflictError(kind, name);
     const next = patched(current, patch);
     next.metadata.resourceVersion = current.metadata.resourceVersion;
-    admitUpdate(current, next as KindMap[K]);
+    await admitUpdate(this.inner, current, next as KindMap[K]);
     return this.inner.update(next as KindMap[K]);
   }
 }

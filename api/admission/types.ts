@@ -28,8 +28,13 @@ export interface Strategy<K extends Kind> {
   prepareForCreate(obj: KindMap[K]): void;
   /** Without `lookup` (a dry run of a manifest whose objects do not exist yet) the reference rules are skipped. */
   validateCreate(obj: KindMap[K], lookup?: Lookup): void;
-  /** Transition rules; `old` is the stored object (with status), `next` the object to write. */
-  validateUpdate(old: KindMap[K], next: KindMap[K]): void;
+  /**
+   * Transition rules; `old` is the stored object (with status), `next` the object to write. With
+   * `lookup`, the objects updateReferences named (a Node as the seed shows it: with what is placed on it).
+   */
+  validateUpdate(old: KindMap[K], next: KindMap[K], lookup?: Lookup): void;
+  /** The objects an update needs looked up (none by default). */
+  updateReferences?(old: KindMap[K], next: KindMap[K]): { kind: Kind; name: string }[];
   /** The references a create needs looked up (passed to validateCreate through Lookup). */
   references(obj: KindMap[K]): { kind: Kind; name: string }[];
   /** What keeps `obj` from being deleted now. */

@@ -1,4 +1,5 @@
-import type { BlockStorage, Network, VirtualMachine } from '../types';
+import type { BlockStorage, Network, Node, VirtualMachine } from '../types';
+import { renderNode } from '../placement';
 import { virtualMachineStrategy as s } from './virtualmachine';
 
 const vm = (spec: Partial<VirtualMachine['spec']> = {}): VirtualMachine =>
@@ -42,5 +43,23 @@ describe('VirtualMachine admission', () => {
     expect(error(() => s.validateUpdate(old, vm({ block_storage_names: ['d1'], nics: [{ network_name: 'net', ipv4_address: '10.0.0.9' }] })))).toMatchObject({ code: 'InvalidArgument', field: 'nics' });
     expect(error(() => s.validateUpdate(old, vm({ block_storage_names: ['d2'], nics: [{ network_name: 'net' }] })))).toMatchObject({ code: 'InvalidArgument', field: 'block_storage_names' });
     expect(error(() => s.validateUpdate(old, vm({ nics: [{ network_name: 'net' }] })))).toMatchObject({ field: 'block_storage_names' });
+  });
+
+  it('update: a placed VM grows only as far as its node has room for (the node as rendered, this VM at its old size)', () => {
+    const GiB = 2 ** 30;
+    const placed = { ...vm({ limit_cpu_milli_core: 1000, limit_memory_bytes: GiB }), status: { node_name: 'n1' } } as VirtualMachine;
+    const other = { ...vm({ limit_cpu_milli_core: 2000, limit_memory_bytes: GiB }), metadata: { name: 'vm2' }, status: { node_name: 'n1' } } as VirtualMachine;
+    const node = renderNode({ apiVersion: 'n0stack.io/v1alpha1', kind: 'Node', metadata: { name: 'n1' }, spec: { cpu_milli_cores: 4000, memory_bytes: 4 * GiB, storage_bytes: GiB } } as Node,
+      { virtualMachines: [placed, other], blockStorages: [], reservations: [] });
+    const lookup = (kind: string, name: string) => (kind === 'Node' && name === 'n1' ? node : undefined) as never;
+    const grow = (spec: Partial<VirtualMachine['spec']>) => ({ ...placed, spec: { ...placed.spec, ...spec } });
+    expect(s.updateReferences!(placed, grow({ limit_cpu_milli_core: 2000 }))).toEqual([{ kind: 'Node', name: 'n1' }]);
+    // 2 of 4 cores left: 2 fit, 3 do not; memory likewise (3 of 4 GiB left).
+    expect(error(() => s.validateUpdate(placed, grow({ limit_cpu_milli_core: 2000 }), lookup))).toBeUndefined();
+    expect(error(() => s.validateUpdate(placed, grow({ limit_cpu_milli_core: 3000 }), lookup))).toMatchObject({ code: 'FailedPrecondition', field: 'limit_cpu_milli_core', message: expect.stringMatching(/^limit_cpu_milli_core: node n1 cannot hold the increase/) });
+    expect(error(() => s.validateUpdate(placed, grow({ limit_memory_bytes: 4 * GiB }), lookup))).toMatchObject({ code: 'FailedPrecondition', field: 'limit_memory_bytes' });
+    // Shrinking, or a VM not placed yet (its placement will judge it), needs no room and no lookup.
+    expect(s.updateReferences!(placed, grow({ limit_cpu_milli_core: 1000, limit_memory_bytes: GiB / 2 }))).toEqual([]);
+    expect(error(() => s.validateUpdate(vm(), vm({ limit_cpu_milli_core: 64000 }), lookup))).toBeUndefined();
   });
 });

@@ -2,7 +2,10 @@
 // (the finalizer releases what the spec names, so a changed list would leak the old holds); a new
 // VM names only disks it may claim and networks that exist and stay.
 import { virtualMachineSpecProblem } from '../logic/vm';
-import type { VirtualMachine } from '../types';
+import type { Node, VirtualMachine } from '../types';
+import { isN0Error } from '../errors';
+import { vmCompute } from '../placement';
+import { scheduleOn, type ComputeRequest } from '../scheduling';
 import { FINALIZERS } from './finalizers';
 import { violation } from './rules';
 import type { Strategy } from './types';
@@ -25,6 +28,28 @@ export function checkVirtualMachineSpec(spec: VirtualMachine['spec']): void {
 }
 
 const sameList = (a: unknown, b: unknown) => JSON.stringify(a ?? []) === JSON.stringify(b ?? []);
+
+const COMPUTE_FIELDS = ['limit_cpu_milli_core', 'request_cpu_milli_core', 'limit_memory_bytes', 'request_memory_bytes'] as const;
+
+/** The compute fields `next` asks more of than `before` (a request defaults to its limit). */
+export function raisedCompute(before: ComputeRequest | undefined, next: ComputeRequest): (typeof COMPUTE_FIELDS)[number][] {
+  return before ? COMPUTE_FIELDS.filter((f) => next[f] > before[f]) : [];
+}
+
+/**
+ * A raise of a placed VM's cpu or memory must fit its node (`node`: as the seed shows it, with
+ * everything placed there, this VM at its old size). FailedPrecondition naming the first raised
+ * field; without the node (not placed, or a dry run) there is nothing to judge.
+ */
+export function checkResizeFits(name: string, raised: string[], node: Node | undefined, next: ComputeRequest): void {
+  if (!raised.length || !node) return;
+  try {
+    scheduleOn(node, 'compute', name, next);
+  } catch (err) {
+    if (!isN0Error(err, 'FailedPrecondition')) throw err;
+    throw violation('virtualmachine.resize-fits', `${raised[0]}: node ${node.metadata.name} cannot hold the increase (${raised.join(', ')}): ${(err as Error).message}`, raised[0]);
+  }
+}
 
 export const virtualMachineStrategy: Strategy<'VirtualMachine'> = {
   kind: 'VirtualMachine',
@@ -51,11 +76,14 @@ export const virtualMachineStrategy: Strategy<'VirtualMachine'> = {
       if (net.metadata.deletionTimestamp) throw violation('virtualmachine.network-usable', `${field}: Network "${nic.network_name}" is being deleted`, field);
     }
   },
-  validateUpdate(old, next) {
+  validateUpdate(old, next, lookup) {
     checkVirtualMachineSpec(next.spec);
     if (!sameList(old.spec.nics, next.spec.nics)) throw violation('virtualmachine.nics-immutable');
     if (!sameList(old.spec.block_storage_names, next.spec.block_storage_names)) throw violation('virtualmachine.block-storage-names-immutable');
+    const node = old.status?.node_name;
+    if (node && lookup) checkResizeFits(next.metadata.name, raisedCompute(vmCompute(old), vmCompute(next)), lookup('Node', node), vmCompute(next));
   },
+  updateReferences: (old, next) => (old.status?.node_name && raisedCompute(vmCompute(old), vmCompute(next)).length ? [{ kind: 'Node' as const, name: old.status.node_name }] : []),
   references: (vm) => [
     ...(vm.spec.block_storage_names ?? []).map((name) => ({ kind: 'BlockStorage' as const, name })),
     ...(vm.spec.nics ?? []).map((n) => ({ kind: 'Network' as const, name: n.network_name })),

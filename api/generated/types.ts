@@ -350,6 +350,15 @@ export interface VirtualMachineStatus {
    * the back-off after a failure ends then
    */
   next_start_time?: string;
+  /**
+   * the compute the node's placement counter last accepted for this VM; a spec raising it is committed again before it takes effect
+   */
+  allocated_compute?: {
+    request_cpu_milli_core?: number;
+    limit_cpu_milli_core?: number;
+    request_memory_bytes?: number;
+    limit_memory_bytes?: number;
+  };
   nics?: {
     network_name?: string;
     hardware_address?: string;

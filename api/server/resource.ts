@@ -109,7 +109,7 @@ export function resourceService(context: FacadeContext): { Apply: Handler; Get: 
         next.metadata.labels = doc.metadata.labels;
         next.metadata.annotations = doc.metadata.annotations;
         next.spec = doc.spec as any;
-        if (req.dry_run && diff.length) admitUpdate(existing, next);
+        if (req.dry_run && diff.length) await admitUpdate(store, existing, next);
         written = req.dry_run || !diff.length ? existing : await store.update(next);
       }
       if (req.wait && !req.dry_run && result !== 'unchanged') {

@@ -4,6 +4,8 @@
 // network, so each piece has unit tests (random-faults.test.ts); the e2e test runs the operations
 // against a real control plane and builds the snapshot.
 import { bridgeName, tapName, vxlanName } from '../../agent/paths';
+import { blockStorageNode } from '../../api/placement';
+import type { BlockStorage } from '../../api/types';
 
 /** A small deterministic PRNG (mulberry32), so a run is replayed from its printed seed. */
 export function prng(seed: number): () => number {
@@ -185,7 +187,8 @@ export function checkInvariants(s: Snapshot, options: { final?: boolean } = {}):
   const nodeByName = byName(nodes);
   const reservations = of('Reservation');
   for (const d of [...vms, ...disks]) {
-    const on = d.status?.node_name;
+    // A disk pinned at creation is placed by its creation (api/placement.ts blockStorageNode).
+    const on = d.kind === 'BlockStorage' ? blockStorageNode(d as BlockStorage) : d.status?.node_name;
     if (on && !nodeByName.has(on)) v('node-reservations', `${d.kind}/${d.metadata.name} is placed on ${on}, which does not exist`);
   }
   for (const vm of vms) {
@@ -210,7 +213,7 @@ export function checkInvariants(s: Snapshot, options: { final?: boolean } = {}):
       used.cpuLimit += vm.spec.limit_cpu_milli_core ?? 0;
       used.memLimit += vm.spec.limit_memory_bytes ?? 0;
     }
-    for (const bs of disks.filter((x) => x.status?.node_name === name)) used.storage += bs.spec.request_bytes ?? bs.spec.limit_bytes ?? 0;
+    for (const bs of disks.filter((x) => blockStorageNode(x as BlockStorage) === name)) used.storage += bs.spec.request_bytes ?? bs.spec.limit_bytes ?? 0;
     for (const r of reservations.filter((x) => x.spec?.node_name === name)) {
       used.cpu += r.spec.request_cpu_milli_core ?? 0;
       used.mem += r.spec.request_memory_bytes ?? 0;
