@@ -42,12 +42,13 @@ export function annotationsFromSeed<T extends Record<string, string> | undefined
 /** The annotations as the seed's messages show them: canonical keys back to the seed's keys for `kind`. */
 export function annotationsToSeed(kind: Kind, annotations: Record<string, string> | undefined): Record<string, string> {
   const out: Record<string, string> = {};
-  for (const [key, value] of Object.entries(annotations ?? {})) {
-    const seedKey = Object.entries(SEED_ANNOTATIONS).find(([, s]) => s.canonical === key && s.kinds.includes(kind))?.[0];
-    out[seedKey ?? key] = value;
-  }
+  if (!annotations) return out;
+  for (const key in annotations) out[TO_SEED.get(`${kind} ${key}`) ?? key] = annotations[key];
   return out;
 }
+
+/** `<kind> <canonical key>` -> the seed's key, built once: every message a Get or List renders asks. */
+const TO_SEED = new Map(Object.entries(SEED_ANNOTATIONS).flatMap(([seedKey, s]) => s.kinds.map((kind) => [`${kind} ${s.canonical}`, seedKey] as const)));
 
 /** A document's metadata.annotations translated from the seed's keys, in place (n0ctl apply). */
 export function documentFromSeed<T extends { metadata?: { annotations?: Record<string, string> } }>(doc: T, field = 'metadata.annotations'): T {

@@ -97,8 +97,18 @@ export function serviceMethods(service: string): MethodInfo[] {
   }));
 }
 
-export function methodInfo(service: string, method: string): MethodInfo | undefined {
-  return serviceMethods(service).find((m) => m.method === method);
+/** service -> method -> its info, resolved once: FacadeClient.call asks on every call. */
+const methodsByService = new Map<string, Map<string, Readonly<MethodInfo>>>();
+
+export function methodInfo(service: string, method: string): Readonly<MethodInfo> | undefined {
+  let methods = methodsByService.get(service);
+  if (!methods) {
+    const list = serviceMethods(service);
+    methods = new Map(list.map((m) => [m.method, Object.freeze(m)]));
+    // An unknown service stays uncached, so a flood of made-up names cannot grow the map.
+    if (list.length) methodsByService.set(service, methods);
+  }
+  return methods.get(method);
 }
 
 export function serviceForType(type: SeedType): string {

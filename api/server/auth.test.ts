@@ -41,6 +41,17 @@ describe('authenticate', () => {
     // A wrong token is not rescued by a certificate that came along.
     expect(codeOf(() => authenticate(bearer('nope'), { subject: { CN: 'host2', O: NODE_ORGANIZATION } }, { tokens }))).toBe(grpc.status.UNAUTHENTICATED);
   });
+
+  it('asks for the peer certificate only when no token decides', () => {
+    let asked = 0;
+    const peer = () => { asked++; return { subject: { CN: 'host2', O: NODE_ORGANIZATION } }; };
+    expect(authenticate(bearer('admin-secret'), peer, { tokens })).toEqual({ role: 'admin', name: 'token admin' });
+    expect(codeOf(() => authenticate(bearer('nope'), peer, { tokens }))).toBe(grpc.status.UNAUTHENTICATED);
+    expect(asked).toBe(0);
+    expect(authenticate(bearer(), peer, { tokens })).toEqual({ role: 'node', name: 'host2' });
+    expect(asked).toBe(1);
+    expect(codeOf(() => authenticate(bearer(), () => undefined, { tokens }))).toBe(grpc.status.UNAUTHENTICATED);
+  });
 });
 
 describe('authorize', () => {

@@ -16,7 +16,7 @@ import { virtualMachineService } from './virtualmachine';
 import { resourceService } from './resource';
 import { rpcDuration } from './metrics';
 import { replyDeadline } from './wait';
-import { anyOf, authenticate, authorize, singleToken, TOKEN_ROLES, type Principal, type TokenAuthority, type TokenRole } from './auth';
+import { anyOf, authenticate, authorize, singleToken, TOKEN_ROLES, type PeerCertificateLike, type Principal, type TokenAuthority, type TokenRole } from './auth';
 import { InvalidArgumentError } from '../errors';
 
 export interface FacadeTls {
@@ -100,7 +100,7 @@ function admitted(principal: Principal, service: string, method: string, request
 
 function tokenAdmission(tokens: TokenAuthority | undefined): Admission {
   return (call, service, method, request) => {
-    const peer = call.getAuthContext?.()?.sslPeerCertificate as Parameters<typeof authenticate>[1];
+    const peer = () => call.getAuthContext?.()?.sslPeerCertificate as PeerCertificateLike | undefined;
     return admitted(authenticate(call.metadata, peer, { tokens }), service, method, request);
   };
 }
