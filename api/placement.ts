@@ -69,7 +69,6 @@ export const vmCompute = (vm: Pick<VirtualMachine, 'spec'>): ComputeRequest => (
   request_memory_bytes: vm.spec.request_memory_bytes ?? vm.spec.limit_memory_bytes,
   limit_memory_bytes: vm.spec.limit_memory_bytes,
 });
-const bsStorage = (bs: BlockStorage): StorageRequest => ({ request_bytes: bs.spec.request_bytes, limit_bytes: bs.spec.limit_bytes });
 
 /** A Reservation's value in the seed's field names. */
 export function reservationValue(r: ReservationDoc): ComputeRequest | StorageRequest {
@@ -86,12 +85,26 @@ export function reservationValue(r: ReservationDoc): ComputeRequest | StorageReq
 export function renderNode(node: Node, placed: Placed): Node {
   const computes: NonNullable<NodeStatus['reserved_computes']> = {};
   const storages: NonNullable<NodeStatus['reserved_storages']> = {};
+  // Entries are built field by field: every placement renders its node, so this runs once per VM
+  // and disk on the node (100 + 100 at 10,000 VMs on 100 nodes), and an object spread after a
+  // property goes through V8's slow generic copy (see api/server/convert.ts).
   for (const r of placed.reservations) {
-    const entry = { ...(r.metadata.annotations ? { annotations: r.metadata.annotations } : {}), ...reservationValue(r) };
-    if (r.spec.what === 'compute') computes[r.spec.key] = entry; else storages[r.spec.key] = entry;
+    const value = reservationValue(r);
+    const entry = r.metadata.annotations ? Object.assign({ annotations: r.metadata.annotations }, value) : value;
+    if (r.spec.what === 'compute') computes[r.spec.key] = entry as ComputeRequest; else storages[r.spec.key] = entry as StorageRequest;
   }
-  for (const vm of placed.virtualMachines) computes[vm.metadata.name] = { annotations: { [VM_RESERVED_BY]: vm.metadata.name }, ...vmCompute(vm) };
-  for (const bs of placed.blockStorages) storages[bs.metadata.name] = { annotations: { [BLOCK_STORAGE_RESERVED_BY]: bs.metadata.name }, ...bsStorage(bs) };
+  for (const vm of placed.virtualMachines) {
+    const name = vm.metadata.name;
+    const c = vmCompute(vm);
+    computes[name] = {
+      annotations: { [VM_RESERVED_BY]: name },
+      request_cpu_milli_core: c.request_cpu_milli_core, limit_cpu_milli_core: c.limit_cpu_milli_core,
+      request_memory_bytes: c.request_memory_bytes, limit_memory_bytes: c.limit_memory_bytes,
+    };
+  }
+  for (const bs of placed.blockStorages) {
+    storages[bs.metadata.name] = { annotations: { [BLOCK_STORAGE_RESERVED_BY]: bs.metadata.name }, request_bytes: bs.spec.request_bytes, limit_bytes: bs.spec.limit_bytes };
+  }
   const { placement: _counter, ...status } = node.status ?? {};
   const rendered: Node = { ...node, status: { ...status, reserved_computes: computes, reserved_storages: storages } };
   rendered.status!.allocatable = allocatableStatus(rendered);

@@ -249,6 +249,8 @@ export class VirtualMachineReconciler implements Reconciler<'VirtualMachine'> {
     // 2. Place (where the disks are; pinned by the seed's annotation), once: record the node in
     // status, then commit it against the node's placement counter (api/placement.ts).
     let nodeName = vm.status?.node_name;
+    /** The VM as this pass's placement record wrote it (so step 6 need not read it again). */
+    let recorded: VirtualMachine | undefined;
     const reservation: Reservation & { what: 'compute' } = { what: 'compute', value: {
       request_cpu_milli_core: vm.spec.request_cpu_milli_core ?? vm.spec.limit_cpu_milli_core, limit_cpu_milli_core: vm.spec.limit_cpu_milli_core,
       request_memory_bytes: vm.spec.request_memory_bytes ?? vm.spec.limit_memory_bytes, limit_memory_bytes: vm.spec.limit_memory_bytes,
@@ -258,8 +260,11 @@ export class VirtualMachineReconciler implements Reconciler<'VirtualMachine'> {
       if (!nodeName) {
         nodeName = await placeAndRecord(ctx.store, cacheView(ctx), name, reservation, {
           record: async (n): Promise<PlacementRecord> => {
-            const written = await this.setStatus(ctx, name, generation, { node_name: n, uuid: vm.spec.uuid ?? randomUUID(), state: 'PENDING', allocated_compute: reservation.value }, { type: 'Ready', status: 'False', reason: 'Scheduled', message: `placed on node ${n}` });
+            // Written onto the copy read at the top of this reconcile; a newer stored one is a
+            // conflict, and mutate reads it then.
+            const written = await this.setStatus(ctx, name, generation, { node_name: n, uuid: vm.spec.uuid ?? randomUUID(), state: 'PENDING', allocated_compute: reservation.value }, { type: 'Ready', status: 'False', reason: 'Scheduled', message: `placed on node ${n}` }, undefined, recorded ?? vm);
             if (!written) throw new StepFailure('Deleted', `virtual machine ${name} is gone`);
+            recorded = written;
             return { kind: 'VirtualMachine', key: name, resourceVersion: written.metadata.resourceVersion!, reservation };
           },
           undo: async () => { await unplace(); },
@@ -291,13 +296,14 @@ export class VirtualMachineReconciler implements Reconciler<'VirtualMachine'> {
     // 3. Claim the disks.
     for (const bs of disks) {
       if (bs.status?.in_use_by === name) continue;
+      // Onto the copy judged above (usually the informer's, current): a stale one is a conflict.
       await mutate(ctx.store, 'BlockStorage', bs.metadata.name, (b) => {
         if (b.status?.in_use_by === name) return false;
         if (b.status?.in_use_by) throw new StepFailure('BlockStorageInUse', `BlockStorage "${b.metadata.name}" is IN_USE by ${b.status.in_use_by}`);
         // Checked on the stored object too: the cached copy may predate the delete.
         if (b.metadata.deletionTimestamp) throw new StepFailure('BlockStorageBeingDeleted', `block_storage_names: BlockStorage "${b.metadata.name}" is being deleted`, 30_000);
         return setUser(b, name);
-      }, { subresource: 'status' });
+      }, { subresource: 'status', base: bs });
     }
 
     // 4. Reserve interfaces (CAS on each Network: never a duplicate address).
@@ -344,7 +350,7 @@ export class VirtualMachineReconciler implements Reconciler<'VirtualMachine'> {
     // 6. The VM itself, then one-shot actions.
     // Re-read only after this pass placed the VM (it wrote status.uuid); any other change since
     // the read at the top requeues this VM anyway.
-    const fresh = vm.status?.node_name ? vm : await ctx.store.get('VirtualMachine', name);
+    const fresh = vm.status?.node_name ? vm : recorded ?? await ctx.store.get('VirtualMachine', name);
     const pending = fresh.spec.action_request && fresh.spec.action_request.id !== fresh.status?.last_action_id ? fresh.spec.action_request : undefined;
     const runState = fresh.spec.run_state ?? 'RUNNING';
     // A crashed VM waits out its back-off before the agent may boot it again (ensureVm would).
@@ -398,13 +404,14 @@ export class VirtualMachineReconciler implements Reconciler<'VirtualMachine'> {
    * copy this reconcile read) settles the usual drift pass, where nothing changed, without a read,
    * and fences the write: it lands only on that resourceVersion, else Conflict and a requeue.
    */
-  private async setStatus(ctx: ReconcileContext, name: string, generation: number, fields: Partial<VirtualMachineStatus>, condition: ConditionInput, known?: VirtualMachine): Promise<VirtualMachine | undefined> {
+  private async setStatus(ctx: ReconcileContext, name: string, generation: number, fields: Partial<VirtualMachineStatus>, condition: ConditionInput, known?: VirtualMachine, base?: VirtualMachine): Promise<VirtualMachine | undefined> {
     if (known && !withStatus(structuredClone(known), generation, fields, condition)) return known;
     let previous: string | undefined;
+    // Fenced at known's resourceVersion, a read would only confirm what the CAS checks anyway.
     const written = await mutate(ctx.store, 'VirtualMachine', name, (v) => {
       previous = v.status?.conditions?.find((c) => c.type === 'Ready')?.reason;
       return withStatus(v, generation, fields, condition);
-    }, { subresource: 'status', resourceVersion: known?.metadata.resourceVersion })
+    }, { subresource: 'status', resourceVersion: known?.metadata.resourceVersion, base: known ?? base })
       .catch((err) => { if (!isN0Error(err, 'NotFound')) throw err; });
     if (written) recordTransition(ctx.events, written, previous, condition, EVENTS);
     return written ?? undefined;

@@ -47,7 +47,7 @@ export async function createBlockStorage(context: FacadeContext, call: CallInfo,
   const ctx = admitted(context);
   const created = await ctx.store.create(doc);
   return waitFor(ctx.store, 'BlockStorage', doc.metadata.name, blockStorageSettled(created.metadata.generation ?? 1), {
-    deadline: call.deadline, signal: call.signal, what: 'become AVAILABLE',
+    deadline: call.deadline, signal: call.signal, what: 'become AVAILABLE', from: created,
   });
 }
 

@@ -59,7 +59,7 @@ export function virtualMachineService(context: FacadeContext): ServiceHandlers {
     const actionId = action ? randomUUID() : undefined;
     const written = await writeIntent(name, state, action, actionId);
     return virtualMachineMessage(await waitFor(store, 'VirtualMachine', name, vmSettled(written.metadata.generation ?? 1, state, actionId), {
-      deadline: call.deadline, signal: call.signal, what: `become ${state}${action ? ` after ${action}` : ''}`,
+      deadline: call.deadline, signal: call.signal, what: `become ${state}${action ? ` after ${action}` : ''}`, from: written,
     }));
   }
 
@@ -128,7 +128,7 @@ export function virtualMachineService(context: FacadeContext): ServiceHandlers {
         spec,
       } as VirtualMachine);
       return virtualMachineMessage(await waitFor(store, 'VirtualMachine', name, vmSettled(created.metadata.generation ?? 1, 'RUNNING'), {
-        deadline: call.deadline, signal: call.signal, what: 'become RUNNING',
+        deadline: call.deadline, signal: call.signal, what: 'become RUNNING', from: created,
       }));
     },
     async ListVirtualMachines(req) {

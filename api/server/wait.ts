@@ -26,6 +26,12 @@ export interface WaitOptions {
    * deletion ends the wait at once with FAILED_PRECONDITION: it will not reach any other outcome.
    */
   untilDeleted?: boolean;
+  /**
+   * The object as this call just wrote it (create/update's answer): the wait starts from it and
+   * its resourceVersion instead of reading the object again, one store read less per waiting
+   * RPC (on etcd a round trip; the density run makes two waiting calls per VM).
+   */
+  from?: { metadata: { name: string; resourceVersion?: string } };
 }
 
 function lastCondition(obj: { status?: unknown } | undefined): string {
@@ -50,12 +56,17 @@ export async function waitFor<K extends Kind, T>(
   const timer = setTimeout(() => controller.abort(), Math.max(0, options.deadline - Date.now()));
   try {
     let resourceVersion: string | undefined;
-    try {
-      last = await store.get(kind, name);
-      resourceVersion = last.metadata.resourceVersion;
-    } catch (err) {
-      if (!isN0Error(err, 'NotFound')) throw err;
-      resourceVersion = (await store.list(kind)).resourceVersion;
+    if (options.from?.metadata.resourceVersion !== undefined && options.from.metadata.name === name) {
+      last = options.from as KindMap[K];
+      resourceVersion = options.from.metadata.resourceVersion;
+    } else {
+      try {
+        last = await store.get(kind, name);
+        resourceVersion = last.metadata.resourceVersion;
+      } catch (err) {
+        if (!isN0Error(err, 'NotFound')) throw err;
+        resourceVersion = (await store.list(kind)).resourceVersion;
+      }
     }
     const verdict = (obj: KindMap[K] | undefined): WaitVerdict<T> => {
       if (obj?.metadata.deletionTimestamp && !options.untilDeleted) {
@@ -66,7 +77,7 @@ export async function waitFor<K extends Kind, T>(
     const first = verdict(last);
     if (first) return settle(first);
     try {
-      for await (const event of store.watch(kind, { resourceVersion, signal: controller.signal })) {
+      for await (const event of store.watch(kind, { resourceVersion, signal: controller.signal, name })) {
         if (event.object.metadata.name !== name) continue;
         last = event.type === 'DELETED' ? undefined : event.object;
         const outcome = verdict(last);

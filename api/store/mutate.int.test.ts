@@ -112,3 +112,46 @@ describe('KvStore update after a read', () => {
     }
   });
 });
+
+describe('mutate with a base', () => {
+  let dir: string;
+  let store: Store;
+  let gets: number;
+  beforeEach(async () => {
+    dir = fs.mkdtempSync(path.join(os.tmpdir(), 'n0stack-mutate-base-'));
+    const embedded = await openStore({ backend: 'embedded', dataDir: dir });
+    gets = 0;
+    store = new Proxy(embedded, { get: (t, p, r) => (p === 'get' ? (...a: Parameters<Store['get']>) => { gets++; return t.get(...a); } : Reflect.get(t, p, r)) });
+  });
+  afterEach(async () => {
+    await store.close();
+    fs.rmSync(dir, { recursive: true, force: true });
+  });
+  const network = (name: string): Network => ({ apiVersion: 'n0stack.io/v1alpha1', kind: 'Network', metadata: { name }, spec: { ipv4_cidr: '10.0.0.0/24' } });
+
+  it('writes onto a current base without reading, and leaves the base untouched', async () => {
+    const base = Object.freeze(await store.create(network('n'))) as Network;
+    gets = 0;
+    const written = await mutate(store, 'Network', 'n', (n) => { n.status = { observedGeneration: 1 }; }, { subresource: 'status', base });
+    expect(gets).toBe(0);
+    expect(written.status?.observedGeneration).toBe(1);
+    expect(base.status).toBeUndefined();
+  });
+
+  it('reads afresh when the base is stale, so no write in between is lost', async () => {
+    const base = await store.create(network('n'));
+    await mutate(store, 'Network', 'n', (n) => { n.status = { segment_id: 7 }; }, { subresource: 'status' });
+    gets = 0;
+    const written = await mutate(store, 'Network', 'n', (n) => { n.status = { ...n.status, observedGeneration: 1 }; }, { subresource: 'status', base });
+    expect(gets).toBe(1);
+    expect(written.status).toEqual({ segment_id: 7, observedGeneration: 1 });
+  });
+
+  it('still refuses a fenced write onto a newer object', async () => {
+    const base = await store.create(network('n'));
+    await mutate(store, 'Network', 'n', (n) => { n.status = { segment_id: 7 }; }, { subresource: 'status' });
+    await expect(mutate(store, 'Network', 'n', (n) => { n.status = { observedGeneration: 1 }; }, { subresource: 'status', base, resourceVersion: base.metadata.resourceVersion }))
+      .rejects.toThrow(/computed from resourceVersion/);
+    expect((await store.get('Network', 'n')).status).toEqual({ segment_id: 7 });
+  });
+});

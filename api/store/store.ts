@@ -52,6 +52,12 @@ export interface WatchOptions {
   /** Deliver every change after this resourceVersion (from list()). Omitted: from now on. */
   resourceVersion?: string;
   signal?: AbortSignal;
+  /**
+   * Only this object's events are wanted. A hint: the facade's watch cache then hands a waiter
+   * its object's events only, instead of waking each of N waiters for every event of the kind;
+   * other stores may still deliver every event, so the caller filters by name as well.
+   */
+  name?: string;
 }
 
 export interface Store {

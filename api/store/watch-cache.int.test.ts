@@ -54,6 +54,22 @@ describe('WatchCacheStore', () => {
     fs.rmSync(dir, { recursive: true, force: true });
   });
 
+  it('hands a watcher that names its object only that object\'s events, from the window too', async () => {
+    const cache = new WatchCacheStore(inner);
+    const a = await inner.create(net('a'));
+    const all = take(cache, 4, { resourceVersion: a.metadata.resourceVersion });
+    await inner.create(net('b'));
+    await inner.create(net('c'));
+    await inner.update({ ...(await inner.get('Network', 'b')), status: { observedGeneration: 1 } }, { subresource: 'status' });
+    // Starts behind: b's two events come from the window (found by revision), c's not at all.
+    const onlyB = take(cache, 3, { resourceVersion: a.metadata.resourceVersion, name: 'b' });
+    await inner.delete('Network', 'c');
+    await inner.delete('Network', 'b');
+    expect(await onlyB).toEqual(['ADDED b', 'MODIFIED b', 'DELETED b']);
+    expect(await all).toEqual(['ADDED b', 'ADDED c', 'MODIFIED b', 'DELETED c']);
+    expect(upstreamWatches).toBe(1);
+  });
+
   it('serves every watcher of a kind from one upstream watch, each from its own position', async () => {
     const cache = new WatchCacheStore(inner);
     const a = await inner.create(net('a'));

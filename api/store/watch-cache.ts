@@ -21,6 +21,45 @@ interface Subscriber {
   queue: EventQueue<WatchEvent<KindMap[Kind]>>;
 }
 
+/** Subscribers of every event of a kind, and those of one object's events (WatchOptions.name). */
+class Subscribers {
+  private readonly all = new Set<Subscriber>();
+  private readonly byName = new Map<string, Set<Subscriber>>();
+  add(s: Subscriber, name: string | undefined): void {
+    if (name === undefined) { this.all.add(s); return; }
+    let set = this.byName.get(name);
+    if (!set) this.byName.set(name, set = new Set());
+    set.add(s);
+  }
+  delete(s: Subscriber, name: string | undefined): void {
+    if (name === undefined) { this.all.delete(s); return; }
+    const set = this.byName.get(name);
+    if (set?.delete(s) && set.size === 0) this.byName.delete(name);
+  }
+  /** Who gets an event of object `name`. */
+  *for(name: string): Iterable<Subscriber> {
+    yield* this.all;
+    const set = this.byName.get(name);
+    if (set) yield* set;
+  }
+  *[Symbol.iterator](): Iterator<Subscriber> {
+    yield* this.all;
+    for (const set of this.byName.values()) yield* set;
+  }
+  clear(): void { this.all.clear(); this.byName.clear(); }
+}
+
+/** Index of the first event above `after` in a window ordered by revision (binary search). */
+function firstAfter(events: readonly { revision: number }[], after: number): number {
+  let lo = 0;
+  let hi = events.length;
+  while (lo < hi) {
+    const mid = (lo + hi) >>> 1;
+    if (events[mid].revision > after) hi = mid; else lo = mid + 1;
+  }
+  return lo;
+}
+
 const revisionOf = (rv: string | undefined): number | undefined => (rv !== undefined && /^\d{1,15}$/.test(rv) ? Number(rv) : undefined);
 
 /** One kind's upstream watch, its window of recent events and the watchers it feeds. */
@@ -28,7 +67,7 @@ class KindFeed {
   private readonly events: { revision: number; event: WatchEvent<KindMap[Kind]> }[] = [];
   /** Every event with a revision above the floor is in the window (or still to come). */
   private lowest: number;
-  private readonly subscribers = new Set<Subscriber>();
+  private readonly subscribers = new Subscribers();
   private readonly stop = new AbortController();
   private failed = false;
 
@@ -47,7 +86,7 @@ class KindFeed {
         deepFreeze(event);
         this.events.push({ revision, event });
         if (this.events.length > this.window) this.lowest = this.events.shift()!.revision;
-        for (const s of this.subscribers) if (revision > s.after) s.queue.push(event);
+        for (const s of this.subscribers.for(event.object.metadata.name)) if (revision > s.after) s.queue.push(event);
       }
       for (const s of this.subscribers) s.queue.end();
     } catch (err) {
@@ -58,13 +97,20 @@ class KindFeed {
     this.subscribers.clear();
   }
 
-  /** Replays the window after `after` and follows; synchronous, so no event falls in between. */
-  subscribe(after: number, signal: AbortSignal | undefined): AsyncIterable<WatchEvent<KindMap[Kind]>> {
+  /**
+   * Replays the window after `after` and follows; synchronous, so no event falls in between.
+   * With `name`, only that object's events (a waiter's): the window is searched, not scanned
+   * (it holds thousands of events at scale, and every waiting RPC subscribes).
+   */
+  subscribe(after: number, signal: AbortSignal | undefined, name?: string): AsyncIterable<WatchEvent<KindMap[Kind]>> {
     const queue = new EventQueue<WatchEvent<KindMap[Kind]>>();
     const subscriber = { after, queue };
-    for (const { revision, event } of this.events) if (revision > after) queue.push(event);
-    this.subscribers.add(subscriber);
-    const leave = () => { this.subscribers.delete(subscriber); queue.end(); };
+    for (let i = firstAfter(this.events, after); i < this.events.length; i++) {
+      const { event } = this.events[i];
+      if (name === undefined || event.object.metadata.name === name) queue.push(event);
+    }
+    this.subscribers.add(subscriber, name);
+    const leave = () => { this.subscribers.delete(subscriber, name); queue.end(); };
     if (signal?.aborted) leave();
     signal?.addEventListener('abort', leave, { once: true });
     const subscribers = this.subscribers;
@@ -76,7 +122,7 @@ class KindFeed {
             yield event;
           }
         } finally {
-          subscribers.delete(subscriber);
+          subscribers.delete(subscriber, name);
           signal?.removeEventListener('abort', leave);
         }
       },
@@ -117,7 +163,7 @@ export class WatchCacheStore implements Store {
     }
     if (after < feed.floor) return this.upstream(kind, options);
     this.stats.cached++;
-    return feed.subscribe(after, options.signal) as AsyncIterable<WatchEvent<KindMap[K]>>;
+    return feed.subscribe(after, options.signal, options.name) as AsyncIterable<WatchEvent<KindMap[K]>>;
   }
 
   private upstream<K extends Kind>(kind: K, options: WatchOptions): AsyncIterable<WatchEvent<KindMap[K]>> {
