@@ -118,12 +118,44 @@ function heldInCache(net: Network | undefined, key: string, request: Parameters<
 
 const INDEX = { byBlockStorage: 'vm-by-block-storage', byNode: 'vm-by-node', byNetwork: 'vm-by-network' } as const;
 
+/** The resourceVersion as a number, or NaN (then nothing counts as seen). */
+const revisionOf = (obj: { metadata: { resourceVersion?: string } }): number => (/^\d+$/.test(obj.metadata.resourceVersion ?? '') ? Number(obj.metadata.resourceVersion) : NaN);
+
+/**
+ * Per object name, the newest resourceVersion a pass started from or wrote. An update at or below
+ * it is one the pass already knew: each VM's own status writes (placement record, Running) and
+ * its disk claim came back as events and ran the whole pass again, agent calls included, which
+ * at 8 workers bounded the density run (4 passes a VM where 1 does).
+ */
+class SeenVersions {
+  private readonly newest = new Map<string, number>();
+  saw(obj: { metadata: { name: string; resourceVersion?: string } } | undefined): void {
+    if (!obj) return;
+    const rv = revisionOf(obj);
+    if (Number.isFinite(rv) && rv > (this.newest.get(obj.metadata.name) ?? -1)) this.newest.set(obj.metadata.name, rv);
+  }
+  has(obj: { metadata: { name: string; resourceVersion?: string } }): boolean {
+    const seen = this.newest.get(obj.metadata.name);
+    return seen !== undefined && revisionOf(obj) <= seen;
+  }
+  forget(name: string): void { this.newest.delete(name); }
+}
+
 export class VirtualMachineReconciler implements Reconciler<'VirtualMachine'> {
   readonly kind = 'VirtualMachine' as const;
   private readonly log = logger('vm-controller');
+  /** VM versions this reconciler's passes started from or wrote. */
+  private readonly seenVms = new SeenVersions();
+  /** Disk versions its claims wrote (a claim's event is this pass's own news). */
+  private readonly claimedDisks = new SeenVersions();
+  readonly handled = (vm: VirtualMachine): boolean => this.seenVms.has(vm);
   readonly watches = [
-    // A VM waiting for its disks wakes up when they become available.
-    { kind: 'BlockStorage' as const, map: (bs: any, cache: Cache) => cache.byIndex('VirtualMachine', INDEX.byBlockStorage, bs.metadata.name).map((vm) => vm.metadata.name) },
+    // A VM waiting for its disks wakes up when they become available; a VM's own claim of a disk
+    // is no news to that VM (other VMs naming the disk still hear of it).
+    { kind: 'BlockStorage' as const, map: (bs: any, cache: Cache) => {
+      const names = cache.byIndex('VirtualMachine', INDEX.byBlockStorage, bs.metadata.name).map((vm) => vm.metadata.name);
+      return this.claimedDisks.has(bs) ? names.filter((n) => n !== bs.status?.in_use_by) : names;
+    } },
     // A node that stops being Ready makes its VMs' state unknown. Heartbeats of a Ready node
     // change its document every few seconds and must not requeue its VMs (at 100 nodes that was
     // ~150 useless reconciles/s); VMs waiting on a NotReady node poll until it is back. A node
@@ -203,7 +235,8 @@ export class VirtualMachineReconciler implements Reconciler<'VirtualMachine'> {
 
   async reconcile(name: string, ctx: ReconcileContext): Promise<ReconcileResult> {
     const vm = await getWithFinalizer(ctx, 'VirtualMachine', name, FINALIZERS.virtualMachine);
-    if (!vm) return {};
+    if (!vm) { this.seenVms.forget(name); return {}; }
+    this.seenVms.saw(vm);
     if (vm.metadata.deletionTimestamp) return this.finalize(vm, ctx);
     const generation = vm.metadata.generation ?? 1;
     try {
@@ -297,13 +330,14 @@ export class VirtualMachineReconciler implements Reconciler<'VirtualMachine'> {
     for (const bs of disks) {
       if (bs.status?.in_use_by === name) continue;
       // Onto the copy judged above (usually the informer's, current): a stale one is a conflict.
-      await mutate(ctx.store, 'BlockStorage', bs.metadata.name, (b) => {
+      const claimed = await mutate(ctx.store, 'BlockStorage', bs.metadata.name, (b) => {
         if (b.status?.in_use_by === name) return false;
         if (b.status?.in_use_by) throw new StepFailure('BlockStorageInUse', `BlockStorage "${b.metadata.name}" is IN_USE by ${b.status.in_use_by}`);
         // Checked on the stored object too: the cached copy may predate the delete.
         if (b.metadata.deletionTimestamp) throw new StepFailure('BlockStorageBeingDeleted', `block_storage_names: BlockStorage "${b.metadata.name}" is being deleted`, 30_000);
         return setUser(b, name);
       }, { subresource: 'status', base: bs });
+      this.claimedDisks.saw(claimed);
     }
 
     // 4. Reserve interfaces (CAS on each Network: never a duplicate address).
@@ -351,6 +385,7 @@ export class VirtualMachineReconciler implements Reconciler<'VirtualMachine'> {
     // Re-read only after this pass placed the VM (it wrote status.uuid); any other change since
     // the read at the top requeues this VM anyway.
     const fresh = vm.status?.node_name ? vm : recorded ?? await ctx.store.get('VirtualMachine', name);
+    this.seenVms.saw(fresh);
     const pending = fresh.spec.action_request && fresh.spec.action_request.id !== fresh.status?.last_action_id ? fresh.spec.action_request : undefined;
     const runState = fresh.spec.run_state ?? 'RUNNING';
     // A crashed VM waits out its back-off before the agent may boot it again (ensureVm would).
@@ -413,6 +448,7 @@ export class VirtualMachineReconciler implements Reconciler<'VirtualMachine'> {
       return withStatus(v, generation, fields, condition);
     }, { subresource: 'status', resourceVersion: known?.metadata.resourceVersion, base: known ?? base })
       .catch((err) => { if (!isN0Error(err, 'NotFound')) throw err; });
+    this.seenVms.saw(written ?? undefined);
     if (written) recordTransition(ctx.events, written, previous, condition, EVENTS);
     return written ?? undefined;
   }
@@ -439,6 +475,8 @@ export class VirtualMachineReconciler implements Reconciler<'VirtualMachine'> {
       v.metadata.finalizers = (v.metadata.finalizers ?? []).filter((f) => f !== FINALIZERS.virtualMachine);
     }).catch((err) => { if (!isN0Error(err, 'NotFound')) throw err; });
     this.log.info(`virtual machine ${name} deleted`);
+    this.seenVms.forget(name);
+    for (const bsName of vm.spec.block_storage_names ?? []) this.claimedDisks.forget(bsName);
     return {};
   }
 }
