@@ -40,8 +40,10 @@ export class ResourceSampler {
   start(intervalMs = 200): this {
     this.cpu0 = process.cpuUsage();
     this.t0 = process.hrtime.bigint();
-    this.peakRssBytes = process.memoryUsage().rss;
-    this.timer = setInterval(() => { this.peakRssBytes = Math.max(this.peakRssBytes, process.memoryUsage().rss); }, intervalMs);
+    // memoryUsage.rss() alone: memoryUsage() also gathers heap statistics, which at 5,000 VMs
+    // cost 0.3 ms of the measured process's CPU per VM, five times a second.
+    this.peakRssBytes = process.memoryUsage.rss();
+    this.timer = setInterval(() => { this.peakRssBytes = Math.max(this.peakRssBytes, process.memoryUsage.rss()); }, intervalMs);
     this.timer.unref();
     return this;
   }
@@ -49,7 +51,7 @@ export class ResourceSampler {
   /** CPU seconds used and the average number of cores busy since start(). */
   stop(): { cpuSeconds: number; wallSeconds: number; cores: number; peakRssMiB: number } {
     clearInterval(this.timer);
-    this.peakRssBytes = Math.max(this.peakRssBytes, process.memoryUsage().rss);
+    this.peakRssBytes = Math.max(this.peakRssBytes, process.memoryUsage.rss());
     const cpu = process.cpuUsage(this.cpu0);
     const cpuSeconds = (cpu.user + cpu.system) / 1e6;
     const wallSeconds = Number(process.hrtime.bigint() - this.t0) / 1e9;

@@ -121,12 +121,7 @@ const INDEX = { byBlockStorage: 'vm-by-block-storage', byNode: 'vm-by-node', byN
 /** The resourceVersion as a number, or NaN (then nothing counts as seen). */
 const revisionOf = (obj: { metadata: { resourceVersion?: string } }): number => (/^\d+$/.test(obj.metadata.resourceVersion ?? '') ? Number(obj.metadata.resourceVersion) : NaN);
 
-/**
- * Per object name, the newest resourceVersion a pass started from or wrote. An update at or below
- * it is one the pass already knew: each VM's own status writes (placement record, Running) and
- * its disk claim came back as events and ran the whole pass again, agent calls included, which
- * at 8 workers bounded the density run (4 passes a VM where 1 does).
- */
+/** Per object name, the newest resourceVersion seen; `has` is true for that version and older ones. */
 class SeenVersions {
   private readonly newest = new Map<string, number>();
   saw(obj: { metadata: { name: string; resourceVersion?: string } } | undefined): void {
@@ -144,29 +139,50 @@ class SeenVersions {
 export class VirtualMachineReconciler implements Reconciler<'VirtualMachine'> {
   readonly kind = 'VirtualMachine' as const;
   private readonly log = logger('vm-controller');
-  /** VM versions this reconciler's passes started from or wrote. */
+  /**
+   * A pass that converged need not run again for news it made itself. Each VM's own status writes
+   * (placement record, Running), its finalizer and its disk claim came back as events and queued
+   * the whole pass again, agent calls included (ensureNetwork, ensureVm). So: VM versions a pass
+   * started from or wrote; VMs whose last pass in this term converged; and VMs something else
+   * asked about since (a watched kind, the audit). A queued VM whose cached version is one a
+   * converged pass knew, and that nobody else asked about, is done. The check is made when the
+   * pass would start, not when the event comes, because an own write's event may come before
+   * the write's answer. A new term (ctx.signal) forgets every verdict.
+   */
   private readonly seenVms = new SeenVersions();
-  /** Disk versions its claims wrote (a claim's event is this pass's own news). */
-  private readonly claimedDisks = new SeenVersions();
-  readonly handled = (vm: VirtualMachine): boolean => this.seenVms.has(vm);
+  private readonly converged = new Set<string>();
+  private readonly nudged = new Set<string>();
+  private term: AbortSignal | undefined;
+  /** Disk -> the VM whose pass claimed it: the claim, and the disk controller's answer to it, are no news to that VM. */
+  private readonly claimedBy = new Map<string, string>();
+  private nudge(names: string[]): string[] {
+    for (const n of names) this.nudged.add(n);
+    return names;
+  }
   readonly watches = [
     // A VM waiting for its disks wakes up when they become available; a VM's own claim of a disk
     // is no news to that VM (other VMs naming the disk still hear of it).
     { kind: 'BlockStorage' as const, map: (bs: any, cache: Cache) => {
       const names = cache.byIndex('VirtualMachine', INDEX.byBlockStorage, bs.metadata.name).map((vm) => vm.metadata.name);
-      return this.claimedDisks.has(bs) ? names.filter((n) => n !== bs.status?.in_use_by) : names;
+      // Held now as its claim left it (IN_USE by the claimer, not protected, not being deleted):
+      // the claimer's pass has nothing to do about it. Judged on the cached disk, as this map is
+      // also called with the state before the change (the unclaimed disk).
+      const holder = this.claimedBy.get(bs.metadata.name);
+      const now = cache.get('BlockStorage', bs.metadata.name) ?? bs;
+      const asClaimed = holder !== undefined && now.status?.in_use_by === holder && now.status.state === 'IN_USE' && !now.metadata.deletionTimestamp && !now.spec?.protected;
+      return this.nudge(asClaimed ? names.filter((n) => n !== holder) : names);
     } },
     // A node that stops being Ready makes its VMs' state unknown. Heartbeats of a Ready node
     // change its document every few seconds and must not requeue its VMs (at 100 nodes that was
     // ~150 useless reconciles/s); VMs waiting on a NotReady node poll until it is back. A node
     // joining or leaving the overlay (Ready or address changed) changes every VM's VXLAN peers.
-    { kind: 'Node' as const, map: (node: any, cache: Cache, old?: any) => [
+    { kind: 'Node' as const, map: (node: any, cache: Cache, old?: any) => this.nudge([
       ...(node.status?.state === 'Ready' ? [] : cache.byIndex('VirtualMachine', INDEX.byNode, node.metadata.name)),
       ...(old && ((old.status?.state === 'Ready') !== (node.status?.state === 'Ready') || old.spec.address !== node.spec.address) ? cache.list('VirtualMachine') : []),
-    ].map((vm) => vm.metadata.name) },
+    ].map((vm) => vm.metadata.name)) },
     // A Network's spec change (a gateway address goes onto every node's bridge) reaches its VMs;
     // status writes (an address reserved for each new VM) do not.
-    { kind: 'Network' as const, map: (net: any, cache: Cache, old?: any) => (old && (old.metadata.generation ?? 1) !== (net.metadata.generation ?? 1)
+    { kind: 'Network' as const, map: (net: any, cache: Cache, old?: any) => this.nudge(old && (old.metadata.generation ?? 1) !== (net.metadata.generation ?? 1)
       ? cache.byIndex('VirtualMachine', INDEX.byNetwork, net.metadata.name).map((vm) => vm.metadata.name) : []) },
   ];
   readonly indexes: IndexSpec[] = [
@@ -198,7 +214,7 @@ export class VirtualMachineReconciler implements Reconciler<'VirtualMachine'> {
         const entry = { endpoint, stop };
         streams.set(node, entry);
         // Stopped below when leading ends (the loop wakes on the signal).
-        Promise.resolve().then(() => this.agents(node).watchVms(stop.signal, (vm) => ctx.enqueue('VirtualMachine', vm)))
+        Promise.resolve().then(() => this.agents(node).watchVms(stop.signal, (vm) => { this.nudged.add(vm); ctx.enqueue('VirtualMachine', vm); }))
           .catch((err: Error) => this.log.debug(`cannot watch the VMs of node ${node}`, { error: err.message }))
           .finally(() => { if (streams.get(node) === entry) streams.delete(node); });
       }
@@ -212,7 +228,7 @@ export class VirtualMachineReconciler implements Reconciler<'VirtualMachine'> {
    * that crashed, stopped or vanished. One ListVms per Ready node.
    */
   private async auditNodes(ctx: AuditContext): Promise<void> {
-    const requeue = (vms: VirtualMachine[]) => { for (const vm of vms) ctx.enqueue('VirtualMachine', vm.metadata.name); };
+    const requeue = (vms: VirtualMachine[]) => { for (const vm of vms) { this.nudged.add(vm.metadata.name); ctx.enqueue('VirtualMachine', vm.metadata.name); } };
     for (const node of ctx.cache.list('Node').filter((n) => n.status?.state === 'Ready')) {
       if (ctx.signal.aborted) return;
       const vms = ctx.cache.byIndex('VirtualMachine', INDEX.byNode, node.metadata.name).filter((vm) => !vm.metadata.deletionTimestamp);
@@ -234,13 +250,20 @@ export class VirtualMachineReconciler implements Reconciler<'VirtualMachine'> {
   }
 
   async reconcile(name: string, ctx: ReconcileContext): Promise<ReconcileResult> {
+    if (ctx.signal !== this.term) { this.term = ctx.signal; this.converged.clear(); }
+    const nudged = this.nudged.delete(name);
+    const cached = ctx.cache.get('VirtualMachine', name);
+    if (!nudged && cached && this.converged.has(name) && this.seenVms.has(cached)) return {};
+    this.converged.delete(name);
     const vm = await getWithFinalizer(ctx, 'VirtualMachine', name, FINALIZERS.virtualMachine);
     if (!vm) { this.seenVms.forget(name); return {}; }
     this.seenVms.saw(vm);
     if (vm.metadata.deletionTimestamp) return this.finalize(vm, ctx);
     const generation = vm.metadata.generation ?? 1;
     try {
-      return await this.converge(vm, ctx, generation);
+      const result = await this.converge(vm, ctx, generation);
+      if (!result.requeueAfterMs) this.converged.add(name);
+      return result;
     } catch (err) {
       if (err instanceof StepFailure) {
         await this.setStatus(ctx, name, generation, {}, { type: 'Ready', status: 'False', reason: err.reason, message: err.message });
@@ -330,14 +353,14 @@ export class VirtualMachineReconciler implements Reconciler<'VirtualMachine'> {
     for (const bs of disks) {
       if (bs.status?.in_use_by === name) continue;
       // Onto the copy judged above (usually the informer's, current): a stale one is a conflict.
-      const claimed = await mutate(ctx.store, 'BlockStorage', bs.metadata.name, (b) => {
+      this.claimedBy.set(bs.metadata.name, name);
+      await mutate(ctx.store, 'BlockStorage', bs.metadata.name, (b) => {
         if (b.status?.in_use_by === name) return false;
         if (b.status?.in_use_by) throw new StepFailure('BlockStorageInUse', `BlockStorage "${b.metadata.name}" is IN_USE by ${b.status.in_use_by}`);
         // Checked on the stored object too: the cached copy may predate the delete.
         if (b.metadata.deletionTimestamp) throw new StepFailure('BlockStorageBeingDeleted', `block_storage_names: BlockStorage "${b.metadata.name}" is being deleted`, 30_000);
         return setUser(b, name);
       }, { subresource: 'status', base: bs });
-      this.claimedDisks.saw(claimed);
     }
 
     // 4. Reserve interfaces (CAS on each Network: never a duplicate address).
@@ -476,7 +499,8 @@ export class VirtualMachineReconciler implements Reconciler<'VirtualMachine'> {
     }).catch((err) => { if (!isN0Error(err, 'NotFound')) throw err; });
     this.log.info(`virtual machine ${name} deleted`);
     this.seenVms.forget(name);
-    for (const bsName of vm.spec.block_storage_names ?? []) this.claimedDisks.forget(bsName);
+    this.converged.delete(name);
+    for (const bsName of vm.spec.block_storage_names ?? []) if (this.claimedBy.get(bsName) === name) this.claimedBy.delete(bsName);
     return {};
   }
 }

@@ -314,7 +314,7 @@ export class Manager {
 
   private changed(kind: Kind, obj: KindMap[Kind], old?: KindMap[Kind]): void {
     if (!this.leadingNow) return;
-    if (!(old && this.reconcilers.get(kind)?.handled?.(obj))) this.queues.get(kind)?.add(obj.metadata.name);
+    this.queues.get(kind)?.add(obj.metadata.name);
     for (const reconciler of this.reconcilers.values()) {
       const queue = this.queues.get(reconciler.kind);
       if (!queue) continue;

@@ -71,14 +71,6 @@ export interface Reconciler<K extends Kind = Kind> {
    * the agents' VM event streams, so a guest that dies is reconciled at once, not at the next audit.
    */
   readonly sources?: (ctx: AuditContext) => Promise<void>;
-  /**
-   * Whether an update of this reconciler's own kind brings nothing its passes have not seen: a
-   * version a pass started from or wrote itself (client-go's controllers keep "expectations" for
-   * the same reason). Such an update requeues nothing; additions, deletions, the audit, resyncs
-   * and other kinds' watches always do. Without it every status write a pass makes runs the
-   * whole pass again once it ends.
-   */
-  handled?(obj: KindMap[K]): boolean;
   /** Thrown errors are retried with per-key exponential back-off (TerminalError is not). */
   reconcile(name: string, ctx: ReconcileContext): Promise<ReconcileResult>;
 }
