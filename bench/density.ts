@@ -110,9 +110,11 @@ class CountingStore implements Store {
 /** Records which VMs reached ensureVm (the last step of a VM reconcile) since reset(). */
 class EnsureTracker {
   seen = new Set<string>();
+  /** ensureVm calls in all (a VM pass that reaches the agent makes one). */
+  calls = 0;
   reset() { this.seen = new Set(); }
   wrap(agent: SimulatedAgent): AgentApi {
-    const ensureVm = (req: EnsureVmRequest) => agent.ensureVm(req).then((obs) => { this.seen.add(req.name); return obs; });
+    const ensureVm = (req: EnsureVmRequest) => { this.calls++; return agent.ensureVm(req).then((obs) => { this.seen.add(req.name); return obs; }); };
     return new Proxy(agent, { get: (target, prop, receiver) => (prop === 'ensureVm' ? ensureVm : Reflect.get(target, prop, receiver)) });
   }
 }
@@ -230,6 +232,7 @@ async function runOne(opts: Options, storeKind: 'embedded' | 'etcd') {
     const paths0 = store.pathTotals();
     const reconciles0 = await reconcilesByKind();
     const phase0 = await histogramTotals('n0stack_vm_phase_transition_seconds', { phase: 'Running' });
+    const ensureCalls0 = tracker.calls;
     const latencies: number[] = [];
     const generateMs: number[] = [];
     const failures: string[] = [];
@@ -267,6 +270,7 @@ async function runOne(opts: Options, storeKind: 'embedded' | 'etcd') {
     const reconciles1 = await reconcilesByKind();
     const reconcilesDuringCreation = Object.fromEntries(Object.entries(reconciles1).map(([k, v]) => [k, { count: v.count - (reconciles0[k]?.count ?? 0), seconds: round(v.sum - (reconciles0[k]?.sum ?? 0), 2) }]));
     const phase1 = await histogramTotals('n0stack_vm_phase_transition_seconds', { phase: 'Running' });
+    const ensureVmPerVm = round((tracker.calls - ensureCalls0) / Math.max(1, created), 2);
     const running = latencies.length;
     const onAgents = (await Promise.all(simulated.map((a) => a.observe()))).reduce((n, o) => n + o.vms.length, 0);
 
@@ -307,7 +311,7 @@ async function runOne(opts: Options, storeKind: 'embedded' | 'etcd') {
       latencyMs: { p50: percentile(latencies, 50), p95: percentile(latencies, 95), p99: percentile(latencies, 99), max: percentile(latencies, 100) },
       generateMs: { p50: percentile(generateMs, 50), p95: percentile(generateMs, 95) },
       phaseHistogram: { count: phase1.count - phase0.count, meanSeconds: round((phase1.sum - phase0.sum) / Math.max(1, phase1.count - phase0.count), 2), p50BucketSeconds: await histogramQuantile('n0stack_vm_phase_transition_seconds', 0.5, { phase: 'Running' }), p99BucketSeconds: await histogramQuantile('n0stack_vm_phase_transition_seconds', 0.99, { phase: 'Running' }) },
-      writesPerVm: round(vmWrites / Math.max(1, created), 2), writesByKind: byKind, writesPerVmByPath: byPath, reconcilesDuringCreation,
+      writesPerVm: round(vmWrites / Math.max(1, created), 2), writesByKind: byKind, writesPerVmByPath: byPath, reconcilesDuringCreation, ensureVmPerVm,
       largestWrite: { ...largest, firstTenthBytes: largestFirst, lastTenthBytes: largestLast, byTenth: largestBySlot },
       busy: { cpuSeconds: round(busy.cpuSeconds, 1), cores: round(busy.cores, 2), peakRssMiB: round(busy.peakRssMiB, 0) },
       idle: { seconds: opts.idleSeconds, cores: round(idle.cores, 3), reconciles: rec1.count - rec0.count, vmReconciles: recVm1.count - recVm0.count, storeWrites: idleWrites, heartbeats: idleBeats, rssMiB: round(process.memoryUsage().rss / MiB, 0) },
@@ -356,7 +360,7 @@ function report(results: Result[]): string {
   ));
   for (const r of results) {
     lines.push('', `${r.store}: writes by kind.op during creation: ${Object.entries(r.writesByKind).map(([k, v]) => `${k}=${v}`).join(' ')}`);
-    lines.push(`${r.store}: writes per VM by path: ${Object.entries(r.writesPerVmByPath ?? {}).map(([k, v]) => `${k}=${v}`).join(' ')}; reconciles during creation (count, busy s): ${Object.entries(r.reconcilesDuringCreation ?? {}).map(([k, v]) => `${k}=${v.count} (${v.seconds} s)`).join(' ')}`);
+    lines.push(`${r.store}: writes per VM by path: ${Object.entries(r.writesPerVmByPath ?? {}).map(([k, v]) => `${k}=${v}`).join(' ')}; reconciles during creation (count, busy s): ${Object.entries(r.reconcilesDuringCreation ?? {}).map(([k, v]) => `${k}=${v.count} (${v.seconds} s)`).join(' ')}; agent ensureVm calls per VM (a pass that reaches the agent makes one): ${r.ensureVmPerVm}`);
     if (r.failureCount) lines.push(`${r.store}: ${r.failureCount} failures, e.g. ${r.failures.slice(0, 3).join(' | ')}`);
   }
   return lines.join('\n');
