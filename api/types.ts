@@ -6,7 +6,7 @@ export const GROUP = 'n0stack.io';
 export const VERSION = 'v1alpha1';
 export const API_VERSION = `${GROUP}/${VERSION}` as const;
 
-export const KINDS = ['Node', 'Network', 'BlockStorage', 'Image', 'VirtualMachine', 'NodeLease', 'Reservation'] as const;
+export const KINDS = ['Node', 'Network', 'BlockStorage', 'Image', 'VirtualMachine', 'NodeLease', 'Reservation', 'NetworkAddress'] as const;
 export type Kind = (typeof KINDS)[number];
 
 export interface ObjectMeta {
@@ -46,6 +46,8 @@ export type NodeLeaseSpec = gen.NodeLeaseSpec;
 export type NodeLeaseStatus = gen.NodeLeaseStatus;
 export type ReservationSpec = gen.ReservationSpec;
 export type ReservationStatus = gen.ReservationStatus;
+export type NetworkAddressSpec = gen.NetworkAddressSpec;
+export type NetworkAddressStatus = gen.NetworkAddressStatus;
 
 export type Node = Resource<'Node', NodeSpec, NodeStatus>;
 export type Network = Resource<'Network', NetworkSpec, NetworkStatus>;
@@ -54,6 +56,7 @@ export type Image = Resource<'Image', ImageSpec, ImageStatus>;
 export type VirtualMachine = Resource<'VirtualMachine', VirtualMachineSpec, VirtualMachineStatus>;
 export type NodeLease = Resource<'NodeLease', NodeLeaseSpec, NodeLeaseStatus>;
 export type Reservation = Resource<'Reservation', ReservationSpec, ReservationStatus>;
+export type NetworkAddress = Resource<'NetworkAddress', NetworkAddressSpec, NetworkAddressStatus>;
 
 export interface KindMap {
   Node: Node;
@@ -63,6 +66,7 @@ export interface KindMap {
   VirtualMachine: VirtualMachine;
   NodeLease: NodeLease;
   Reservation: Reservation;
+  NetworkAddress: NetworkAddress;
 }
 export type AnyResource = KindMap[Kind];
 
@@ -75,6 +79,7 @@ export const PLURALS: Record<Kind, string> = {
   VirtualMachine: 'virtualmachines',
   NodeLease: 'nodeleases',
   Reservation: 'reservations',
+  NetworkAddress: 'networkaddresses',
 };
 
 export function isKind(value: unknown): value is Kind {

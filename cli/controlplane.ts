@@ -14,6 +14,7 @@ import { NodeReconciler } from '../controllers/node';
 import { NetworkReconciler } from '../controllers/network';
 import { BlockStorageReconciler } from '../controllers/blockstorage';
 import { ImageReconciler } from '../controllers/image';
+import { NetworkAddressReconciler } from '../controllers/networkaddress';
 import { VirtualMachineReconciler } from '../controllers/virtualmachine';
 import type { Cache } from '../controllers/runtime/types';
 
@@ -58,6 +59,7 @@ export async function startControllers(options: ControllersOptions): Promise<Run
   manager.register(new BlockStorageReconciler(agents));
   manager.register(new ImageReconciler());
   manager.register(new VirtualMachineReconciler(agents));
+  manager.register(new NetworkAddressReconciler());
   await manager.start(options.signal, options.elector);
   cache = manager.cache;
   return { manager, agents };

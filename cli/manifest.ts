@@ -125,7 +125,7 @@ export function references(doc: Resource): string[] {
 }
 
 /** Tie-break when references do not decide: pools first, VMs last. */
-const KIND_RANK: Record<Kind, number> = { Node: 0, NodeLease: 0, Reservation: 1, Network: 1, Image: 2, BlockStorage: 3, VirtualMachine: 4 };
+const KIND_RANK: Record<Kind, number> = { Node: 0, NodeLease: 0, Reservation: 1, Network: 1, NetworkAddress: 2, Image: 2, BlockStorage: 3, VirtualMachine: 4 };
 
 /**
  * Apply order: a document comes after every document (in this set) it refers to; among ready

@@ -8,12 +8,14 @@ import type { Network, VirtualMachine, VirtualMachineStatus } from '../api/types
 import { isN0Error } from '../api/errors';
 import { setCondition, type ConditionInput } from '../api/conditions';
 import { checkVirtualMachineSpec } from '../api/rules';
-import { prefixLength, reserveInterface, segmentId } from '../api/ipam';
+import { prefixLength, segmentId } from '../api/ipam';
+import { nicKey, releaseAddresses, reserveAddresses, vmHolder } from '../api/addresses';
+import { ADDRESS_INDEXES, ADDRESSES_OF_NETWORK, AddressBook } from './addresses';
 import { mutate } from '../api/store/mutate';
 import { FINALIZERS } from '../api/server/context';
 import type { AgentResolver } from './agents';
 import type { VmNic, VmObservation } from '../agent/api';
-import { commitPlacement, placeAndRecord, VM_RESERVED_BY, type PlacementRecord, type Reservation } from '../api/placement';
+import { commitPlacement, placeAndRecord, type PlacementRecord, type Reservation } from '../api/placement';
 import { cacheView, USAGE_INDEXES } from './usage';
 import { setUser } from './blockstorage';
 import { commitRaise } from './resize';
@@ -24,7 +26,6 @@ import { logger } from '../api/log';
 import { observeFirstRunning } from './metrics';
 import { recordTransition, type TransitionEvents } from './runtime/events';
 
-const RESERVED_BY = VM_RESERVED_BY;
 /**
  * How often the controller asks every node's agent which VMs run (one cheap call per node) and
  * reconciles only the VMs whose state differs. Reconciling every VM on a timer instead cost 333
@@ -79,8 +80,7 @@ const EVENTS: TransitionEvents = {
     .map((r) => [r, { type: 'Warning' as const }])),
 };
 
-/** Reservation key of a VM's nic in its Network (names cannot contain '/', and a trailing .N is unique). */
-export const nicKey = (vm: string, index: number) => `${vm}.${index}`;
+export { nicKey };
 
 const STATE_OF: Record<VmObservation['runState'], NonNullable<VirtualMachineStatus['state']>> = {
   running: 'RUNNING', paused: 'PAUSED', shutdown: 'SHUTDOWN', crashed: 'FAILED', unknown: 'UNKNOWN',
@@ -100,20 +100,6 @@ function withStatus(vm: VirtualMachine, generation: number, fields: Partial<Virt
   vm.status.observedGeneration = generation;
   vm.status.conditions = setCondition(vm.status.conditions, condition, generation);
   return JSON.stringify(vm.status) !== before;
-}
-
-/**
- * The cached Network when it holds `key`'s reservation as `request` asks and this very VM object
- * recorded that address in its status (a cached reservation alone could be a deleted namesake's).
- */
-function heldInCache(net: Network | undefined, key: string, request: Parameters<typeof reserveInterface>[2], recorded: { hardware_address?: string } | undefined): Network | undefined {
-  const held = net?.status?.reserved_network_interfaces?.[key];
-  if (!net || !held || !recorded?.hardware_address || recorded.hardware_address !== held.hardware_address) return undefined;
-  try {
-    return reserveInterface(net, key, request, 'nics') === held ? net : undefined;
-  } catch {
-    return undefined;
-  }
 }
 
 const INDEX = { byBlockStorage: 'vm-by-block-storage', byNode: 'vm-by-node', byNetwork: 'vm-by-network' } as const;
@@ -190,9 +176,11 @@ export class VirtualMachineReconciler implements Reconciler<'VirtualMachine'> {
     { kind: 'VirtualMachine', name: INDEX.byNode, keys: (vm) => { const node = (vm as VirtualMachine).status?.node_name; return node ? [node] : []; } },
     { kind: 'VirtualMachine', name: INDEX.byNetwork, keys: (vm) => [...new Set(((vm as VirtualMachine).spec.nics ?? []).map((n) => n.network_name))] },
     ...USAGE_INDEXES,
+    ...ADDRESS_INDEXES,
   ];
   readonly audit = { everyMs: AUDIT_MS, run: (ctx: AuditContext) => this.auditNodes(ctx) };
   readonly sources = (ctx: AuditContext) => this.watchAgents(ctx);
+  private readonly addresses = new AddressBook();
   constructor(private readonly agents: AgentResolver) {}
 
   /**
@@ -363,31 +351,27 @@ export class VirtualMachineReconciler implements Reconciler<'VirtualMachine'> {
       }, { subresource: 'status', base: bs });
     }
 
-    // 4. Reserve interfaces (CAS on each Network: never a duplicate address).
+    // 4. Reserve interfaces: each address is a NetworkAddress named by its value, created if absent
+    // (api/addresses.ts), so the store refuses a duplicate; every pass after the first finds this
+    // VM's (by uid) in the cache and writes nothing. A pass killed between two creates leaves
+    // objects the next pass finds as its own.
     const nics: (VmNic & { tap?: string })[] = [];
     const networks: Network[] = [];
+    const view = this.addresses.view(ctx.cache);
     for (const [i, nic] of (vm.spec.nics ?? []).entries()) {
-      const key = nicKey(name, i);
       const request = { hardware_address: nic.hardware_address, ipv4_address: nic.ipv4_address, ipv6_address: nic.ipv6_address };
-      // Every pass after the first finds its reservation in the cached Network: no store access.
-      let net = heldInCache(ctx.cache.get('Network', nic.network_name), key, request, vm.status?.nics?.[i]);
-      if (!net) {
-        try {
-          net = await mutate(ctx.store, 'Network', nic.network_name, (n) => {
-            const existing = n.status?.reserved_network_interfaces?.[key];
-            const r = reserveInterface(n, key, request, `nics[${i}]`);
-            if (existing && JSON.stringify(existing) === JSON.stringify(r)) return false;
-            n.status ??= {};
-            n.status.reserved_network_interfaces = { ...n.status.reserved_network_interfaces, [key]: { ...r, annotations: { [RESERVED_BY]: name } } };
-          }, { subresource: 'status' });
-        } catch (err) {
-          if (isN0Error(err, 'NotFound')) throw new StepFailure('NetworkNotFound', `nics[${i}]: Network "${nic.network_name}" does not exist`);
-          if (isN0Error(err, 'FailedPrecondition')) throw new StepFailure((err as Error).message.includes('no free') ? 'NetworkFull' : 'AddressConflict', (err as Error).message, 30_000);
-          if (isN0Error(err, 'InvalidArgument')) throw new StepFailure('InvalidSpec', (err as Error).message, 60_000);
-          throw err;
-        }
+      let r;
+      let net: Network;
+      try {
+        net = ctx.cache.get('Network', nic.network_name) ?? await ctx.store.get('Network', nic.network_name);
+        // Checked on every pass: a VM placed before the Network's delete keeps its addresses, a new one gets none.
+        r = await reserveAddresses(ctx.store, view, net, vmHolder(vm, i), request, `nics[${i}]`, { recorded: vm.status?.nics?.[i] });
+      } catch (err) {
+        if (isN0Error(err, 'NotFound')) throw new StepFailure('NetworkNotFound', `nics[${i}]: Network "${nic.network_name}" does not exist`);
+        if (isN0Error(err, 'FailedPrecondition')) throw new StepFailure((err as Error).message.includes('no free') ? 'NetworkFull' : 'AddressConflict', (err as Error).message, 30_000);
+        if (isN0Error(err, 'InvalidArgument')) throw new StepFailure('InvalidSpec', (err as Error).message, 60_000);
+        throw err;
       }
-      const r = net.status!.reserved_network_interfaces![key];
       networks.push(net);
       nics.push({
         networkName: nic.network_name, hardwareAddress: r.hardware_address!, ipv4Address: r.ipv4_address,
@@ -481,11 +465,11 @@ export class VirtualMachineReconciler implements Reconciler<'VirtualMachine'> {
     const nodeName = vm.status?.node_name;
     ctx.events?.normal(vm, 'Deleting', `deleting virtual machine ${name}${nodeName ? ` from node ${nodeName}` : ''}`);
     if (nodeName) await this.agents(nodeName).deleteVm(name);
+    // Its addresses: those the cache shows it holding and those its status recorded (found even
+    // when the cache lags); any left by a pass that died is collected once the VM is gone.
     for (const [i, nic] of (vm.spec.nics ?? []).entries()) {
-      await mutate(ctx.store, 'Network', nic.network_name, (n) => {
-        if (!n.status?.reserved_network_interfaces?.[nicKey(name, i)]) return false;
-        delete n.status.reserved_network_interfaces[nicKey(name, i)];
-      }, { subresource: 'status' }).catch((err) => { if (!isN0Error(err, 'NotFound')) throw err; });
+      const known = ctx.cache.byIndex('NetworkAddress', ADDRESSES_OF_NETWORK, nic.network_name);
+      this.addresses.forget(await releaseAddresses(ctx.store, nic.network_name, vmHolder(vm, i), known, vm.status?.nics?.[i]));
     }
     for (const bsName of vm.spec.block_storage_names ?? []) {
       await mutate(ctx.store, 'BlockStorage', bsName, (b) => {

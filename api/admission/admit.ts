@@ -8,6 +8,8 @@ import type { AnyResource, Kind, KindMap } from '../types';
 import { blockStorageStrategy } from './blockstorage';
 import { imageStrategy } from './image';
 import { networkStrategy } from './network';
+import { networkAddressStrategy } from './networkaddress';
+import { listAddresses } from '../addresses';
 import { nodeStrategy } from './node';
 import { nodeLeaseStrategy, reservationStrategy } from './internal';
 import type { Dependant, Lookup, Strategy, World } from './types';
@@ -21,6 +23,7 @@ export const STRATEGIES: { [K in Kind]: Strategy<K> } = {
   VirtualMachine: virtualMachineStrategy,
   NodeLease: nodeLeaseStrategy,
   Reservation: reservationStrategy,
+  NetworkAddress: networkAddressStrategy,
 };
 
 export function strategyFor<K extends Kind>(kind: K): Strategy<K> {
@@ -48,7 +51,9 @@ export async function admitCreate<T extends AnyResource>(store: Store, doc: T, o
 
 /**
  * Transition rules for a spec/metadata update of `old` (as stored) to `next`, with the objects
- * the kind's updateReferences names read from `store` (a Node rendered with what is placed on it).
+ * the kind's updateReferences names read from `store` (a Node rendered with what is placed on it),
+ * and the objects that could depend on it when updateNeedsWorld says so (a Network's cidr change:
+ * the addresses it lends).
  */
 export async function admitUpdate<T extends AnyResource>(store: Store, old: T, next: T): Promise<void> {
   const strategy = strategyFor(next.kind) as unknown as Strategy<T['kind']>;
@@ -58,17 +63,23 @@ export async function admitUpdate<T extends AnyResource>(store: Store, old: T, n
       found.set(`${ref.kind}/${ref.name}`, ref.kind === 'Node' ? await renderedNode(store, ref.name) : await store.get(ref.kind, ref.name));
     } catch (err) { if (!isN0Error(err, 'NotFound')) throw err; }
   }
-  strategy.validateUpdate(old as never, next as never, (kind, name) => found.get(`${kind}/${name}`) as never);
+  const world = strategy.updateNeedsWorld?.(old as never, next as never) ? await worldOf(store, old) : undefined;
+  strategy.validateUpdate(old as never, next as never, (kind, name) => found.get(`${kind}/${name}`) as never, world);
+}
+
+/** The objects that can depend on `obj`, read from the store (only the kinds that can). */
+async function worldOf(store: Store, obj: AnyResource): Promise<World> {
+  return {
+    blockStorages: obj.kind === 'BlockStorage' || obj.kind === 'Node' ? (await store.list('BlockStorage')).items : [],
+    virtualMachines: obj.kind === 'BlockStorage' || obj.kind === 'Network' || obj.kind === 'Node' ? (await store.list('VirtualMachine')).items : [],
+    reservations: obj.kind === 'Node' ? (await store.list('Reservation')).items : [],
+    networkAddresses: obj.kind === 'Network' ? await listAddresses(store, obj.metadata.name) : [],
+  };
 }
 
 /** What keeps `obj` from being deleted, from the kinds that can depend on it. */
 export async function dependantsIn<K extends Kind>(store: Store, obj: KindMap[K]): Promise<Dependant[]> {
-  const world: World = {
-    blockStorages: obj.kind === 'BlockStorage' || obj.kind === 'Node' ? (await store.list('BlockStorage')).items : [],
-    virtualMachines: obj.kind === 'BlockStorage' || obj.kind === 'Network' || obj.kind === 'Node' ? (await store.list('VirtualMachine')).items : [],
-    reservations: obj.kind === 'Node' ? (await store.list('Reservation')).items : [],
-  };
-  return strategyFor(obj.kind as K).dependants(obj, world);
+  return strategyFor(obj.kind as K).dependants(obj, await worldOf(store, obj));
 }
 
 /** The delete precondition the seed RPCs report up front (FailedPrecondition naming the dependants). */

@@ -1,5 +1,7 @@
 // Network admission: its spec parses (cidrs, gateway, vlan annotation); a cidr cannot change under
-// reserved interfaces; it is not deleted while interfaces are reserved on it or VMs name it.
+// reserved interfaces; it is not deleted while interfaces are reserved on it or VMs name it. The
+// reserved interfaces are its NetworkAddress objects (world.networkAddresses), plus what a Network
+// stored by the previous version still lists in its status until its controller migrates it.
 import { checkNetworkSpec } from '../ipam';
 import type { Network } from '../types';
 import { FINALIZERS } from './finalizers';
@@ -11,15 +13,23 @@ function validateSpec(net: Network): void {
   asRule('network.spec', () => checkNetworkSpec(net.spec, net.metadata.annotations));
 }
 
+/** The keys of the interfaces reserved on `net` (a VM's <vm>.<index>, or a seed reservation's name), sorted. */
+export function reservedKeys(net: Network, world: World | undefined): string[] {
+  const keys = new Set(Object.keys(net.status?.reserved_network_interfaces ?? {}));
+  for (const a of world?.networkAddresses ?? []) if (a.spec.network_name === net.metadata.name) keys.add(a.spec.holder_key);
+  return [...keys].sort();
+}
+
 export const networkStrategy: Strategy<'Network'> = {
   kind: 'Network',
   prepareForCreate(net) {
     if (!net.metadata.finalizers?.includes(FINALIZERS.network)) net.metadata.finalizers = [...(net.metadata.finalizers ?? []), FINALIZERS.network];
   },
   validateCreate: validateSpec,
-  validateUpdate(old, next) {
+  updateNeedsWorld: (old, next) => old.spec.ipv4_cidr !== next.spec.ipv4_cidr || old.spec.ipv6_cidr !== next.spec.ipv6_cidr,
+  validateUpdate(old, next, _lookup, world) {
     validateSpec(next);
-    const reserved = Object.keys(old.status?.reserved_network_interfaces ?? {});
+    const reserved = reservedKeys(old, world);
     if (!reserved.length) return;
     const held = `Network "${old.metadata.name}" has reserved interfaces (${reserved.join(', ')})`;
     if (old.spec.ipv4_cidr !== next.spec.ipv4_cidr) {
@@ -33,22 +43,20 @@ export const networkStrategy: Strategy<'Network'> = {
   dependants(net, world: World): Dependant[] {
     const name = net.metadata.name;
     const found: Dependant[] = [];
-    const vms = new Set<string>();
     for (const vm of world.virtualMachines) {
       const i = (vm.spec.nics ?? []).findIndex((n) => n.network_name === name);
       if (i < 0) continue;
-      vms.add(vm.metadata.name);
       found.push({ kind: 'VirtualMachine', name: vm.metadata.name, why: `nics[${i}] is on it` });
     }
-    // Reservations are keyed <vm>.<index> for VMs; any other key is a seed ReserveNetworkInterface.
-    for (const key of Object.keys(net.status?.reserved_network_interfaces ?? {})) {
-      if (vms.has(key.replace(/\.\d+$/, ''))) continue;
+    // Keyed <vm>.<index> for VMs, any other key is a seed ReserveNetworkInterface. A VM's addresses
+    // can outlive it (until its finalizer or the collector deletes them), so they count on their own.
+    for (const key of reservedKeys(net, world)) {
       found.push({ kind: 'NetworkInterface', name: key, why: 'reserved on it' });
     }
     return found;
   },
   validateDelete(net, dependants) {
-    const reserved = Object.keys(net.status?.reserved_network_interfaces ?? {});
+    const reserved = dependants.filter((d) => d.kind === 'NetworkInterface').map((d) => d.name);
     if (reserved.length) {
       throw violation('network.delete-in-use', `Network "${net.metadata.name}" has reserved interfaces: ${reserved.join(', ')}; delete the virtual machines first`);
     }

@@ -34,13 +34,19 @@ export const RULES = [
   { id: 'network.cidr-required', kind: 'Network', field: 'ipv4_cidr', stages: CREATE_UPDATE, code: 'InvalidArgument',
     message: 'ipv4_cidr (or ipv6_cidr) is required', cel: 'has(self.ipv4_cidr) || has(self.ipv6_cidr)', celScope: 'spec' },
   { id: 'network.ipv4-cidr-immutable-while-reserved', kind: 'Network', field: 'ipv4_cidr', stages: ['update'], code: 'FailedPrecondition',
-    message: 'ipv4_cidr cannot change while network interfaces are reserved on the Network (they keep their addresses)',
-    cel: "!has(oldSelf.status) || !has(oldSelf.status.reserved_network_interfaces) || size(oldSelf.status.reserved_network_interfaces) == 0 || (has(self.spec.ipv4_cidr) == has(oldSelf.spec.ipv4_cidr) && (!has(self.spec.ipv4_cidr) || self.spec.ipv4_cidr == oldSelf.spec.ipv4_cidr))", celScope: 'object' },
+    message: 'ipv4_cidr cannot change while network interfaces are reserved on the Network (they keep their addresses)' },
   { id: 'network.ipv6-cidr-immutable-while-reserved', kind: 'Network', field: 'ipv6_cidr', stages: ['update'], code: 'FailedPrecondition',
-    message: 'ipv6_cidr cannot change while network interfaces are reserved on the Network (they keep their addresses)',
-    cel: "!has(oldSelf.status) || !has(oldSelf.status.reserved_network_interfaces) || size(oldSelf.status.reserved_network_interfaces) == 0 || (has(self.spec.ipv6_cidr) == has(oldSelf.spec.ipv6_cidr) && (!has(self.spec.ipv6_cidr) || self.spec.ipv6_cidr == oldSelf.spec.ipv6_cidr))", celScope: 'object' },
+    message: 'ipv6_cidr cannot change while network interfaces are reserved on the Network (they keep their addresses)' },
   { id: 'network.delete-in-use', kind: 'Network', field: 'metadata.name', stages: ['delete'], code: 'FailedPrecondition',
     message: 'a Network with reserved interfaces (or VMs naming it) cannot be deleted; delete the virtual machines first' },
+
+  // NetworkAddress
+  { id: 'networkaddress.immutable', kind: 'NetworkAddress', field: 'address', stages: ['update'], code: 'InvalidArgument',
+    message: 'a NetworkAddress is immutable (its name is its value; a holder releases it by deleting it)', cel: 'self == oldSelf', celScope: 'spec' },
+  { id: 'networkaddress.name', kind: 'NetworkAddress', field: 'metadata.name', stages: ['create'], code: 'InvalidArgument',
+    message: 'a NetworkAddress is named by its value: <network_name>.<family>.<address encoded> (api/addresses.ts addressName)' },
+  { id: 'networkaddress.network', kind: 'NetworkAddress', field: 'network_name', stages: ['create'], code: 'FailedPrecondition',
+    message: 'the Network must exist and not be being deleted' },
 
   // BlockStorage
   { id: 'blockstorage.limit-positive', kind: 'BlockStorage', field: 'limit_bytes', stages: CREATE_UPDATE, code: 'InvalidArgument',

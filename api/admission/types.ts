@@ -20,6 +20,8 @@ export interface World {
   virtualMachines: readonly KindMap['VirtualMachine'][];
   /** The seed's explicit reservations (only a Node's dependants look at them). */
   reservations?: readonly KindMap['Reservation'][];
+  /** The addresses lent by a Network (only a Network's rules look at them). */
+  networkAddresses?: readonly KindMap['NetworkAddress'][];
 }
 
 export interface Strategy<K extends Kind> {
@@ -30,11 +32,15 @@ export interface Strategy<K extends Kind> {
   validateCreate(obj: KindMap[K], lookup?: Lookup): void;
   /**
    * Transition rules; `old` is the stored object (with status), `next` the object to write. With
-   * `lookup`, the objects updateReferences named (a Node as the seed shows it: with what is placed on it).
+   * `lookup`, the objects updateReferences named (a Node as the seed shows it: with what is placed
+   * on it); `world` is gathered when updateNeedsWorld says the rules need the objects that could
+   * depend on it.
    */
-  validateUpdate(old: KindMap[K], next: KindMap[K], lookup?: Lookup): void;
+  validateUpdate(old: KindMap[K], next: KindMap[K], lookup?: Lookup, world?: World): void;
   /** The objects an update needs looked up (none by default). */
   updateReferences?(old: KindMap[K], next: KindMap[K]): { kind: Kind; name: string }[];
+  /** Whether this update's rules look at other objects (the caller then reads them: dependantsIn's world). */
+  updateNeedsWorld?(old: KindMap[K], next: KindMap[K]): boolean;
   /** The references a create needs looked up (passed to validateCreate through Lookup). */
   references(obj: KindMap[K]): { kind: Kind; name: string }[];
   /** What keeps `obj` from being deleted now. */

@@ -140,6 +140,32 @@ export interface NetworkStatus {
   };
 }
 
+export interface NetworkAddressSpec {
+  network_name: string;
+  family: "mac" | "ipv4" | "ipv6";
+  /**
+   * the address as the seed writes it (02:00:..., 10.0.0.5, fd00::5)
+   */
+  address: string;
+  /**
+   * the reservation's key in the seed's view: <vm>.<nic index> for a VM's NIC, else the ReserveNetworkInterface name
+   */
+  holder_key: string;
+  /**
+   * the holding VM (absent for a seed reservation)
+   */
+  virtual_machine_name?: string;
+  /**
+   * the holding VM's metadata.uid: a namesake created later does not inherit it
+   */
+  virtual_machine_uid?: string;
+  nic_index?: number;
+}
+
+export interface NetworkAddressStatus {
+  observedGeneration?: number;
+}
+
 export interface NodeSpec {
   /**
    * IP address other hosts reach this node at (VXLAN underlay)

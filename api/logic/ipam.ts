@@ -1,7 +1,7 @@
 // Address management for networks: IPv4 from a CIDR (lowest free usable address), IPv6 (a requested
-// address, or EUI-64 of the MAC in a /64), and MAC addresses. Pure: callers pass what is taken
-// (from Network status.reserved_network_interfaces) and write the result with optimistic
-// concurrency, which is what keeps two VMs from getting one address.
+// address, or EUI-64 of the MAC in a /64), and MAC addresses. Pure: callers pass what they believe
+// is taken (the network's NetworkAddress objects) and create the result's object with
+// create-if-absent (api/addresses.ts), which is what keeps two NICs from getting one address.
 import { createHash } from 'node:crypto';
 import { FailedPreconditionError, InvalidArgumentError } from '../errors';
 
@@ -68,6 +68,11 @@ export function* usableIPv4(cidr: IPv4Cidr, gateway?: string): Generator<string>
   for (let a = first; a <= last; a++) if (a !== gw) yield formatIPv4(a);
 }
 
+/** The usable addresses not in `taken`, lowest first (an allocator that loses a race goes on to the next). */
+export function* freeIPv4s(cidr: IPv4Cidr, gateway: string | undefined, taken: Taken): Generator<string> {
+  for (const addr of usableIPv4(cidr, gateway)) if (holder(taken, addr) === false) yield addr;
+}
+
 export interface AllocateOptions {
   /** Network name, for messages. */
   network?: string;
@@ -107,9 +112,7 @@ export function allocateIPv4(cidrText: string, taken: Taken, requested?: string,
     if (who !== false) throw new FailedPreconditionError(`${field} ${requested} is already in use in ${net}${who ? ` by ${who}` : ''}`, field);
     return formatIPv4(addr);
   }
-  for (const addr of usableIPv4(cidr, options.gateway)) {
-    if (holder(taken, addr) === false) return addr;
-  }
+  for (const addr of freeIPv4s(cidr, options.gateway, taken)) return addr;
   throw new FailedPreconditionError(`${net} has no free IPv4 address (${cidrText})`);
 }
 

@@ -1,11 +1,12 @@
-// NetworkService: virtual L2 networks and the interfaces (MAC + IP) they lend. Reservations
-// live in the Network's status and are written with compare-and-swap, so two concurrent
-// reservations can never get the same address.
+// NetworkService: virtual L2 networks and the interfaces (MAC + IP) they lend. Each address lent
+// is a NetworkAddress named by its value (api/addresses.ts), created if absent, so two concurrent
+// reservations can never get the same address; the seed's reserved_network_interfaces is
+// rendered from them on read.
 import { API_VERSION, type Network, type NetworkSpec } from '../types';
 import { FailedPreconditionError, isN0Error, NotFoundError } from '../errors';
 import { validateName } from '../names';
 import { deleteChecked, mutate } from '../store/mutate';
-import { reserveInterface } from '../ipam';
+import { byNetwork, listAddresses, renderNetwork, reserveAddresses, seedHolder, storeAddressView } from '../addresses';
 import { admitDelete } from '../admission';
 import { getCondition } from '../conditions';
 import { waitFor } from './wait';
@@ -16,13 +17,15 @@ export function networkService(context: FacadeContext): ServiceHandlers {
   // The kind's rules (spec, cidr immutable under reservations, delete precondition) are its
   // admission's (api/admission/network.ts), the same for ResourceService.
   const { store } = admitted(context);
+  const rendered = async (net: Network) => networkMessage(renderNetwork(net, await listAddresses(store, net.metadata.name)));
   return {
     async ListNetworks(req) {
-      const { items } = await store.list('Network', { labelSelector: given(req.label_selector) });
-      return { networks: items.map(networkMessage) };
+      const [{ items }, addresses] = await Promise.all([store.list('Network', { labelSelector: given(req.label_selector) }), store.list('NetworkAddress')]);
+      const of = byNetwork(addresses.items);
+      return { networks: items.map((net) => networkMessage(renderNetwork(net, of(net.metadata.name)))) };
     },
     async GetNetwork(req) {
-      return networkMessage(await store.get('Network', validateName(req.name, 'name')));
+      return rendered(await store.get('Network', validateName(req.name, 'name')));
     },
     async ApplyNetwork(req, call) {
       const name = validateName(req.name, 'name');
@@ -41,7 +44,7 @@ export function networkService(context: FacadeContext): ServiceHandlers {
         }) as Network;
       }
       const generation = written.metadata.generation ?? 1;
-      return networkMessage(await waitFor<'Network', Network>(store, 'Network', name, (net) => {
+      return rendered(await waitFor<'Network', Network>(store, 'Network', name, (net) => {
         if (!net?.status || (net.status.observedGeneration ?? 0) < generation) return undefined;
         if (net.status.state === 'FAILED') {
           const ready = getCondition(net.status.conditions, 'Ready');
@@ -60,24 +63,32 @@ export function networkService(context: FacadeContext): ServiceHandlers {
     async ReserveNetworkInterface(req) {
       const name = validateName(req.network_name, 'network_name');
       const key = validateName(req.network_interface_name, 'network_interface_name');
-      return networkMessage(await mutate(store, 'Network', name, (net) => {
-        net.status ??= {};
-        const reserved = net.status.reserved_network_interfaces ?? {};
-        reserved[key] = reserveInterface(net, key, {
-          hardware_address: given(req.hardware_address), ipv4_address: given(req.ipv4_address), ipv6_address: given(req.ipv6_address),
-        }, 'ReserveNetworkInterfaceRequest');
-        const annotations = mapOrUndefined(req.annotations);
-        if (annotations) reserved[key].annotations = annotations;
-        net.status.reserved_network_interfaces = reserved;
-      }, { subresource: 'status' }));
+      const net = await store.get('Network', name);
+      const legacy = net.status?.reserved_network_interfaces?.[key];
+      // Not migrated yet (its controller turns the list into objects): as the previous version answered.
+      if (legacy) throw new FailedPreconditionError(`${key} already holds ${legacy.ipv4_address ?? legacy.hardware_address} in Network "${name}"`, 'ReserveNetworkInterfaceRequest');
+      // Through the admitting store: a Network being deleted lends nothing new (networkaddress.network).
+      await reserveAddresses(store, storeAddressView(store), net, seedHolder(key), {
+        hardware_address: given(req.hardware_address), ipv4_address: given(req.ipv4_address), ipv6_address: given(req.ipv6_address),
+      }, 'ReserveNetworkInterfaceRequest', { annotations: mapOrUndefined(req.annotations) });
+      return rendered(net);
     },
     async ReleaseNetworkInterface(req) {
       const name = validateName(req.network_name, 'network_name');
       const key = validateName(req.network_interface_name, 'network_interface_name');
-      await mutate(store, 'Network', name, (net) => {
-        if (!net.status?.reserved_network_interfaces?.[key]) throw new NotFoundError('network interface', `${key}" in Network "${name}`);
-        delete net.status.reserved_network_interfaces[key];
-      }, { subresource: 'status' });
+      const net = await store.get('Network', name);
+      const held = (await listAddresses(store, name)).filter((a) => a.spec.holder_key === key);
+      const legacy = !!net.status?.reserved_network_interfaces?.[key];
+      if (!held.length && !legacy) throw new NotFoundError('network interface', `${key}" in Network "${name}`);
+      for (const a of held) {
+        await store.delete('NetworkAddress', a.metadata.name, { resourceVersion: a.metadata.resourceVersion }).catch((err) => { if (!isN0Error(err, 'NotFound')) throw err; });
+      }
+      if (legacy) {
+        await mutate(store, 'Network', name, (n) => {
+          if (!n.status?.reserved_network_interfaces?.[key]) return false;
+          delete n.status.reserved_network_interfaces[key];
+        }, { subresource: 'status' });
+      }
       return {};
     },
   };
