@@ -71,7 +71,7 @@ describe('manifests', () => {
     try { parseManifests(text, 'bad.yaml'); } catch (e) { problems = (e as ManifestError).problems; }
     expect(problems).toEqual([
       'bad.yaml#1: apiVersion must be n0stack.io/v1alpha1, got "v1"',
-      'bad.yaml#2: kind must be one of Node, Network, BlockStorage, Image, VirtualMachine, NodeLease, Reservation, got "Vm"',
+      'bad.yaml#2: kind must be one of Node, Network, BlockStorage, Image, VirtualMachine, NodeLease, Reservation, NetworkAddress, got "Vm"',
       'bad.yaml#3: Network: metadata.name is required',
     ]);
     const schema = parseManifests(`apiVersion: n0stack.io/v1alpha1\nkind: VirtualMachine\nmetadata: {name: v}\nspec: {limit_memory_bytes: 536870912, cpu: 1}\n---\napiVersion: n0stack.io/v1alpha1\nkind: Network\nmetadata: {name: v}\nspec: {}\n---\napiVersion: n0stack.io/v1alpha1\nkind: Network\nmetadata: {name: v}\nspec: {}\n`, 'vm.yaml');

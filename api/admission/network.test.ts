@@ -1,3 +1,4 @@
+import { addressObject, seedHolder, vmHolder } from '../addresses';
 import type { Network, VirtualMachine } from '../types';
 import { networkStrategy as s } from './network';
 
@@ -17,7 +18,17 @@ describe('Network admission', () => {
     expect(error(() => s.validateCreate(net({ ipv4_cidr: '10.0.0.0/24', gateway_ipv4: '10.0.1.1' }), () => undefined))).toMatchObject({ code: 'InvalidArgument', field: 'gateway_ipv4' });
   });
 
-  it('a cidr is immutable while interfaces are reserved, free otherwise; other fields may change', () => {
+  const lent = { blockStorages: [], virtualMachines: [], networkAddresses: [addressObject('net1', 'ipv4', '10.77.0.5', vmHolder({ metadata: { name: 'vm1', uid: 'u' } }, 0)), addressObject('other', 'ipv4', '10.77.0.6', seedHolder('elsewhere'))] };
+
+  it('a cidr is immutable while the Network lends addresses, free otherwise; other fields may change', () => {
+    const n = net({ ipv4_cidr: '10.77.0.0/24' });
+    expect(s.updateNeedsWorld!(n, net({ ipv4_cidr: '10.88.0.0/24' }))).toBe(true);
+    expect(s.updateNeedsWorld!(n, net({ ipv4_cidr: '10.77.0.0/24', gateway_ipv4: '10.77.0.254' }))).toBe(false);
+    expect(error(() => s.validateUpdate(n, net({ ipv4_cidr: '10.88.0.0/24' }), undefined, lent))).toMatchObject({ code: 'FailedPrecondition', field: 'ipv4_cidr', message: expect.stringMatching(/\(vm1\.0\).*10\.77\.0\.0\/24 -> 10\.88\.0\.0\/24/) });
+    expect(error(() => s.validateUpdate(n, net({ ipv4_cidr: '10.88.0.0/24' }), undefined, { ...lent, networkAddresses: lent.networkAddresses.slice(1) }))).toBeUndefined();
+  });
+
+  it('a Network stored by the previous version (its status lists the interfaces) keeps the rule until migrated', () => {
     const reserved = net({ ipv4_cidr: '10.77.0.0/24' }, { 'vm1.0': { ipv4_address: '10.77.0.5' } });
     expect(error(() => s.validateUpdate(reserved, net({ ipv4_cidr: '10.88.0.0/24' })))).toMatchObject({ code: 'FailedPrecondition', field: 'ipv4_cidr', message: expect.stringMatching(/vm1\.0.*10\.77\.0\.0\/24 -> 10\.88\.0\.0\/24/) });
     expect(error(() => s.validateUpdate(reserved, net({ ipv4_cidr: '10.77.0.0/24', ipv6_cidr: 'fd00::/64' })))).toMatchObject({ code: 'FailedPrecondition', field: 'ipv6_cidr' });
@@ -25,14 +36,19 @@ describe('Network admission', () => {
     expect(error(() => s.validateUpdate(net({ ipv4_cidr: '10.77.0.0/24' }, {}), net({ ipv4_cidr: '10.88.0.0/24' })))).toBeUndefined();
   });
 
-  it('dependants: VMs naming it and seed reservations, each once; delete is refused while there are any', () => {
-    const n = net({ ipv4_cidr: '10.0.0.0/24' }, { 'vm1.0': {}, 'port-a': {} });
-    const deps = s.dependants(n, { blockStorages: [], virtualMachines: [vm('vm1', ['net1']), vm('vm2', ['other'])] });
+  it('dependants: VMs naming it and the interfaces it lends (a VM\'s too: its addresses can outlive it), each once; delete is refused while there are any', () => {
+    const n = net({ ipv4_cidr: '10.0.0.0/24' }, { 'old.0': {} });
+    const h = vmHolder({ metadata: { name: 'vm1', uid: 'u' } }, 0);
+    const deps = s.dependants(n, { blockStorages: [], virtualMachines: [vm('vm1', ['net1']), vm('vm2', ['other'])], networkAddresses: [
+      addressObject('net1', 'ipv4', '10.0.0.2', h), addressObject('net1', 'mac', '02:00:00:00:00:01', h), addressObject('net1', 'ipv4', '10.0.0.3', seedHolder('port-a')),
+    ] });
     expect(deps).toEqual([
       { kind: 'VirtualMachine', name: 'vm1', why: 'nics[0] is on it' },
+      { kind: 'NetworkInterface', name: 'old.0', why: 'reserved on it' },
       { kind: 'NetworkInterface', name: 'port-a', why: 'reserved on it' },
+      { kind: 'NetworkInterface', name: 'vm1.0', why: 'reserved on it' },
     ]);
-    expect(error(() => s.validateDelete(n, deps))).toMatchObject({ code: 'FailedPrecondition', message: expect.stringMatching(/reserved interfaces: vm1\.0, port-a/) });
+    expect(error(() => s.validateDelete(n, deps))).toMatchObject({ code: 'FailedPrecondition', message: expect.stringMatching(/reserved interfaces: old\.0, port-a, vm1\.0/) });
     const unreserved = net({ ipv4_cidr: '10.0.0.0/24' });
     expect(error(() => s.validateDelete(unreserved, [{ kind: 'VirtualMachine', name: 'vm3', why: 'nics[0] is on it' }]))).toMatchObject({ message: expect.stringMatching(/VirtualMachine "vm3"/) });
     expect(error(() => s.validateDelete(unreserved, []))).toBeUndefined();

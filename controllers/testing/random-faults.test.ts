@@ -1,3 +1,4 @@
+import { addressObject, vmHolder } from '../../api/addresses';
 import { checkInvariants, generate, pools, prng, shrink, type Doc, type Snapshot } from './random-faults';
 import { bridgeName, tapName } from '../../agent/paths';
 
@@ -36,7 +37,10 @@ describe('generate', () => {
 describe('checkInvariants', () => {
   const node = (status: any, spec: any = { cpu_milli_cores: 2000, memory_bytes: 1024, storage_bytes: 1024 }) => doc('Node', 'host-a', spec, status);
   const vm = (name: string, status: any = {}, spec: any = {}) => doc('VirtualMachine', name, { limit_cpu_milli_core: 1000, limit_memory_bytes: 64, nics: [{ network_name: 'n' }], block_storage_names: ['d'], ...spec }, status);
-  const by = { 'n0core/provisioning/virtual_machine/virtual_machine/reserved_by': 'v' };
+  const address = (net: string, family: 'mac' | 'ipv4', value: string, vmName: string, uid: string, index = 0) => {
+    const a = addressObject(net, family, value, vmHolder({ metadata: { name: vmName, uid } }, index));
+    return doc('NetworkAddress', a.metadata.name, a.spec);
+  };
 
   test('a consistent snapshot has no violations', () => {
     const s: Snapshot = {
@@ -44,9 +48,10 @@ describe('checkInvariants', () => {
         node({ state: 'Ready' }),
         doc('Reservation', 'storage.host-a.seed', { node_name: 'host-a', what: 'storage', key: 'seed', request_bytes: 10, limit_bytes: 10 }),
         doc('BlockStorage', 'o', { backing_block_storage: 'd' }, { node_name: 'host-a', state: 'AVAILABLE' }),
-        doc('Network', 'n', {}, { reserved_network_interfaces: { 'v.0': { annotations: by, ipv4_address: '10.0.0.2', hardware_address: '52:54:00:00:00:01' } } }),
+        doc('Network', 'n', {}, {}),
+        address('n', 'ipv4', '10.0.0.2', 'v', 'u-v'), address('n', 'mac', '52:54:00:00:00:01', 'v', 'u-v'),
         doc('BlockStorage', 'd', {}, { node_name: 'host-a', state: 'IN_USE', in_use_by: 'v' }),
-        vm('v', { node_name: 'host-a', state: 'RUNNING', nics: [{ network_name: 'n', ipv4_address: '10.0.0.2', hardware_address: '52:54:00:00:00:01' }] }),
+        { ...vm('v', { node_name: 'host-a', state: 'RUNNING', nics: [{ network_name: 'n', ipv4_address: '10.0.0.2', hardware_address: '52:54:00:00:00:01' }] }), metadata: { name: 'v', uid: 'u-v', generation: 1 } },
       ],
       hosts: [host({ disks: [{ name: 'd' }, { name: 'o', backingFile: '/data/disks/d.qcow2', backingExists: true }], qemu: ['v'], links: [tapName('v', 0), bridgeName('n'), 'lo', 'ul0'] })],
     };
@@ -58,14 +63,15 @@ describe('checkInvariants', () => {
       docs: [
         node({ reserved_computes: { gone: {} } }, { cpu_milli_cores: 500, memory_bytes: 1024, storage_bytes: 1024 }),
         doc('Reservation', 'compute.host-b.seed', { node_name: 'host-b', what: 'compute', key: 'seed' }),
-        doc('Network', 'n', {}, { reserved_network_interfaces: {
-          'v.0': { annotations: by, ipv4_address: '10.0.0.2', hardware_address: '52:54:00:00:00:01' },
-          'x.0': { annotations: { 'n0core/provisioning/virtual_machine/virtual_machine/reserved_by': 'x' }, ipv4_address: '10.0.0.2', hardware_address: '52:54:00:00:00:01' },
-        } }),
+        doc('Network', 'n', {}, { reserved_network_interfaces: { 'old.0': { ipv4_address: '10.0.0.9' } } }),
+        address('n', 'ipv4', '10.0.0.2', 'v', 'u-v'), address('n', 'ipv4', '10.0.0.3', 'x', 'u-x'),
+        address('n', 'ipv4', '10.0.0.4', 'w', 'u-w-old'),
+        { ...address('n', 'ipv4', '10.0.0.5', 'v', 'u-v'), metadata: { name: 'n.ipv4.10.0.0.6', generation: 1 } },
+        { ...vm('w', { state: 'RUNNING', nics: [{ network_name: 'n', ipv4_address: '10.0.0.2', hardware_address: '52:54:00:00:00:01' }] }), metadata: { name: 'w', uid: 'u-w', generation: 1 } },
         doc('BlockStorage', 'd', { backing_block_storage: 'base' }, { node_name: 'host-a', state: 'AVAILABLE' }),
         doc('BlockStorage', 'stuck', {}, { conditions: [{ type: 'Ready', reason: 'Deleting' }] }, { deletionTimestamp: 'now', finalizers: ['f'] }),
         doc('BlockStorage', 'held', {}, { conditions: [{ type: 'Ready', reason: 'WaitingForDependants' }] }, { deletionTimestamp: 'now', finalizers: ['f'] }),
-        vm('v', { node_name: 'host-a', state: 'RUNNING' }),
+        { ...vm('v', { node_name: 'host-a', state: 'RUNNING', nics: [{ network_name: 'n', ipv4_address: '10.0.0.2', hardware_address: '52:54:00:00:00:01' }] }), metadata: { name: 'v', uid: 'u-v', generation: 1 } },
       ],
       hosts: [host({ disks: [{ name: 'd', backingFile: '/x/base.qcow2', backingExists: false }, { name: 'lost' }], qemu: ['ghost'], links: [tapName('ghost', 0), bridgeName('gone-net')] })],
       actionExecutions: { a1: 1, a2: 2 },
@@ -81,6 +87,13 @@ describe('checkInvariants', () => {
     expect(details).toContain('Node/host-a is overcommitted: CPU requests 1000 > 500');
     expect(details).toContain('Node/host-a stores reserved_computes in its document');
     expect(details).toContain('Reservation/compute.host-b.seed names node host-b, which does not exist');
+    expect(details).toContain('Network/n still lists reserved_network_interfaces');
+    expect(details).toContain('NetworkAddress/n.ipv4.10.0.0.3 is held by x.0 (uid u-x), which no VirtualMachine accounts for');
+    expect(details).toContain('NetworkAddress/n.ipv4.10.0.0.4 is held by w.0 (uid u-w-old)');
+    expect(details).toContain('NetworkAddress/n.ipv4.10.0.0.6 is not named by its value');
+    expect(details).toMatch(/w\.0 and v\.0 both hold n ipv4 10\.0\.0\.2|v\.0 and w\.0 both hold n ipv4 10\.0\.0\.2/);
+    expect(details).toContain('VirtualMachine/v is RUNNING with nics[0] ipv4 10.0.0.2, mac 52:54:00:00:00:01, but holds ipv4 10.0.0.2, ipv4 10.0.0.5');
+    expect(details).toContain('VirtualMachine/w is RUNNING with nics[0] ipv4 10.0.0.2, mac 52:54:00:00:00:01, but holds no addresses');
     // after the teardown, even a held object is a violation
     expect(checkInvariants(s, { final: true }).map((x) => x.detail).join('\n')).toContain('BlockStorage/held');
   });

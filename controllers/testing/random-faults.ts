@@ -4,6 +4,7 @@
 // network, so each piece has unit tests (random-faults.test.ts); the e2e test runs the operations
 // against a real control plane and builds the snapshot.
 import { bridgeName, tapName, vxlanName } from '../../agent/paths';
+import { addressName } from '../../api/addresses';
 import { blockStorageNode } from '../../api/placement';
 import type { BlockStorage } from '../../api/types';
 
@@ -123,7 +124,7 @@ export function describeOp(op: Op): string {
 /** What a document looks like to the checks (the parts they read). */
 export interface Doc {
   kind: string;
-  metadata: { name: string; generation?: number; deletionTimestamp?: string; finalizers?: string[] };
+  metadata: { name: string; uid?: string; generation?: number; deletionTimestamp?: string; finalizers?: string[] };
   spec: any;
   status?: any;
 }
@@ -147,7 +148,6 @@ export interface Snapshot {
 
 export interface Violation { invariant: string; detail: string }
 
-const RESERVED_BY_VM = 'n0core/provisioning/virtual_machine/virtual_machine/reserved_by';
 
 /**
  * Every invariant of issue [I] that a converged snapshot can show. `final` is the snapshot after
@@ -232,38 +232,46 @@ export function checkInvariants(s: Snapshot, options: { final?: boolean } = {}):
     if (over.length) v('node-reservations', `Node/${name} is overcommitted: ${over.join(', ')}`);
   }
 
-  // Reservations on every Network: each one a nic of a placed VM that names it; no duplicates.
-  const macs = new Map<string, string>();
+  // Addresses (api/addresses.ts): every NetworkAddress is named by its value, held by a VM whose
+  // nics[i] is on that network (same uid) or by a seed reservation; no two NICs share an address in
+  // a network (nor a MAC anywhere); a running VM's NICs have exactly their address objects; the
+  // Network document lists none of them (a stored list is migrated away).
+  const addresses = of('NetworkAddress');
+  const field = { mac: 'hardware_address', ipv4: 'ipv4_address', ipv6: 'ipv6_address' } as const;
   for (const net of nets) {
-    const name = net.metadata.name;
-    const reserved: Record<string, any> = net.status?.reserved_network_interfaces ?? {};
-    const ips = new Map<string, string>();
-    for (const [key, r] of Object.entries(reserved)) {
-      const dot = key.lastIndexOf('.');
-      const vmName = dot > 0 ? key.slice(0, dot) : key;
-      const i = Number(key.slice(dot + 1));
-      const vm = vmByName.get(vmName);
-      if (!vm || r.annotations?.[RESERVED_BY_VM] !== vmName) v('network-reservations', `Network/${name} reserves ${key}, which no VirtualMachine accounts for`);
-      else if (vm.spec.nics?.[i]?.network_name !== name) v('network-reservations', `Network/${name} reserves ${key}, but ${vmName}'s nics[${i}] is ${vm.spec.nics?.[i]?.network_name ?? 'absent'}`);
-      if (r.ipv4_address) {
-        if (ips.has(r.ipv4_address)) v('unique-addresses', `Network/${name}: ${key} and ${ips.get(r.ipv4_address)} both hold ${r.ipv4_address}`);
-        ips.set(r.ipv4_address, key);
-      }
-      if (r.hardware_address) {
-        const mac = String(r.hardware_address).toLowerCase();
-        if (macs.has(mac)) v('unique-addresses', `${name}/${key} and ${macs.get(mac)} both hold MAC ${mac}`);
-        macs.set(mac, `${name}/${key}`);
-      }
-    }
+    if (Object.keys(net.status?.reserved_network_interfaces ?? {}).length) v('network-reservations', `Network/${net.metadata.name} still lists reserved_network_interfaces in its document`);
   }
-  // A running VM's nics are the ones reserved for it.
+  const held = new Map<string, any[]>();
+  for (const a of addresses) {
+    const sp = a.spec ?? {};
+    let expected: string | undefined;
+    try { expected = addressName(sp.network_name, sp.family, sp.address); } catch { expected = undefined; }
+    if (expected !== a.metadata.name) v('unique-addresses', `NetworkAddress/${a.metadata.name} is not named by its value (${sp.network_name} ${sp.family} ${sp.address})`);
+    if (!nets.some((n) => n.metadata.name === sp.network_name)) v('no-orphans', `NetworkAddress/${a.metadata.name} is lent by Network ${sp.network_name}, which does not exist`);
+    if (!sp.virtual_machine_name) continue;
+    const vm = vmByName.get(sp.virtual_machine_name);
+    if (!vm || vm.metadata.uid !== sp.virtual_machine_uid) v('no-orphans', `NetworkAddress/${a.metadata.name} is held by ${sp.holder_key} (uid ${sp.virtual_machine_uid}), which no VirtualMachine accounts for`);
+    else if (vm.spec.nics?.[sp.nic_index]?.network_name !== sp.network_name) v('network-reservations', `NetworkAddress/${a.metadata.name} is held by ${sp.holder_key}, but ${vm.metadata.name}'s nics[${sp.nic_index}] is on ${vm.spec.nics?.[sp.nic_index]?.network_name ?? 'nothing'}`);
+    const key = `${sp.virtual_machine_name}/${sp.virtual_machine_uid}/${sp.nic_index}`;
+    held.set(key, [...(held.get(key) ?? []), a]);
+  }
+  // No two NICs share an address: as the VMs report them (the objects cannot, their names are their values).
+  const seen = new Map<string, string>();
   for (const vm of vms) {
+    if (!['RUNNING', 'SHUTDOWN', 'PAUSED'].includes(vm.status?.state)) continue;
     for (const [i, nic] of (vm.status?.nics ?? []).entries()) {
-      if (!['RUNNING', 'SHUTDOWN', 'PAUSED'].includes(vm.status?.state)) break;
-      const net = nets.find((n) => n.metadata.name === nic.network_name);
-      const r = net?.status?.reserved_network_interfaces?.[`${vm.metadata.name}.${i}`];
-      if (!r) v('network-reservations', `VirtualMachine/${vm.metadata.name} is ${vm.status.state} with nics[${i}] on ${nic.network_name}, which reserves nothing for it`);
-      else if (r.ipv4_address !== nic.ipv4_address || r.hardware_address !== nic.hardware_address) v('network-reservations', `VirtualMachine/${vm.metadata.name} nics[${i}] says ${nic.ipv4_address}/${nic.hardware_address}, the Network ${r.ipv4_address}/${r.hardware_address}`);
+      const who = `${vm.metadata.name}.${i}`;
+      for (const [family, f] of Object.entries(field)) {
+        const value = nic[f];
+        if (!value) continue;
+        const k = family === 'mac' ? `mac ${String(value).toLowerCase()}` : `${nic.network_name} ${family} ${value}`;
+        if (seen.has(k)) v('unique-addresses', `${who} and ${seen.get(k)} both hold ${k}`);
+        seen.set(k, who);
+      }
+      const mine = held.get(`${vm.metadata.name}/${vm.metadata.uid}/${i}`) ?? [];
+      const want = Object.entries(field).filter(([, f]) => nic[f]).map(([family, f]) => `${family} ${family === 'mac' ? String(nic[f]).toLowerCase() : nic[f]}`).sort();
+      const have = mine.map((a) => `${a.spec.family} ${a.spec.address}`).sort();
+      if (JSON.stringify(want) !== JSON.stringify(have)) v('network-reservations', `VirtualMachine/${vm.metadata.name} is ${vm.status.state} with nics[${i}] ${want.join(', ')}, but holds ${have.join(', ') || 'no addresses'}`);
     }
   }
 
