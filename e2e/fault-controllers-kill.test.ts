@@ -8,6 +8,7 @@ import { TestCloud } from './cloud';
 import { RestartableEtcd } from './etcd';
 import { emptyDisk, timing } from './images';
 import { nicKey } from '../controllers/virtualmachine';
+import { listAddresses } from '../api/addresses';
 
 jest.setTimeout(900_000);
 
@@ -44,13 +45,14 @@ async function killAt(vm: string, point: Point, signal: AbortSignal): Promise<bo
     }
     return false;
   }
-  const kind = point === 'scheduled' ? 'VirtualMachine' : 'Network';
+  // nic-reserved: the first address object (IPv4, created before the MAC): the next pass must find it as its own.
+  const kind = point === 'scheduled' ? 'VirtualMachine' : 'NetworkAddress';
   const { resourceVersion } = await cloud.store.list(kind);
   for await (const event of cloud.store.watch(kind, { resourceVersion, signal })) {
     const obj = event.object as any;
     const hit = point === 'scheduled'
       ? obj.metadata.name === vm && Boolean(obj.status?.node_name)
-      : obj.metadata.name === 'crash-net' && Boolean(obj.status?.reserved_network_interfaces?.[nicKey(vm, 0)]);
+      : obj.spec?.network_name === 'crash-net' && obj.spec?.holder_key === nicKey(vm, 0);
     if (hit) { kill(); return true; }
   }
   return false;
@@ -59,10 +61,10 @@ async function killAt(vm: string, point: Point, signal: AbortSignal): Promise<bo
 /** Where the create really was when the controllers died (they may have gone a step further). */
 async function progress(vm: string): Promise<string> {
   const doc = await cloud.store.get('VirtualMachine', vm).catch(() => undefined);
-  const net = await cloud.store.get('Network', 'crash-net');
+  const held = (await listAddresses(cloud.store, 'crash-net')).filter((a) => a.spec.holder_key === nicKey(vm, 0)).map((a) => a.spec.family);
   return [
     doc?.status?.node_name ? 'scheduled' : 'unscheduled',
-    net.status?.reserved_network_interfaces?.[nicKey(vm, 0)] ? 'nic reserved' : 'no nic',
+    held.length ? `nic holds ${held.join('+')}` : 'no nic',
     `${cloud.qemuPids('host-a', vm).length} qemu`,
     `state ${doc?.status?.state ?? '-'}`,
   ].join(', ');
@@ -102,12 +104,11 @@ test.each(['scheduled', 'nic-reserved', 'qemu-started'] as Point[])('killed afte
   expect(cloud.qemuPids('host-a', vm)).toHaveLength(1);
   const observed = await cloud.observe('host-a');
   expect(observed.vms.filter((v) => v.name === vm)).toHaveLength(1);
-  const net = await cloud.store.get('Network', 'crash-net');
-  const mine = Object.entries(net.status?.reserved_network_interfaces ?? {}).filter(([, r]) => r.annotations?.['n0core/provisioning/virtual_machine/virtual_machine/reserved_by'] === vm);
-  expect(mine.map(([k]) => k)).toEqual([nicKey(vm, 0)]);
-  expect(mine[0][1].ipv4_address).toBe(result.nics[0].ipv4_address);
-  const ips = Object.values(net.status?.reserved_network_interfaces ?? {}).map((r) => r.ipv4_address);
-  expect(new Set(ips).size).toBe(ips.length);
+  const stored = await cloud.store.get('VirtualMachine', vm);
+  const mine = (await listAddresses(cloud.store, 'crash-net')).filter((a) => a.spec.virtual_machine_name === vm);
+  expect(mine.map((a) => `${a.spec.holder_key} ${a.spec.virtual_machine_uid} ${a.spec.family} ${a.spec.address}`).sort()).toEqual([
+    `${nicKey(vm, 0)} ${stored.metadata.uid} ipv4 ${result.nics[0].ipv4_address}`, `${nicKey(vm, 0)} ${stored.metadata.uid} mac ${result.nics[0].hardware_address}`,
+  ]);
   const node = await renderedNode(cloud.store, 'host-a');
   expect(Object.keys(node.status?.reserved_computes ?? {}).filter((k) => k === vm)).toEqual([vm]);
   const tapsOfVm = observed.networks.flatMap((n) => n.taps);
@@ -119,6 +120,7 @@ test('deleting the crashed creates leaves nothing behind', async () => {
     await call('VirtualMachineService', 'DeleteVirtualMachine', { name: `crash-${point}` });
     await call('BlockStorageService', 'DeleteBlockStorage', { name: `crash-${point}-disk` });
   }
+  expect(await listAddresses(cloud.store, 'crash-net')).toEqual([]);
   await call('NetworkService', 'DeleteNetwork', { name: 'crash-net' });
   const node = await renderedNode(cloud.store, 'host-a');
   expect(node.status?.reserved_computes ?? {}).toEqual({});

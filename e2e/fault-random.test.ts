@@ -43,7 +43,7 @@ const CALL_DEADLINE_MS = 20_000;
 const CONVERGE_MS = 150_000;
 const NODE = 'host-a';
 const MiB = 1024 ** 2;
-const KINDS = ['Node', 'Network', 'BlockStorage', 'Image', 'VirtualMachine', 'Reservation'] as const;
+const KINDS = ['Node', 'Network', 'BlockStorage', 'Image', 'VirtualMachine', 'Reservation', 'NetworkAddress'] as const;
 const REQUEST_NODE = 'n0core/provisioning/block_storage/request_node_name';
 
 jest.setTimeout(LONG ? 6 * 3600_000 : 1_800_000);

@@ -7,6 +7,7 @@ import { openStore } from '../store';
 import type { Store } from '../store/store';
 import type { Network, VirtualMachine } from '../types';
 import { AdmittingStore } from './store';
+import { addressObject, seedHolder } from '../addresses';
 
 const code = (p: Promise<unknown>) => p.then(() => 'ok', (err) => `${(err as { code?: string }).code}: ${(err as Error).message}`);
 
@@ -35,9 +36,14 @@ describe('AdmittingStore on the embedded store', () => {
     expect(await code(raw.get('VirtualMachine', 'vm-a'))).toMatch(/^NotFound/);
   });
 
-  it('update and patch: the cidr under a reservation is refused either way; status writes pass; a stale version is a Conflict', async () => {
-    const net = await store.get('Network', 'net-a');
-    const reserved = await store.update({ ...net, status: { reserved_network_interfaces: { 'port-a': { ipv4_address: '10.1.0.1' } } } }, { subresource: 'status' });
+  it('update and patch: the cidr of a Network lending an address is refused either way; a stale version is a Conflict', async () => {
+    const reserved = await store.get('Network', 'net-a');
+    const lent = addressObject('net-a', 'ipv4', '10.1.0.1', seedHolder('port-a'));
+    // An address is named by its value, and lent only by a Network that exists.
+    expect(await code(store.create({ ...lent, metadata: { ...lent.metadata, name: 'net-a.ipv4.10.1.0.2' } }))).toMatch(/^InvalidArgument: .*must be named net-a\.ipv4\.10\.1\.0\.1/);
+    expect(await code(store.create(addressObject('no-net', 'ipv4', '10.1.0.1', seedHolder('p'))))).toMatch(/^FailedPrecondition: network_name: Network "no-net" does not exist/);
+    const created = await store.create(lent);
+    expect(await code(store.update({ ...created, spec: { ...created.spec, holder_key: 'thief' } }))).toMatch(/^InvalidArgument: .*immutable/);
     expect(await code(store.update({ ...reserved, spec: { ipv4_cidr: '10.9.0.0/24' } }))).toMatch(/^FailedPrecondition: .*ipv4_cidr cannot change/);
     expect(await code(store.patch('Network', 'net-a', { type: 'merge', value: { spec: { ipv4_cidr: '10.9.0.0/24' } } }))).toMatch(/^FailedPrecondition: .*ipv4_cidr/);
     expect(await code(store.patch('Network', 'net-a', { type: 'json', ops: [{ op: 'replace', path: '/spec/ipv4_cidr', value: '10.9.0.0/24' }] }))).toMatch(/^FailedPrecondition/);
@@ -46,6 +52,9 @@ describe('AdmittingStore on the embedded store', () => {
     expect(patched.spec).toEqual({ ipv4_cidr: '10.1.0.0/24', domain: 'example.org' });
     expect(await code(store.update({ ...reserved, spec: { ipv4_cidr: '10.1.0.0/24', domain: 'stale.example' } }))).toMatch(/^Conflict/);
     expect(await code(store.patch('Network', 'net-a', { type: 'json', ops: [{ op: 'test', path: '/spec/domain', value: 'other' }] }))).toMatch(/^Conflict/);
+    // Released: the cidr may change.
+    await store.delete('NetworkAddress', lent.metadata.name);
+    expect((await store.patch('Network', 'net-a', { type: 'merge', value: { spec: { ipv4_cidr: '10.9.0.0/24' } } })).spec.ipv4_cidr).toBe('10.9.0.0/24');
   });
 
   it('delete passes through (the controllers\' finalizers hold what is still needed)', async () => {
