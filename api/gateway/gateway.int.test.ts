@@ -7,6 +7,7 @@ import { TestCloud } from '../../e2e/cloud';
 import { startApi, type RunningApi } from '../../cli/controlplane';
 import { TokenFile } from '../server/auth';
 import { ROUTES, WATCH_PATH } from './routes';
+import { addressObject, seedHolder } from '../addresses';
 
 jest.setTimeout(300_000);
 
@@ -190,7 +191,7 @@ describe('REST gateway', () => {
         expect(res.headers['content-type']).toBe('text/event-stream');
         res.on('data', (chunk) => {
           events.push(String(chunk));
-          if (events.join('').includes('"sse-net"') && events.join('').includes('"DELETED"')) { r.destroy(); resolve(); }
+          if (events.join('').includes('"sse-net"') && events.join('').includes('"DELETED","object":{"name":"sse-net"')) { r.destroy(); resolve(); }
         });
       });
       r.on('error', (err) => (events.join('').includes('DELETED') ? resolve() : reject(err)));
@@ -198,12 +199,17 @@ describe('REST gateway', () => {
     });
     await new Promise((r) => setTimeout(r, 300));
     expect((await req('PUT', '/api/v0/network/sse-net', { token: cloud.token, body: { ipv4_cidr: '10.95.0.0/24' } })).status).toBe(200);
+    // An address lent is a change of the Network's view, though not of its document.
+    const lent = await cloud.store.create(addressObject('sse-net', 'ipv4', '10.95.0.7', seedHolder('port-x')));
+    await new Promise((r) => setTimeout(r, 300));
+    await cloud.store.delete('NetworkAddress', lent.metadata.name);
     expect((await req('DELETE', '/api/v0/network/sse-net', { token: cloud.token })).status).toBe(200);
     await done;
     const text = events.join('');
     expect(text).toMatch(/^retry: \d+\nevent: sync\ndata: \{"items":/);
     expect(text).toMatch(/"type":"ADDED","object":\{[^\n]*"name":"sse-net"/);
     expect(text).toMatch(/"type":"DELETED","object":\{[^\n]*"name":"sse-net"/);
+    expect(text).toMatch(/"type":"MODIFIED","object":\{[^\n]*"name":"sse-net"[^\n]*"reserved_network_interfaces":\{"port-x":\{[^\n]*"ipv4_address":"10\.95\.0\.7"/);
     const unauth = await req('GET', '/api/v0/watch/network');
     expect(unauth.status).toBe(401);
   });

@@ -27,6 +27,7 @@ import { virtualMachineService } from '../server/virtualmachine';
 import { blockStorageMessage, imageMessage, networkMessage, nodeMessage, virtualMachineMessage } from '../server/convert';
 import { match, requestOf, ROUTES, WATCH_KINDS, type Route } from './routes';
 import { openApiDocument } from './openapi';
+import { networkWatch } from './network-watch';
 import { SessionStore, SESSION_COOKIE } from './session';
 import { AdmissionReviewError, reviewAdmission, type AdmissionReview } from '../admission';
 
@@ -265,6 +266,10 @@ export class Gateway {
 
   /** The list as one `sync` event, then every change, from the store's watch; pings keep proxies from closing it. */
   private serveWatch(kind: Kind, req: http.IncomingMessage, res: http.ServerResponse): Promise<void> {
+    if (kind === 'Network') {
+      const networks = networkWatch(this.store);
+      return this.stream(req, res, () => networks.list(), (rv, signal) => networks.watch(rv, signal), (d) => this.render(kind, networks.render(d)));
+    }
     return this.stream(req, res, () => this.store.list(kind), (rv, signal) => this.store.watch(kind, { resourceVersion: rv, signal }), (d) => this.render(kind, d as AnyResource));
   }
 
