@@ -202,7 +202,17 @@ export async function reserveAddresses(store: Store, view: AddressView, net: Net
   const network = net.metadata.name;
   const known = await view.held(network);
   const mine = known.filter((a) => heldBy(a, holder));
-  const others = (family: AddressFamily) => new Map(known.filter((a) => a.spec.family === family && !heldBy(a, holder)).map((a) => [a.spec.address, describeHolder(a)]));
+  // A Network stored by the previous version lists its interfaces until its controller migrates
+  // them: those are taken too, and this holder's own entry is what it keeps (so a VM reconciled
+  // before the migration does not move to another address, or take a neighbour's).
+  const legacy = Object.entries(net.status?.reserved_network_interfaces ?? {});
+  const own = legacy.find(([key]) => key === holder.key)?.[1];
+  if (own) request = { hardware_address: request.hardware_address || own.hardware_address, ipv4_address: request.ipv4_address || own.ipv4_address, ipv6_address: request.ipv6_address || own.ipv6_address };
+  const listed = { mac: 'hardware_address', ipv4: 'ipv4_address', ipv6: 'ipv6_address' } as const;
+  const others = (family: AddressFamily) => new Map([
+    ...legacy.filter(([key, r]) => key !== holder.key && r[listed[family]]).map(([key, r]) => [family === 'mac' ? r[listed[family]]!.toLowerCase() : r[listed[family]]!, key] as [string, string]),
+    ...known.filter((a) => a.spec.family === family && !heldBy(a, holder)).map((a) => [a.spec.address, describeHolder(a)] as [string, string]),
+  ]);
   const held = (family: AddressFamily, recorded?: string): string | undefined => {
     const of = mine.filter((a) => a.spec.family === family).map((a) => a.spec.address).sort();
     return of.find((a) => a === recorded) ?? of[0];

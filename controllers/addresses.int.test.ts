@@ -120,12 +120,18 @@ describe.each(backends)('NetworkAddress allocation on the %s store', (_name, ope
       'port-a': { hardware_address: '02:00:00:00:00:0c', ipv4_address: '10.32.0.4', annotations: { owner: 'me' } },
     };
     await store.update({ ...created, status: { reserved_network_interfaces: legacy } }, { subresource: 'status' });
-    const before = renderNetwork(await store.get('Network', 'legacy'), []).status!.reserved_network_interfaces;
+    const stored = await store.get('Network', 'legacy');
+    const before = renderNetwork(stored, []).status!.reserved_network_interfaces;
+    // Reconciled before the migration: a listed VM keeps its addresses; a new NIC takes none of the listed ones.
+    expect(await reserveAddresses(store, storeAddressView(store), stored, vmHolder(vm, 0), {}, 'nics[0]')).toEqual({ hardware_address: '02:00:00:00:00:0a', ipv4_address: '10.32.0.2' });
+    expect((await reserveAddresses(store, storeAddressView(store), stored, holder(9), {}, 'nics[0]')).ipv4_address).toBe('10.32.0.1');
+    expect((await reserveAddresses(store, storeAddressView(store), stored, holder(10), {}, 'nics[0]')).ipv4_address).toBe('10.32.0.5');
+    await expect(reserveAddresses(store, storeAddressView(store), stored, holder(11), { ipv4_address: '10.32.0.4' }, 'nics[0]')).rejects.toMatchObject({ field: 'nics[0].ipv4_address', message: expect.stringMatching(/by port-a/) });
     await new NetworkReconciler(() => { throw new Error('no agent'); }).reconcile('legacy', ctxOf(store));
     const after = await store.get('Network', 'legacy');
     expect(after.status?.reserved_network_interfaces).toBeUndefined();
     expect(after.status?.state).toBe('AVAILABLE');
-    const objects = await listAddresses(store, 'legacy');
+    const objects = (await listAddresses(store, 'legacy')).filter((o) => o.spec.holder_key in legacy);
     expect(objects.map((o) => o.metadata.name).sort()).toEqual(['legacy.ipv4.10.32.0.2', 'legacy.ipv4.10.32.0.4', 'legacy.mac.02000000000a', 'legacy.mac.02000000000c']);
     expect(objects.find((o) => o.spec.holder_key === 'old-vm.0')!.spec.virtual_machine_uid).toBe(vm.metadata.uid);
     // The seed's view is what it was, less the interface of a VM that no longer exists.
@@ -133,7 +139,7 @@ describe.each(backends)('NetworkAddress allocation on the %s store', (_name, ope
     expect(renderNetwork(after, objects).status!.reserved_network_interfaces).toEqual(kept);
     // Again: nothing to do.
     await new NetworkReconciler(() => { throw new Error('no agent'); }).reconcile('legacy', ctxOf(store));
-    expect(await listAddresses(store, 'legacy')).toHaveLength(4);
+    expect(await listAddresses(store, 'legacy')).toHaveLength(8);
   });
 
   it('collects an address whose holder VM is gone or a namesake, and keeps a live holder\'s and a seed reservation\'s', async () => {
