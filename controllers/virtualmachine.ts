@@ -167,7 +167,7 @@ export class VirtualMachineReconciler implements Reconciler<'VirtualMachine'> {
       ...(old && ((old.status?.state === 'Ready') !== (node.status?.state === 'Ready') || old.spec.address !== node.spec.address) ? cache.list('VirtualMachine') : []),
     ].map((vm) => vm.metadata.name)) },
     // A Network's spec change (a gateway address goes onto every node's bridge) reaches its VMs;
-    // status writes (an address reserved for each new VM) do not.
+    // its status writes do not (addresses are NetworkAddress objects, not Network writes).
     { kind: 'Network' as const, map: (net: any, cache: Cache, old?: any) => this.nudge(old && (old.metadata.generation ?? 1) !== (net.metadata.generation ?? 1)
       ? cache.byIndex('VirtualMachine', INDEX.byNetwork, net.metadata.name).map((vm) => vm.metadata.name) : []) },
   ];
