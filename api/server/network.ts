@@ -64,10 +64,8 @@ export function networkService(context: FacadeContext): ServiceHandlers {
       const name = validateName(req.network_name, 'network_name');
       const key = validateName(req.network_interface_name, 'network_interface_name');
       const net = await store.get('Network', name);
-      const legacy = net.status?.reserved_network_interfaces?.[key];
-      // Not migrated yet (its controller turns the list into objects): as the previous version answered.
-      if (legacy) throw new FailedPreconditionError(`${key} already holds ${legacy.ipv4_address ?? legacy.hardware_address} in Network "${name}"`, 'ReserveNetworkInterfaceRequest');
       // Through the admitting store: a Network being deleted lends nothing new (networkaddress.network).
+      // A key the Network still lists (not migrated yet) gets its listed addresses as objects.
       await reserveAddresses(store, storeAddressView(store), net, seedHolder(key), {
         hardware_address: given(req.hardware_address), ipv4_address: given(req.ipv4_address), ipv6_address: given(req.ipv6_address),
       }, 'ReserveNetworkInterfaceRequest', { annotations: mapOrUndefined(req.annotations) });
