@@ -162,15 +162,16 @@ describe('FakeApiServer', () => {
     expect(both.body.message).toMatch(/is invalid: \[spec\.limit_bytes: .*can only grow.*, spec\.request_bytes: .*can only grow.*\]$/);
     const grow = await call('PUT', `${bsBase}/d1`, { ...bs({ request_bytes: 1024, limit_bytes: 4096 }), metadata: { name: 'd1', resourceVersion: rv } });
     expect(grow.code).toBe(200);
-    // Forbidden-reason rules, and root rules that read the stored status (oldSelf.status).
-    const n = await call('POST', base, net('cel'));
-    const st = await call('PUT', `${base}/cel/status`, { ...n.body, status: { reserved_network_interfaces: { 'vm1.0': { ipv4_address: '10.0.0.1' } } } });
-    expect(st.code).toBe(200);
-    const moved = await call('PUT', `${base}/cel`, { ...st.body, spec: { ipv4_cidr: '10.1.0.0/24' } });
+    // A transition rule on a whole object (self == oldSelf): a NetworkAddress never changes.
+    const addrBase = '/apis/n0stack.io/v1alpha1/networkaddresses';
+    const spec = { network_name: 'cel', family: 'ipv4', address: '10.0.0.5', holder_key: 'vm1.0' };
+    const addr = await call('POST', addrBase, { apiVersion: 'n0stack.io/v1alpha1', kind: 'NetworkAddress', metadata: { name: 'cel.ipv4.10.0.0.5' }, spec });
+    expect(addr.code).toBe(201);
+    const moved = await call('PUT', `${addrBase}/cel.ipv4.10.0.0.5`, { ...addr.body, spec: { ...spec, holder_key: 'vm2.0' } });
     expect(moved.code).toBe(422);
-    expect(moved.body.message).toMatch(/spec\.ipv4_cidr: Forbidden: ipv4_cidr cannot change while network interfaces are reserved/);
-    expect(moved.body.details.causes[0].reason).toBe('FieldValueForbidden');
-    expect((await call('PUT', `${base}/cel`, { ...st.body, spec: { ipv4_cidr: '10.0.0.0/24', domain: 'd' } })).code).toBe(200);
+    expect(moved.body.message).toMatch(/spec\.address: Invalid value: "object": a NetworkAddress is immutable/);
+    expect(moved.body.details.causes[0].reason).toBe('FieldValueInvalid');
+    expect((await call('PUT', `${addrBase}/cel.ipv4.10.0.0.5`, addr.body)).code).toBe(200);
     // A spec rule on create: neither CIDR.
     expect((await call('POST', base, { ...net('nocidr'), spec: {} })).body.message).toMatch(/spec\.ipv4_cidr: Invalid value: "object": ipv4_cidr \(or ipv6_cidr\) is required/);
   });
