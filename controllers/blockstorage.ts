@@ -118,6 +118,12 @@ export class BlockStorageReconciler implements Reconciler<'BlockStorage'> {
         }
       } catch (err) {
         if (!isN0Error(err, 'FailedPrecondition')) throw err;
+        // A pinned disk refused after its spec changed (a grow) may have been made by an earlier
+        // pass, committed at the first generation and killed before its first status write (the
+        // first generation itself is never refused once committed). No status ever called it
+        // AVAILABLE, so nobody can have written to it: remove it rather than leave a file no
+        // placement accounts for.
+        if (pinned && blockStorageNode(bs) === pinned && generation > 1) await this.agents(pinned).deleteBlockStorage(name);
         await this.setStatus(ctx, name, generation, { state: 'FAILED' }, { type: 'Ready', status: 'False', reason: 'Unschedulable', message: (err as Error).message });
         return { requeueAfterMs: 15000 };
       }

@@ -150,7 +150,7 @@ describe('a controller killed between recording a placement and committing it', 
     expect(await holders('reserved_storages', 'disk3')).toEqual([]);
   });
 
-  it('BlockStorage pinned at creation, made by a pass killed before any status write, then grown past its node: refused, and its delete still removes the file', async () => {
+  it('BlockStorage pinned at creation, made by a pass killed before any status write, then grown past its node: refused, and the file is removed then (no disk file without a placement)', async () => {
     const r = new BlockStorageReconciler(() => agent);
     await store.create(pinnedDoc);
     await killedOnceMade(r);
@@ -158,10 +158,13 @@ describe('a controller killed between recording a placement and committing it', 
     await store.update({ ...made, spec: { ...made.spec, request_bytes: 200 * GiB, limit_bytes: 200 * GiB } });
     await r.reconcile('disk3', await ctxOf(r));
     expect((await store.get('BlockStorage', 'disk3')).status).toMatchObject({ state: 'FAILED', conditions: [expect.objectContaining({ reason: 'Unschedulable' })] });
+    // Refused and no longer counted on n2: the file made there is removed at once, not at the delete.
+    expect(agentCalls).toEqual(['ensureBlockStorage disk3', 'deleteBlockStorage disk3']);
+    expect(await holders('reserved_storages', 'disk3')).toEqual([]);
     await store.delete('BlockStorage', 'disk3');
     await r.reconcile('disk3', await ctxOf(r));
     await expect(store.get('BlockStorage', 'disk3')).rejects.toThrow(/not found/i);
-    expect(agentCalls).toEqual(['ensureBlockStorage disk3', 'deleteBlockStorage disk3']);
+    expect(agentCalls).toEqual(['ensureBlockStorage disk3', 'deleteBlockStorage disk3', 'deleteBlockStorage disk3']);
   });
 
   it('BlockStorage pinned at creation: made with one status write; a VM claiming it is the disk\'s second, and its own pass then writes nothing', async () => {
