@@ -113,17 +113,17 @@ export class BlockStorageReconciler implements Reconciler<'BlockStorage'> {
               const written = await this.setStatus(ctx, name, generation, { node_name: n, state: 'PENDING' }, { type: 'Ready', status: 'False', reason: 'Creating', message: `creating on node ${n}` });
               return { kind: 'BlockStorage', key: name, resourceVersion: written.metadata.resourceVersion!, reservation };
             },
-            undo: async () => { await unplace(); },
+            undo: async () => { if (pinned) await this.agents(pinned).deleteBlockStorage(name); await unplace(); },
           }, { pinnedNode: pinned });
         }
       } catch (err) {
         if (!isN0Error(err, 'FailedPrecondition')) throw err;
-        // A pinned disk refused after its spec changed (a grow) may have been made by an earlier
-        // pass, committed at the first generation and killed before its first status write (the
-        // first generation itself is never refused once committed). No status ever called it
-        // AVAILABLE, so nobody can have written to it: remove it rather than leave a file no
+        // A pinned disk refused here (its spec grew, or a write gave it a reason before its first
+        // pass's status landed) may have been made by an earlier pass killed before that write.
+        // Without a node in its status it was never AVAILABLE, so nobody can have written to it:
+        // remove it from its pinned node (a no-op there when absent) rather than leave a file no
         // placement accounts for.
-        if (pinned && blockStorageNode(bs) === pinned && generation > 1) await this.agents(pinned).deleteBlockStorage(name);
+        if (pinned) await this.agents(pinned).deleteBlockStorage(name);
         await this.setStatus(ctx, name, generation, { state: 'FAILED' }, { type: 'Ready', status: 'False', reason: 'Unschedulable', message: (err as Error).message });
         return { requeueAfterMs: 15000 };
       }
@@ -133,6 +133,8 @@ export class BlockStorageReconciler implements Reconciler<'BlockStorage'> {
         await commitPlacement(ctx.store, cacheView(ctx), nodeName, { kind: 'BlockStorage', key: name, resourceVersion: bs.metadata.resourceVersion!, reservation });
       } catch (err) {
         if (!isN0Error(err, 'FailedPrecondition')) throw err;
+        // As above: a pinned disk an earlier, killed pass made is removed with its placement.
+        if (bs.spec.node_name) await this.agents(nodeName).deleteBlockStorage(name);
         await unplace();
         await this.setStatus(ctx, name, generation, { state: 'FAILED' }, { type: 'Ready', status: 'False', reason: 'Unschedulable', message: (err as Error).message });
         return { requeueAfterMs: 15000 };
