@@ -32,7 +32,9 @@ export async function mutate<K extends Kind>(
   change: (obj: KindMap[K]) => boolean | void | Promise<boolean | void>,
   options: MutateOptions<K> = {},
 ): Promise<KindMap[K]> {
-  const attempts = options.attempts ?? 50;
+  // Generous: writers that never pause (the test keeps three in a loop) can win many rounds in a
+  // row on a loaded machine; each retry waits up to 50 ms, so this still ends within seconds.
+  const attempts = options.attempts ?? 200;
   for (let attempt = 0; ; attempt++) {
     // A store's get returns an object of the caller's own: `change` may edit it in place.
     const current = attempt === 0 && options.base?.metadata.resourceVersion !== undefined && options.base.metadata.name === name
@@ -64,7 +66,9 @@ export async function deleteChecked<K extends Kind>(
   check: (obj: KindMap[K]) => void | Promise<void>,
   options: { attempts?: number } = {},
 ): Promise<KindMap[K]> {
-  const attempts = options.attempts ?? 50;
+  // Generous: writers that never pause (the test keeps three in a loop) can win many rounds in a
+  // row on a loaded machine; each retry waits up to 50 ms, so this still ends within seconds.
+  const attempts = options.attempts ?? 200;
   for (let attempt = 0; ; attempt++) {
     const current = await store.get(kind, name);
     await check(current);
